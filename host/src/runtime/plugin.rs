@@ -1,0 +1,388 @@
+//! A compiled plugin and its instances.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::PluginEngine;
+use super::bindings::{self, Batch, LogLevel, PluginPre};
+use super::codec::{ContractViolation, HandledBatch};
+use super::limits::{MemoryLimiter, PluginLimits};
+
+/// Idle instances kept per plugin; more are created when calls overlap and
+/// dropped when they finish.
+const MAX_IDLE_INSTANCES: usize = 8;
+
+/// Longest log line a plugin may write; longer lines are cut.
+const MAX_LOG_LINE_BYTES: usize = 4096;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("plugin {plugin} is not a valid WebAssembly component: {reason}")]
+    Compile { plugin: String, reason: String },
+    #[error("plugin {plugin} does not implement the runnel:plugin/plugin world: {reason}")]
+    WrongWorld { plugin: String, reason: String },
+    #[error(
+        "plugin {plugin} asks for {requested} bytes of memory, above the host's limit of {allowed}"
+    )]
+    MemoryLimitTooHigh {
+        plugin: String,
+        requested: u64,
+        allowed: u64,
+    },
+    #[error("plugin {plugin} sets a fuel budget but fuel metering is off on this host")]
+    FuelMeteringOff { plugin: String },
+    #[error("plugin {plugin} refused its configuration: {message}")]
+    InitRefused { plugin: String, message: String },
+    #[error("plugin {plugin} failed while starting: {source}")]
+    InitFailed { plugin: String, source: CallError },
+}
+
+/// How a call into a plugin failed as a whole (as opposed to the plugin
+/// reporting that one message failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallErrorKind {
+    /// The plugin trapped: a panic, an unreachable instruction, a bad memory
+    /// access.
+    Trap,
+    /// The call ran past its wall-clock deadline.
+    Timeout,
+    /// The plugin tried to grow its memory past its limit.
+    OutOfMemory,
+    /// The call used up its fuel budget.
+    OutOfFuel,
+    /// The plugin answered, but its answer broke the contract.
+    ContractViolation,
+}
+
+impl CallErrorKind {
+    /// Stable name for logs, metrics and dead-letter headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::OutOfMemory => "out_of_memory",
+            Self::OutOfFuel => "out_of_fuel",
+            Self::ContractViolation => "contract_violation",
+        }
+    }
+}
+
+impl std::fmt::Display for CallErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Error)]
+#[error("{kind}: {message}")]
+pub struct CallError {
+    pub kind: CallErrorKind,
+    pub message: String,
+}
+
+impl CallError {
+    fn new(kind: CallErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The result of one `handle` call with what it cost.
+#[derive(Debug)]
+pub struct Invocation {
+    pub result: Result<HandledBatch, CallError>,
+    pub elapsed: Duration,
+    /// Fuel the call consumed, when fuel metering is on.
+    pub fuel_used: Option<u64>,
+    /// The instance's linear memory size after the call, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// A compiled, pre-instantiated plugin. Cheap to share: clone the `Arc`.
+pub struct Plugin {
+    name: Arc<str>,
+    engine: PluginEngine,
+    pre: PluginPre<InstanceState>,
+    config: Vec<(String, String)>,
+    limits: PluginLimits,
+    idle: Mutex<Vec<PluginInstance>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    pub(super) fn compile(
+        engine: &PluginEngine,
+        name: &str,
+        wasm: &[u8],
+        config: Vec<(String, String)>,
+        limits: PluginLimits,
+    ) -> Result<Self, LoadError> {
+        let plugin = name.to_owned();
+        let allowed = engine.settings().max_memory_bytes;
+        if limits.max_memory_bytes > allowed {
+            return Err(LoadError::MemoryLimitTooHigh {
+                plugin,
+                requested: limits.max_memory_bytes,
+                allowed,
+            });
+        }
+        if limits.fuel_per_call.is_some() && !engine.settings().fuel_metering {
+            return Err(LoadError::FuelMeteringOff { plugin });
+        }
+        let component = Component::new(engine.engine(), wasm).map_err(|e| LoadError::Compile {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(Self {
+            name: name.into(),
+            engine: engine.clone(),
+            pre,
+            config,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// Creates an instance and runs `init`, proving that the plugin starts
+    /// with its configuration. The instance is kept for the first batch.
+    pub async fn validate(&self) -> Result<(), LoadError> {
+        let instance = self.instantiate().await?;
+        self.release(instance);
+        Ok(())
+    }
+
+    /// Runs one batch through the plugin.
+    pub async fn handle(&self, batch: &Batch) -> Invocation {
+        let started = Instant::now();
+        let mut instance = match self.take_idle() {
+            Some(instance) => instance,
+            None => match self.instantiate().await {
+                Ok(instance) => instance,
+                Err(error) => {
+                    let error = match error {
+                        LoadError::InitFailed { source, .. } => source,
+                        other => CallError::new(CallErrorKind::Trap, other.to_string()),
+                    };
+                    return Invocation {
+                        result: Err(error),
+                        elapsed: started.elapsed(),
+                        fuel_used: None,
+                        memory_bytes: 0,
+                    };
+                }
+            },
+        };
+        let fuel_before = self.prepare_call(&mut instance.store);
+        let handler = instance.bindings.runnel_plugin_handler();
+        let call = handler.call_handle(&mut instance.store, batch);
+        let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
+        let fuel_used =
+            fuel_before.map(|before| before.saturating_sub(instance.store.get_fuel().unwrap_or(0)));
+        let memory_bytes = instance.store.data().limiter.peak_memory_bytes();
+        let result = match outcome {
+            Ok(Ok(outcomes)) => HandledBatch::new(outcomes, batch.count as usize).map_err(
+                |violation: ContractViolation| {
+                    CallError::new(CallErrorKind::ContractViolation, violation.to_string())
+                },
+            ),
+            Ok(Err(error)) => Err(classify(&error, &instance.store, self.limits.call_timeout)),
+            Err(_elapsed) => Err(deadline_error(self.limits.call_timeout)),
+        };
+        // An instance whose call failed may hold broken state: drop it.
+        if result.is_ok() {
+            self.release(instance);
+        }
+        Invocation {
+            result,
+            elapsed: started.elapsed(),
+            fuel_used,
+            memory_bytes,
+        }
+    }
+
+    fn take_idle(&self) -> Option<PluginInstance> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn release(&self, instance: PluginInstance) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_INSTANCES {
+            idle.push(instance);
+        }
+    }
+
+    async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
+        let engine = self.engine.engine();
+        let state = InstanceState {
+            // Nothing from the host: no arguments, no environment, no
+            // preopened directories, no network.
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.max_memory_bytes),
+            plugin: self.name.clone(),
+            deadline: Instant::now(),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|context| {
+            if Instant::now() >= context.data().deadline {
+                return Err(DeadlineExceeded.into());
+            }
+            // Let other tasks run, then keep going.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+        let failed = |source: CallError| LoadError::InitFailed {
+            plugin: self.name.to_string(),
+            source,
+        };
+        self.prepare_call(&mut store);
+        let started = tokio::time::timeout(self.limits.call_timeout, async {
+            let bindings = self.pre.instantiate_async(&mut store).await?;
+            let init = bindings
+                .runnel_plugin_handler()
+                .call_init(&mut store, &self.config)
+                .await?;
+            Ok::<_, wasmtime::Error>((bindings, init))
+        })
+        .await;
+        match started {
+            Ok(Ok((bindings, Ok(())))) => Ok(PluginInstance { store, bindings }),
+            Ok(Ok((_, Err(message)))) => Err(LoadError::InitRefused {
+                plugin: self.name.to_string(),
+                message,
+            }),
+            Ok(Err(error)) => Err(failed(classify(&error, &store, self.limits.call_timeout))),
+            Err(_elapsed) => Err(failed(deadline_error(self.limits.call_timeout))),
+        }
+    }
+
+    /// Arms the deadline and fuel for one call; returns the fuel given.
+    fn prepare_call(&self, store: &mut Store<InstanceState>) -> Option<u64> {
+        store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
+        store.set_epoch_deadline(1);
+        if !self.engine.settings().fuel_metering {
+            return None;
+        }
+        let fuel = self.limits.fuel_per_call.unwrap_or(u64::MAX);
+        // Cannot fail: metering is on.
+        store.set_fuel(fuel).ok()?;
+        Some(fuel)
+    }
+}
+
+fn deadline_error(timeout: Duration) -> CallError {
+    CallError::new(
+        CallErrorKind::Timeout,
+        format!(
+            "call did not finish within {}",
+            humantime::format_duration(timeout)
+        ),
+    )
+}
+
+/// Raised from the epoch callback when a call passes its deadline.
+#[derive(Debug, Error)]
+#[error("call ran past its deadline")]
+struct DeadlineExceeded;
+
+/// Names the reason a call into `store` failed with `error`.
+fn classify(error: &wasmtime::Error, store: &Store<InstanceState>, timeout: Duration) -> CallError {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        return deadline_error(timeout);
+    }
+    // A guest whose allocator is refused memory usually aborts with a trap;
+    // the limiter knows the real reason.
+    if store.data().limiter.growth_refused() {
+        return CallError::new(
+            CallErrorKind::OutOfMemory,
+            format!("plugin exceeded its memory limit ({error:#})"),
+        );
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+        return CallError::new(CallErrorKind::OutOfFuel, "plugin used up its fuel budget");
+    }
+    CallError::new(CallErrorKind::Trap, format!("{error:#}"))
+}
+
+struct PluginInstance {
+    store: Store<InstanceState>,
+    bindings: bindings::Plugin,
+}
+
+/// What each instance's store holds.
+pub(crate) struct InstanceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    plugin: Arc<str>,
+    /// When the current call must end.
+    deadline: Instant,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+// The shared types interface has no functions to implement.
+impl bindings::runnel::plugin::types::Host for InstanceState {}
+
+impl bindings::runnel::plugin::log::Host for InstanceState {
+    fn log(&mut self, level: LogLevel, mut message: String) {
+        if message.len() > MAX_LOG_LINE_BYTES {
+            let mut cut = MAX_LOG_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
