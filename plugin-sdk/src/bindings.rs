@@ -1,0 +1,17 @@
+//! The one `generate!` call for the Runnel WIT world. Everything else in the SDK imports the
+//! generated types from here; plugin authors never see them.
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "plugin",
+    // `export_handler!` expands in the plugin's crate, so the generated export macro must be
+    // reachable from there; it is hidden behind `__private` and never named by authors.
+    pub_export_macro: true,
+    export_macro_name: "export_plugin_world",
+    default_bindings_module: "runnel_plugin_sdk::__private::bindings",
+});
+
+pub(crate) use runnel::plugin::types::{
+    Batch, BytesColumn, Failure as FailureRecord, FailureKind as FailureRecordKind, HeadersColumn,
+    Outcomes,
+};

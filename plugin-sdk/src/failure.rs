@@ -1,0 +1,62 @@
+//! Why a handler could not process one message.
+
+use std::fmt;
+
+/// The failure of one message, returned from [`Handler::handle`](crate::Handler::handle).
+///
+/// The kind tells the host what to do next: retry a transient failure, dead-letter or skip a
+/// permanent one. Any output the message had already sent is discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+/// Whether retrying the same message could succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// A temporary condition (a dependency was down, a rate limit): the host retries the message
+    /// according to the pipeline's policy.
+    Transient,
+    /// The message itself is bad (it does not parse, it breaks a rule): retrying cannot help, so
+    /// the host dead-letters or skips it.
+    Permanent,
+}
+
+impl Failure {
+    /// A failure that retrying the same message cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Permanent,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that a later retry of the same message may not hit.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+        };
+        write!(f, "{kind} failure: {}", self.message)
+    }
+}
+
+impl std::error::Error for Failure {}

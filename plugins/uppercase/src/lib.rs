@@ -1,0 +1,18 @@
+//! Upper-cases every value (ASCII only), keeping key and headers, to the default topic.
+
+use runnel_plugin_sdk::{Failure, Handler, Message, Outputs, export_handler};
+
+#[derive(Default)]
+struct Uppercase;
+
+impl Handler for Uppercase {
+    fn handle(&mut self, message: &Message, out: &mut Outputs) -> Result<(), Failure> {
+        let upper = message.value().to_ascii_uppercase();
+        out.send(upper)
+            .key(message.key())
+            .headers(message.headers());
+        Ok(())
+    }
+}
+
+export_handler!(Uppercase);
