@@ -1,0 +1,524 @@
+#!/usr/bin/env bash
+# broker.sh - a real single-node Apache Kafka broker (KRaft, combined
+# broker+controller) for Runnel's end-to-end tests.
+#
+#   broker.sh fetch                               cache the jars, print the libs dir
+#   broker.sh start --dir DIR [--watch-pid PID]   start a broker, print 127.0.0.1:PORT
+#   broker.sh stop  --dir DIR                     stop it (and its watcher)
+#   broker.sh status --dir DIR                    print the bootstrap address if running
+#
+# Why this shape:
+# - No Docker engine here, and the only network we have is the package
+#   registries, so the broker comes from Maven Central as plain jars and runs
+#   on the local JDK (`java -cp libs/* kafka.Kafka`).
+# - Jars are cached outside the repository, per Kafka version, in
+#   ${RUNNEL_CACHE:-$HOME/.cache/runnel}/kafka-<version>/libs; a stamp file marks
+#   a finished download so an interrupted one is redone.
+# - Every broker gets its own directory, ports, cluster id and log dirs, so
+#   parallel or repeated test runs never share state.
+# - stdout carries only the one result line (bootstrap address or libs dir),
+#   so callers can use `addr=$(broker.sh start ...)`; diagnostics go to stderr.
+#
+# Environment knobs (all optional):
+#   RUNNEL_CACHE              cache root (default $HOME/.cache/runnel)
+#   RUNNEL_KAFKA_HEAP         JVM heap flags (default "-Xmx512m -Xms512m")
+#   RUNNEL_KAFKA_START_TIMEOUT  seconds to wait for readiness (default 90)
+#   RUNNEL_KAFKA_PROBE        "auto" (kcat if installed, else raw TCP), "kcat" or "tcp"
+set -euo pipefail
+
+# ---------------------------------------------------------------------------
+# Pinned versions. Kafka 4.1.2 is the latest patch of the 4.1 line on Maven
+# Central. Kafka's published pom brings log4j-core/-api 2.25.3 and slf4j-api
+# 1.7.36 but declares no slf4j binding, so we add the matching
+# log4j-slf4j-impl (the slf4j 1.x -> log4j2 bridge) ourselves; without one,
+# slf4j falls back to its no-op logger and the broker's logs are dropped.
+# ---------------------------------------------------------------------------
+readonly KAFKA_VERSION=4.1.2
+readonly SCALA_BINARY=2.13
+readonly LOG4J_VERSION=2.25.3
+# Pin the plugin too: Maven 3.8's default maven-dependency-plugin is 2.8.
+readonly DEP_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+
+readonly CACHE_ROOT="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
+readonly KAFKA_CACHE="$CACHE_ROOT/kafka-$KAFKA_VERSION"
+readonly LIBS="$KAFKA_CACHE/libs"
+readonly STAMP="$KAFKA_CACHE/libs.complete"
+readonly KAFKA_JAR="kafka_$SCALA_BINARY-$KAFKA_VERSION.jar"
+
+# Main classes in Kafka 4.1: the broker is still the Scala object kafka.Kafka
+# (what bin/kafka-server-start.sh runs) and storage formatting is still
+# kafka.tools.StorageTool in the core jar (what bin/kafka-storage.sh runs).
+readonly BROKER_MAIN=kafka.Kafka
+readonly STORAGE_MAIN=kafka.tools.StorageTool
+
+readonly HEAP_OPTS="${RUNNEL_KAFKA_HEAP:--Xmx512m -Xms512m}"
+readonly START_TIMEOUT="${RUNNEL_KAFKA_START_TIMEOUT:-90}"
+readonly PROBE="${RUNNEL_KAFKA_PROBE:-auto}"
+readonly STOP_GRACE=20   # seconds between SIGTERM and SIGKILL
+readonly START_ATTEMPTS=3  # retries only for a lost race on a picked port
+
+SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+readonly SELF
+
+log() { printf 'broker.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<EOF
+usage: broker.sh fetch
+       broker.sh start --dir DIR [--watch-pid PID]
+       broker.sh stop --dir DIR
+       broker.sh status --dir DIR
+EOF
+  exit 2
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH${2:+ ($2)}"; }
+
+# ---------------------------------------------------------------------------
+# fetch: resolve kafka_2.13 + runtime deps + logging binding into $LIBS.
+# ---------------------------------------------------------------------------
+libs_ready() { [[ -f "$STAMP" && -f "$LIBS/$KAFKA_JAR" ]]; }
+
+fetch_libs() {
+  libs_ready && return 0
+  need mvn "install Maven"
+  need java "install a JDK >= 17"
+  need flock
+  mkdir -p "$KAFKA_CACHE"
+  # Serialise concurrent fetches (e.g. parallel test processes on a cold
+  # cache). The lock fd lives only in this subshell, so neither the broker
+  # nor the watcher started later can inherit it and hold the lock forever.
+  (
+    flock 9
+    libs_ready && exit 0
+    # Holding the lock, nobody else is fetching: leftovers are from a killed run.
+    rm -rf "$KAFKA_CACHE"/fetch.*
+    local work
+    work="$(mktemp -d "$KAFKA_CACHE/fetch.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
+    # A throwaway pom whose only purpose is to let copy-dependencies compute
+    # the runtime classpath exactly as Kafka's published poms declare it.
+    cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>runnel.tests</groupId>
+  <artifactId>kafka-broker-libs</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_$SCALA_BINARY</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+    # -B: no progress bars in CI logs; -q: only errors. Maven's output goes
+    # to stderr because stdout is reserved for our single result line; the
+    # sed drops the bare colour-reset codes Debian's Maven 3.8 prints even in
+    # batch mode. pipefail keeps mvn's exit status.
+    mvn -B -q -f "$work/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
+      -DincludeScope=runtime -DoutputDirectory="$work/libs" 2>&1 \
+      | sed 's/\x1b\[[0-9;]*m//g' >&2 \
+      || die "mvn could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+    [[ -f "$work/libs/$KAFKA_JAR" ]] || die "mvn finished but $KAFKA_JAR is missing"
+    # Swap the finished directory in, then stamp; a crash before the stamp
+    # leaves a directory that the next run throws away and fetches again.
+    rm -rf "$LIBS" "$STAMP"
+    mv "$work/libs" "$LIBS"
+    ls "$LIBS" >"$STAMP"
+    log "cached $(wc -l <"$STAMP") jars"
+  ) 9>"$KAFKA_CACHE/.fetch.lock"
+  libs_ready || die "fetch did not complete"
+}
+
+# ---------------------------------------------------------------------------
+# Process helpers. PIDs can be reused, so before signalling anything we check
+# that it is still the process we started (by its command line), and the
+# watcher identifies the watched process by PID *and* start time.
+# ---------------------------------------------------------------------------
+pid_alive() {
+  # A zombie (exited, not yet reaped) counts as dead.
+  local state
+  [[ -r "/proc/$1/stat" ]] || return 1
+  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
+pid_starttime() {
+  # Field 22 of /proc/PID/stat; strip "pid (comm) " first because comm may
+  # contain spaces. Field 22 is then the 20th of what remains.
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+pid_cmdline_has() {
+  # pid_cmdline_has PID WORD...: is PID alive and does its argv contain all WORDs?
+  local pid=$1 cmd w
+  shift
+  pid_alive "$pid" || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  for w in "$@"; do [[ "$cmd" == *"$w"* ]] || return 1; done
+}
+
+read_pid() { [[ -f "$1" ]] && tr -dc '0-9' <"$1"; }
+
+broker_pid_if_ours() {
+  # Prints the broker's PID if DIR/broker.pid names a live broker of DIR.
+  local dir=$1 pid
+  pid="$(read_pid "$dir/broker.pid")" || return 1
+  [[ -n "$pid" ]] && pid_cmdline_has "$pid" "$BROKER_MAIN" "$dir/server.properties" && echo "$pid"
+}
+
+stop_broker_in() {
+  local dir=$1 pid i
+  if pid="$(broker_pid_if_ours "$dir")"; then
+    log "stopping broker pid $pid ($dir)"
+    kill -TERM "$pid" 2>/dev/null || true
+    # Kafka shuts down cleanly on SIGTERM (flushes logs, resigns as
+    # controller); a single node normally takes a few seconds.
+    for ((i = 0; i < STOP_GRACE * 5; i++)); do
+      pid_alive "$pid" || break
+      sleep 0.2
+    done
+    if pid_alive "$pid"; then
+      log "broker pid $pid ignored SIGTERM for ${STOP_GRACE}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$dir/broker.pid"
+}
+
+stop_watcher_in() {
+  local dir=$1 pid
+  pid="$(read_pid "$dir/watcher.pid")" || true
+  if [[ -n "${pid:-}" ]] && pid_cmdline_has "$pid" "$SELF" _watch "$dir"; then
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/watcher.pid"
+}
+
+# ---------------------------------------------------------------------------
+# Ports. We pick ports below the kernel's ephemeral range (so outgoing
+# connections cannot grab them between our pick and the broker's bind) that
+# no socket in /proc/net/tcp{,6} uses. Another process can still win the race
+# for the port; start_once detects "Address already in use" and we retry.
+# ---------------------------------------------------------------------------
+used_ports() {
+  # Local ports (hex) of every TCP socket, any state, v4 and v6.
+  awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
+}
+
+pick_port() {
+  # pick_port EXCLUDED_PORT...
+  local lo hi used p i x ok
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+  hi=$((lo - 1))
+  ((hi > 20000)) || hi=65000   # odd ephemeral ranges: fall back to any high port
+  used="$(used_ports)"
+  for ((i = 0; i < 500; i++)); do
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (hi - 10000)))
+    ok=1
+    for x in "$@"; do [[ "$p" == "$x" ]] && ok=0; done
+    ((ok)) || continue
+    grep -qix "$(printf '%04X' "$p")" <<<"$used" && continue
+    echo "$p"
+    return 0
+  done
+  die "could not find a free TCP port"
+}
+
+# ---------------------------------------------------------------------------
+# Readiness. "Listening" is not enough: the produce path needs the broker to
+# be registered and unfenced, and an unfenced broker is exactly one that
+# appears in a Metadata response. kcat (librdkafka, independent of Kafka's
+# JVM tools) is used when installed; otherwise we speak the Kafka protocol
+# directly over bash's /dev/tcp: one Metadata v4 request, and we check that
+# the reply carries our correlation id and lists broker node 1.
+# ---------------------------------------------------------------------------
+probe_kcat() {
+  timeout 15 kcat -b "$1" -L -m 5 2>/dev/null | grep -q ' broker 1 at '
+}
+
+probe_tcp() {
+  local host=${1%:*} port=${1##*:} hex
+  # Request: int32 size=21 | api_key=3 (Metadata) | api_version=4 |
+  # correlation_id="RUNN" | client_id="runnel" | topics=null (-1) |
+  # allow_auto_topic_creation=false. Metadata v4 is the oldest version Kafka
+  # 4.x still accepts (KIP-896) and has no flexible/tagged fields.
+  # shellcheck disable=SC2016  # $0/$1 are expanded by the inner bash
+  hex="$(timeout 5 bash -c '
+      exec 3<>"/dev/tcp/$0/$1" || exit 1
+      printf "\x00\x00\x00\x15\x00\x03\x00\x04RUNN\x00\x06runnel\xff\xff\xff\xff\x00" >&3
+      head -c 20 <&3 | od -An -v -tx1
+    ' "$host" "$port" 2>/dev/null | tr -d ' \n')" || return 1
+  # Reply: size(4) correlation_id(4) throttle_ms(4) broker_count(4) node_id(4)
+  [[ ${#hex} -eq 40 && "${hex:8:8}" == 52554e4e && "${hex:24:8}" != 00000000 &&
+     "${hex:32:8}" == 00000001 ]]
+}
+
+probe() {
+  case "$PROBE" in
+    kcat) probe_kcat "$1" ;;
+    tcp) probe_tcp "$1" ;;
+    auto) if command -v kcat >/dev/null 2>&1; then probe_kcat "$1"; else probe_tcp "$1"; fi ;;
+    *) die "RUNNEL_KAFKA_PROBE must be auto, kcat or tcp (got '$PROBE')" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------
+# start
+# ---------------------------------------------------------------------------
+random_cluster_id() {
+  # Kafka cluster ids are 16 random bytes in unpadded URL-safe base64 (what
+  # `kafka-storage.sh random-uuid` prints); made here to save a JVM start.
+  # Avoid a leading '-', which an argument parser could read as an option.
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$id" != -* ]] && { echo "$id"; return; }
+  done
+}
+
+write_config() {
+  local dir=$1 bport=$2 cport=$3
+  cat >"$dir/server.properties" <<EOF
+# Generated by tests/kafka/broker.sh for one test run; do not reuse.
+process.roles=broker,controller
+node.id=1
+# Dynamic (KIP-853) quorum with this node as the only voter; pairs with
+# 'format --standalone'.
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+# Loopback only: nothing outside this machine can reach the test broker.
+listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+# Everything the broker persists stays inside this run's directory.
+log.dirs=$dir/data
+# Topics appear on first use, with one partition, like a dev cluster.
+auto.create.topics.enable=true
+num.partitions=1
+default.replication.factor=1
+# One node: internal topics must not ask for more replicas than exist.
+# Their partition counts are cut from 50 to 1 so the first consumer group or
+# transaction does not wait for 50 partitions to be created.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+# Tests should not sit out the default 3 s before a group's first rebalance.
+group.initial.rebalance.delay.ms=0
+# A small machine: fewer threads than the defaults are plenty for tests.
+num.network.threads=2
+num.io.threads=4
+EOF
+  # Kafka 4 logs through log4j2; plain console output, which start()
+  # redirects into DIR/broker.log. log4j2's own shutdown hook would stop
+  # logging as soon as SIGTERM arrives and hide the broker's shutdown
+  # sequence; the console appender needs no flushing, so turn it off.
+  cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+shutdownHook = disable
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+EOF
+}
+
+java_base() {
+  # Shared JVM command line for the storage tool and the broker.
+  # shellcheck disable=SC2206  # HEAP_OPTS is a deliberately split flag list
+  JAVA_CMD=(java $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$1/log4j2.properties"
+    -Dkafka.logs.dir="$1"
+    -cp "$LIBS/*")
+}
+
+# Set by start_once for its caller.
+BROKER_PID=""
+BOOTSTRAP=""
+PORT_RACE=0
+
+start_once() {
+  # Returns with the broker ready, or with PORT_RACE=1 when another process
+  # took one of our ports first (the caller retries); exits on other errors.
+  # It is called as a plain statement, never in `if`/`||`, so that `set -e`
+  # stays in force inside it.
+  local dir=$1 bport cport deadline
+  PORT_RACE=0
+  bport="$(pick_port)"
+  cport="$(pick_port "$bport")"
+  BOOTSTRAP="127.0.0.1:$bport"
+
+  # Fresh state every attempt: the standalone format writes the controller's
+  # endpoint into the metadata log, so it must match this attempt's ports.
+  rm -rf "$dir/data" "$dir/bootstrap"
+  write_config "$dir" "$bport" "$cport"
+  java_base "$dir"
+
+  log "formatting storage in $dir/data"
+  if ! "${JAVA_CMD[@]}" "$STORAGE_MAIN" format --config "$dir/server.properties" \
+      --cluster-id "$(random_cluster_id)" --standalone >"$dir/format.log" 2>&1; then
+    tail -n 30 "$dir/format.log" >&2 || true
+    die "formatting KRaft storage failed (full output: $dir/format.log)"
+  fi
+
+  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$cport)"
+  # stdin/stdout/stderr are all detached: a background child holding the
+  # caller's stdout would make `$(broker.sh start ...)` wait forever.
+  "${JAVA_CMD[@]}" "$BROKER_MAIN" "$dir/server.properties" \
+    </dev/null >>"$dir/broker.log" 2>&1 &
+  BROKER_PID=$!
+  echo "$BROKER_PID" >"$dir/broker.pid"
+
+  deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$BROKER_PID"; then
+      if grep -q 'Address already in use' "$dir/broker.log"; then
+        log "port race lost (address already in use); retrying with new ports"
+        PORT_RACE=1
+        return 0
+      fi
+      tail -n 40 "$dir/broker.log" >&2 || true
+      die "broker exited during startup (full log: $dir/broker.log)"
+    fi
+    probe "$BOOTSTRAP" && return 0
+    sleep 0.5
+  done
+  tail -n 40 "$dir/broker.log" >&2 || true
+  die "broker not ready on $BOOTSTRAP after ${START_TIMEOUT}s (full log: $dir/broker.log)"
+}
+
+START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
+
+cmd_start() {
+  local dir=$1 watch=$2 attempt wstart=""
+  if [[ -n "$watch" ]]; then
+    [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a numeric PID"
+    pid_alive "$watch" || die "--watch-pid $watch is not a running process"
+    wstart="$(pid_starttime "$watch")"
+  fi
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
+  if broker_pid_if_ours "$dir" >/dev/null; then
+    die "a broker is already running for $dir ($(cat "$dir/bootstrap" 2>/dev/null || echo '?')); stop it first"
+  fi
+  stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
+  : >"$dir/broker.log"     # logs of an earlier run in this DIR would mislead
+  : >"$dir/watcher.log"
+  need java "install a JDK >= 17"
+  need timeout
+  fetch_libs
+
+  # If anything below fails (or we are interrupted), do not leave a broker
+  # running behind the caller's back.
+  START_DIR=$dir
+  trap 'stop_broker_in "$START_DIR"' EXIT
+  trap 'exit 130' INT TERM
+  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
+    start_once "$dir"
+    ((PORT_RACE)) || break
+    stop_broker_in "$dir"
+  done
+  ((PORT_RACE == 0)) || die "could not start the broker after $START_ATTEMPTS attempts"
+
+  echo "$BOOTSTRAP" >"$dir/bootstrap"
+  if [[ -n "$watch" ]]; then
+    # The watcher is a separate, fully detached process so that it outlives
+    # this script; it stops the broker once the watched PID has gone.
+    bash "$SELF" _watch --dir "$dir" --watch-pid "$watch" --watch-start "$wstart" \
+      </dev/null >>"$dir/watcher.log" 2>&1 &
+    echo $! >"$dir/watcher.pid"
+  fi
+  trap - EXIT INT TERM
+  log "broker pid $BROKER_PID ready on $BOOTSTRAP"
+  echo "$BOOTSTRAP"
+}
+
+cmd_watch() {
+  local dir=$1 watch=$2 wstart=$3 now
+  log "$(date '+%F %T') watching pid $watch for broker in $dir"
+  while :; do
+    # The broker went away by itself (or was stopped): nothing left to do.
+    broker_pid_if_ours "$dir" >/dev/null || exit 0
+    now="$(pid_starttime "$watch" || true)"
+    if ! pid_alive "$watch" || [[ -n "$wstart" && "$now" != "$wstart" ]]; then
+      log "$(date '+%F %T') pid $watch exited; stopping the broker"
+      stop_broker_in "$dir"
+      rm -f "$dir/watcher.pid"
+      exit 0
+    fi
+    sleep 1
+  done
+}
+
+cmd_stop() {
+  local dir=$1
+  [[ -d "$dir" ]] || { log "no such directory $dir; nothing to stop"; return 0; }
+  dir="$(cd "$dir" && pwd)"
+  # Watcher first, so it does not race us to the broker.
+  stop_watcher_in "$dir"
+  if broker_pid_if_ours "$dir" >/dev/null; then
+    stop_broker_in "$dir"
+  else
+    log "no broker running for $dir"
+    rm -f "$dir/broker.pid"
+  fi
+}
+
+cmd_status() {
+  local dir=$1 pid
+  dir="$(cd "$dir" 2>/dev/null && pwd)" || { log "not running"; return 1; }
+  if pid="$(broker_pid_if_ours "$dir")"; then
+    log "running, pid $pid"
+    cat "$dir/bootstrap"
+  else
+    log "not running"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------------------
+main() {
+  local cmd=${1:-}
+  [[ -n "$cmd" ]] || usage
+  shift
+  local dir="" watch="" wstart=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+      --watch-pid) watch=${2:?--watch-pid needs a value}; shift 2 ;;
+      --watch-start) wstart=${2-}; shift 2 ;;   # internal, for _watch
+      -h | --help) usage ;;
+      *) log "unknown argument: $1"; usage ;;
+    esac
+  done
+  case "$cmd" in
+    fetch) fetch_libs; echo "$LIBS" ;;
+    start) [[ -n "$dir" ]] || usage; cmd_start "$dir" "$watch" ;;
+    stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
+    status) [[ -n "$dir" ]] || usage; cmd_status "$dir" ;;
+    _watch) cmd_watch "$dir" "$watch" "$wstart" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

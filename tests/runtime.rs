@@ -1,0 +1,327 @@
+//! The sandboxed runtime against real compiled plugins: batches in, one
+//! outcome per message out, and every way a plugin can misbehave contained.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use runnel::runtime::{
+    Batch, BatchBuilder, CallErrorKind, EngineSettings, FailureKind, InputMessage, LoadError,
+    MessageOutcome, Plugin, PluginEngine, PluginLimits,
+};
+use support::plugin_bytes;
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(EngineSettings::default()).expect("engine starts")
+}
+
+fn limits(timeout_ms: u64) -> PluginLimits {
+    PluginLimits {
+        max_memory_bytes: 32 << 20,
+        call_timeout: Duration::from_millis(timeout_ms),
+        fuel_per_call: None,
+    }
+}
+
+fn load(engine: &PluginEngine, name: &str, config: &[(&str, &str)]) -> Plugin {
+    let config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    engine
+        .load(name, &plugin_bytes(name), config, limits(1000))
+        .expect("plugin loads")
+}
+
+/// A batch of values on topic `in`, partition 0, offsets from 0, keyed
+/// `k<i>`, each with one header.
+fn batch_of(values: &[&str]) -> Batch {
+    let mut builder = BatchBuilder::new("test-source");
+    for (i, value) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        let message = InputMessage {
+            topic: "in",
+            partition: 0,
+            offset: i as i64,
+            timestamp: Some(1_700_000_000_000 + i as i64),
+            key: Some(key.as_bytes()),
+            value: value.as_bytes(),
+        };
+        builder.push(&message, [("trace", b"abc".as_slice())]);
+    }
+    builder.finish()
+}
+
+/// The values a message produced, or the failure it reported.
+fn outputs_of(
+    handled: &runnel::runtime::HandledBatch,
+    message: usize,
+) -> Result<Vec<String>, (FailureKind, String)> {
+    match handled.outcome(message) {
+        MessageOutcome::Outputs(outputs) => Ok(outputs
+            .map(|o| String::from_utf8_lossy(o.value()).into_owned())
+            .collect()),
+        MessageOutcome::Failed(failure) => Err((failure.kind, failure.message.clone())),
+    }
+}
+
+#[tokio::test]
+async fn uppercase_returns_one_outcome_per_message_keeping_key_and_headers() {
+    let engine = engine();
+    let plugin = load(&engine, "uppercase", &[]);
+    let mut builder = BatchBuilder::new("src");
+    let values = ["hello", "", "MiXeD 123"];
+    for (i, value) in values.iter().enumerate() {
+        let message = InputMessage {
+            topic: "in",
+            partition: 3,
+            offset: 10 + i as i64,
+            timestamp: None,
+            // The second message has no key at all, which is not an empty key.
+            key: (i != 1).then_some(b"key".as_slice()),
+            value: value.as_bytes(),
+        };
+        builder.push(&message, [("h1", b"v1".as_slice()), ("h2", b"".as_slice())]);
+    }
+    let invocation = plugin.handle(&builder.finish()).await;
+    let handled = invocation.result.expect("call succeeds");
+    assert_eq!(handled.len(), 3);
+    let expected = ["HELLO", "", "MIXED 123"];
+    for (i, want) in expected.iter().enumerate() {
+        let MessageOutcome::Outputs(outputs) = handled.outcome(i) else {
+            panic!("message {i} failed");
+        };
+        let outputs: Vec<_> = outputs.collect();
+        assert_eq!(outputs.len(), 1);
+        let output = outputs[0];
+        assert_eq!(output.value(), want.as_bytes());
+        assert_eq!(output.topic(), None, "default topic");
+        let expected_key = (i != 1).then_some(b"key".as_slice());
+        assert_eq!(output.key(), expected_key);
+        let headers: Vec<_> = output.headers().collect();
+        assert_eq!(
+            headers,
+            vec![("h1", b"v1".as_slice()), ("h2", b"".as_slice())]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_a_thousand_comes_back_whole_and_in_order() {
+    let engine = engine();
+    let plugin = load(&engine, "uppercase", &[]);
+    let values: Vec<String> = (0..1000).map(|i| format!("message-{i}")).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let handled = plugin
+        .handle(&batch_of(&refs))
+        .await
+        .result
+        .expect("call succeeds");
+    assert_eq!(handled.output_count(), 1000);
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(outputs_of(&handled, i), Ok(vec![value.to_uppercase()]));
+    }
+}
+
+#[tokio::test]
+async fn json_router_routes_drops_and_rejects_invalid_json_per_message() {
+    let engine = engine();
+    let plugin = load(
+        &engine,
+        "json-router",
+        &[
+            ("route_field", "kind"),
+            ("drop_field", "test"),
+            ("drop_value", "true"),
+        ],
+    );
+    let batch = batch_of(&[
+        r#"{"kind":"orders","id":1}"#,
+        r#"{"id":2}"#,
+        r#"{"kind":"orders","test":true}"#,
+        "not json",
+        r#"{"kind":"refunds"}"#,
+    ]);
+    let handled = plugin.handle(&batch).await.result.expect("call succeeds");
+    assert_eq!(handled.len(), 5);
+    let topics = |i| match handled.outcome(i) {
+        MessageOutcome::Outputs(outputs) => outputs
+            .map(|o| o.topic().map(str::to_owned))
+            .collect::<Vec<_>>(),
+        MessageOutcome::Failed(f) => panic!("message {i} failed: {}", f.message),
+    };
+    assert_eq!(topics(0), vec![Some("orders".to_owned())]);
+    assert_eq!(topics(1), vec![None], "no route field: the default topic");
+    assert_eq!(topics(2), Vec::<Option<String>>::new(), "filtered out");
+    match outputs_of(&handled, 3) {
+        Err((FailureKind::Permanent, message)) => {
+            assert!(message.to_lowercase().contains("json"), "{message}")
+        }
+        other => panic!("invalid JSON should fail permanently, got {other:?}"),
+    }
+    assert_eq!(
+        topics(4),
+        vec![Some("refunds".to_owned())],
+        "one bad message does not fail its neighbours"
+    );
+}
+
+#[tokio::test]
+async fn plugin_reported_failures_keep_their_kind() {
+    let engine = engine();
+    let plugin = load(&engine, "misbehave", &[]);
+    let handled = plugin
+        .handle(&batch_of(&["transient", "fine", "permanent"]))
+        .await
+        .result
+        .expect("call succeeds");
+    assert!(matches!(
+        outputs_of(&handled, 0),
+        Err((FailureKind::Transient, _))
+    ));
+    assert_eq!(outputs_of(&handled, 1), Ok(vec!["fine".to_owned()]));
+    assert!(matches!(
+        outputs_of(&handled, 2),
+        Err((FailureKind::Permanent, _))
+    ));
+}
+
+/// Runs `command` in a batch and expects the whole call to fail with `kind`
+/// within `bound`; then expects the next call to succeed on a fresh instance.
+async fn expect_contained(plugin: &Plugin, command: &str, kind: CallErrorKind, bound: Duration) {
+    let started = Instant::now();
+    let invocation = plugin
+        .handle(&batch_of(&["before", command, "after"]))
+        .await;
+    let elapsed = started.elapsed();
+    let error = invocation
+        .result
+        .expect_err("the call must fail as a whole");
+    assert_eq!(error.kind, kind, "{command}: {error}");
+    assert!(
+        elapsed < bound,
+        "{command} took {elapsed:?}, past {bound:?}"
+    );
+    let next = plugin.handle(&batch_of(&["still alive"])).await;
+    let handled = next
+        .result
+        .expect("the next call succeeds on a fresh instance");
+    assert_eq!(outputs_of(&handled, 0), Ok(vec!["still alive".to_owned()]));
+}
+
+#[tokio::test]
+async fn trap_loop_memory_blowup_and_sleep_are_contained() {
+    let engine = engine();
+    let plugin = engine
+        .load(
+            "misbehave",
+            &plugin_bytes("misbehave"),
+            Vec::new(),
+            limits(300),
+        )
+        .expect("loads");
+    // Bounds are generous: they prove the deadline is enforced, not speed.
+    let bound = Duration::from_secs(5);
+    expect_contained(&plugin, "trap", CallErrorKind::Trap, bound).await;
+    expect_contained(&plugin, "loop", CallErrorKind::Timeout, bound).await;
+    expect_contained(&plugin, "oom", CallErrorKind::OutOfMemory, bound).await;
+    expect_contained(&plugin, "sleep:60000", CallErrorKind::Timeout, bound).await;
+}
+
+#[tokio::test]
+async fn a_fuel_budget_stops_an_endless_loop() {
+    let engine = engine();
+    let limits = PluginLimits {
+        fuel_per_call: Some(50_000_000),
+        call_timeout: Duration::from_secs(60),
+        ..limits(0)
+    };
+    let plugin = engine
+        .load("misbehave", &plugin_bytes("misbehave"), Vec::new(), limits)
+        .expect("loads");
+    expect_contained(
+        &plugin,
+        "loop",
+        CallErrorKind::OutOfFuel,
+        Duration::from_secs(30),
+    )
+    .await;
+    let invocation = plugin.handle(&batch_of(&["x"])).await;
+    assert!(invocation.fuel_used.is_some_and(|fuel| fuel > 0));
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_read_files_or_the_host_environment() {
+    // SAFETY-free: set_var is unsafe in edition 2024, so rely on a variable
+    // every test process already has instead.
+    assert!(std::env::var("PATH").is_ok());
+    let engine = engine();
+    let plugin = load(&engine, "misbehave", &[]);
+    let handled = plugin
+        .handle(&batch_of(&[
+            "read-file:/etc/hostname",
+            "read-file:Cargo.toml",
+            "env",
+        ]))
+        .await
+        .result
+        .expect("call succeeds");
+    for i in 0..2 {
+        let output = outputs_of(&handled, i).expect("answers")[0].clone();
+        assert!(
+            output.starts_with("err:"),
+            "file read must fail, got {output}"
+        );
+    }
+    let env = outputs_of(&handled, 2).expect("answers")[0].clone();
+    assert!(
+        env.starts_with("env:0"),
+        "no environment expected, got {env}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused_naming_the_plugin() {
+    let engine = engine();
+    let error = engine
+        .load("empty", b"(component)", Vec::new(), PluginLimits::default())
+        .expect_err("an empty component is refused");
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("plugin empty") && message.contains("runnel:plugin"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_refused_naming_the_plugin() {
+    let engine = engine();
+    let mut bytes = plugin_bytes("uppercase");
+    bytes.truncate(bytes.len() / 2);
+    let error = engine
+        .load("half-written", &bytes, Vec::new(), PluginLimits::default())
+        .expect_err("a truncated component is refused");
+    assert!(matches!(error, LoadError::Compile { .. }), "{error}");
+    assert!(error.to_string().contains("plugin half-written"), "{error}");
+}
+
+#[tokio::test]
+async fn a_failing_init_refuses_the_plugin_with_its_message() {
+    let engine = engine();
+    let plugin = load(&engine, "misbehave", &[("init_fail", "yes")]);
+    let error = plugin.validate().await.expect_err("init fails");
+    let message = error.to_string();
+    assert!(matches!(error, LoadError::InitRefused { .. }), "{message}");
+    assert!(
+        message.contains("plugin misbehave") && message.contains("configured to fail init"),
+        "{message}"
+    );
+
+    let router = load(&engine, "json-router", &[]);
+    let error = router
+        .validate()
+        .await
+        .expect_err("route_field is required");
+    assert!(error.to_string().contains("route_field"), "{error}");
+}
