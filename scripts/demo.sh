@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds Runnel and the example plugins and runs the main job on an embedded
+# Kafka-protocol cluster: no broker to install.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh
+(cd plugins && cargo build --release --quiet)
+cargo build --release --quiet -p runnel
+target_dir="${CARGO_TARGET_DIR:-target}"
+exec "$target_dir/release/runnel" dev --plugin plugins/target/wasm32-wasip2/release/uppercase.wasm "$@"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs before Runnel builds and its tests run.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Plugins are WebAssembly components built for WASI preview 2.
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+# kcat: an independent Kafka client, used to check the test broker and to
+# feed the demo by hand.
+if ! command -v kcat >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq kcat >/dev/null
+    else
+        echo "setup: kcat is missing; install it (apt-get install kcat)" >&2
+    fi
+fi
+
+if [ "${1:-}" = "--with-kafka" ]; then
+    # The real Apache Kafka broker's jars, cached outside the repository.
+    tests/kafka/broker.sh fetch >/dev/null
+fi

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of Runnel. Set-up included: on a fresh machine this one
+# command installs what is missing, fetches and starts a real Kafka broker on
+# 127.0.0.1, builds the host and the example plugins, and runs all tests.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh --with-kafka
+
+# Builds are cached outside the clone when the machine allows it, so a fresh
+# clone does not recompile wasmtime from nothing; nothing depends on the cache.
+export RUNNEL_CACHE="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RUNNEL_CACHE/target}"
+export RUNNEL_PLUGINS_TARGET_DIR="${RUNNEL_PLUGINS_TARGET_DIR:-$RUNNEL_CACHE/plugins-target}"
+
+cargo fmt --all --check
+
+# One broker for the whole run; it stops with this script, even on failure.
+broker_dir="$(mktemp -d)"
+trap 'tests/kafka/broker.sh stop --dir "$broker_dir" >/dev/null 2>&1 || true; rm -rf "$broker_dir"' EXIT
+RUNNEL_TEST_BROKERS="$(tests/kafka/broker.sh start --dir "$broker_dir" --watch-pid $$)"
+export RUNNEL_TEST_BROKERS
+echo "test broker at $RUNNEL_TEST_BROKERS"
+
+# An independent client (kcat) proves the broker the tests use is real.
+tests/kafka/check.sh
+
+cargo test --release --workspace
