@@ -1,4 +1,13 @@
 //! Runnel: runs sandboxed WebAssembly handlers over Kafka and Dapr message
 //! streams.
 
+pub mod app;
+pub mod batch;
+pub mod config;
+pub mod dev;
+pub mod metrics;
+pub mod pipeline;
 pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod stats;

@@ -1,1 +1,130 @@
-fn main() {}
+//! The `runnel` binary: parses the command line and calls into the library,
+//! so tests drive exactly what the binary runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use runnel::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runs sandboxed WebAssembly handlers over message streams"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "RUNNEL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter, in tracing's env-filter syntax (for example `info,runnel=debug`).
+    #[arg(long, global = true, env = "RUNNEL_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipelines of a configuration file.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, env = "RUNNEL_CONFIG")]
+        config: PathBuf,
+        /// Kafka bootstrap servers; overrides `kafka.brokers`.
+        #[arg(long, env = "RUNNEL_BROKERS")]
+        brokers: Option<String>,
+        /// Override any setting: `--set pipelines.orders.batch_size=100`.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Run the main job on an embedded Kafka-protocol cluster: no broker to
+    /// install. Feeds sample messages through a plugin and prints the outputs.
+    Dev(runnel::dev::DevOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run {
+                config,
+                brokers,
+                mut overrides,
+            } => {
+                if let Some(brokers) = brokers {
+                    overrides.push(format!("kafka.brokers={brokers}"));
+                }
+                let config = Config::load(&config, &overrides)?;
+                let shutdown = shutdown_on_signal();
+                runnel::app::run(config, shutdown).await
+            }
+            Command::Dev(options) => runnel::dev::run(options, shutdown_on_signal()).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            tracing::error!("shutdown did not finish within the drain timeout");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,551 @@
+//! The host's configuration file (`runnel.toml`).
+//!
+//! Every field is documented here; these comments are the reference. Unknown
+//! fields are refused so that a typo is an error at start, not a silently
+//! ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::runtime::{PluginLimits, default_call_timeout, default_max_memory_bytes};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("override `{0}` is not of the form path.to.field=value")]
+    BadOverride(String),
+    #[error("pipeline {pipeline}: {message}")]
+    Pipeline { pipeline: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Kafka, and raw client options.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The HTTP server: stats, metrics, health, Dapr bindings.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Settings shared by every plugin on this host.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// How long shutdown may take to finish in-flight work before giving up.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The pipelines, by name.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (librdkafka's `bootstrap.servers`).
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Raw librdkafka options for every consumer, passed through unchanged
+    /// (for example `"security.protocol" = "SASL_SSL"`). They win over
+    /// Runnel's defaults but not over the settings Runnel needs for
+    /// correctness (`enable.auto.offset.store`).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Raw librdkafka options for the producer, passed through unchanged.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: default_brokers(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Count fuel in every plugin: needed for `limits.fuel` and the fuel
+    /// metric, at some cost in speed.
+    #[serde(default = "default_true")]
+    pub fuel_metering: bool,
+    /// Plugin instances alive at once across the host.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            fuel_metering: true,
+            max_instances: default_max_instances(),
+        }
+    }
+}
+
+/// When a message's offset is committed relative to its processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitStrategy {
+    /// After its outputs are acknowledged: at-least-once, never loses a
+    /// message, may repeat some after a crash.
+    #[default]
+    AfterProcessing,
+    /// Before the plugin sees it: at-most-once, never repeats a message, may
+    /// lose the batch in flight at a crash.
+    BeforeProcessing,
+}
+
+/// Presets for batching and consumer timeouts; explicit settings win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Small batches, short waits: notifications, event-driven work.
+    Realtime,
+    /// Large batches: ETL, aggregation.
+    Batch,
+    /// Slow handlers (up to ten minutes a batch): inference, heavy work.
+    LongRunning,
+}
+
+/// What a profile sets when the pipeline does not.
+struct ProfileDefaults {
+    batch_size: usize,
+    batch_timeout: Duration,
+    call_timeout: Duration,
+    consumer: &'static [(&'static str, &'static str)],
+}
+
+impl Profile {
+    fn defaults(self) -> ProfileDefaults {
+        match self {
+            Profile::Realtime => ProfileDefaults {
+                batch_size: 1,
+                batch_timeout: Duration::from_millis(10),
+                call_timeout: default_call_timeout(),
+                consumer: &[
+                    ("fetch.wait.max.ms", "10"),
+                    ("session.timeout.ms", "10000"),
+                    ("heartbeat.interval.ms", "3000"),
+                    ("max.poll.interval.ms", "60000"),
+                ],
+            },
+            Profile::Batch => ProfileDefaults {
+                batch_size: 500,
+                batch_timeout: Duration::from_secs(1),
+                call_timeout: Duration::from_secs(60),
+                consumer: &[
+                    ("fetch.wait.max.ms", "500"),
+                    ("session.timeout.ms", "45000"),
+                    ("max.poll.interval.ms", "300000"),
+                ],
+            },
+            Profile::LongRunning => ProfileDefaults {
+                batch_size: 10,
+                batch_timeout: Duration::from_secs(5),
+                call_timeout: Duration::from_secs(600),
+                consumer: &[
+                    ("session.timeout.ms", "45000"),
+                    // A batch may take ten minutes; the group must not evict
+                    // the consumer meanwhile.
+                    ("max.poll.interval.ms", "900000"),
+                ],
+            },
+        }
+    }
+}
+
+/// One pipeline: inputs → plugin → outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Kafka topics to consume.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Consumer group; defaults to `runnel-<pipeline name>`.
+    pub group: Option<String>,
+    /// Path of the plugin's component (`.wasm`), relative to the config file.
+    pub plugin: PathBuf,
+    /// Configuration handed to the plugin's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Topic for outputs that do not name one.
+    pub output: Option<String>,
+    /// Presets for the settings below; explicit settings win.
+    pub profile: Option<Profile>,
+    /// Messages per plugin call; 1 is per-message mode (no waiting).
+    pub batch_size: Option<usize>,
+    /// Longest a batch waits for more messages after its first one.
+    #[serde(default, with = "humantime_serde")]
+    pub batch_timeout: Option<Duration>,
+    /// Plugin calls running at once (partitions are processed in parallel up
+    /// to this).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Messages received but not yet committed, above which fetching pauses.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// When offsets are committed: `after_processing` or `before_processing`.
+    #[serde(default)]
+    pub commit: CommitStrategy,
+    /// Sandbox limits for the plugin.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Raw librdkafka options for this pipeline's consumer; win over
+    /// `[kafka.consumer]` and the profile.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest linear memory, in MiB.
+    pub max_memory_mib: Option<u64>,
+    /// Wall-clock deadline per plugin call.
+    #[serde(default, with = "humantime_serde")]
+    pub call_timeout: Option<Duration>,
+    /// Fuel per call (about one unit per WebAssembly instruction).
+    pub fuel: Option<u64>,
+}
+
+/// A pipeline's settings with the profile and defaults applied.
+#[derive(Debug, Clone)]
+pub struct ResolvedPipeline {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub group: String,
+    pub plugin_path: PathBuf,
+    pub plugin_config: Vec<(String, String)>,
+    pub output: Option<String>,
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+    pub max_concurrent: usize,
+    pub max_in_flight: usize,
+    pub commit: CommitStrategy,
+    pub limits: PluginLimits,
+    /// Consumer options: profile, then `[kafka.consumer]`, then the
+    /// pipeline's own.
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads a config file and applies `path.to.field=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, overrides).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        // Plugin paths are relative to the file that names them.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for pipeline in config.pipelines.values_mut() {
+            if pipeline.plugin.is_relative() {
+                pipeline.plugin = base.join(&pipeline.plugin);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message,
+        };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        for spec in overrides {
+            apply_override(&mut table, spec)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "kafka.brokers must name at least one broker".into(),
+            ));
+        }
+        for name in self.pipelines.keys() {
+            self.resolve(name)?;
+        }
+        Ok(())
+    }
+
+    /// The named pipeline with its profile and defaults applied.
+    pub fn resolve(&self, name: &str) -> Result<ResolvedPipeline, ConfigError> {
+        let invalid = |message: String| ConfigError::Pipeline {
+            pipeline: name.to_owned(),
+            message,
+        };
+        let pipeline = self
+            .pipelines
+            .get(name)
+            .ok_or_else(|| invalid("no such pipeline".into()))?;
+        if pipeline.inputs.is_empty() {
+            return Err(invalid("`inputs` must name at least one topic".into()));
+        }
+        let profile = pipeline.profile.map(Profile::defaults);
+        let batch_size = pipeline
+            .batch_size
+            .or(profile.as_ref().map(|p| p.batch_size))
+            .unwrap_or(1);
+        if batch_size == 0 {
+            return Err(invalid("`batch_size` must be at least 1".into()));
+        }
+        if pipeline.max_concurrent == 0 {
+            return Err(invalid("`max_concurrent` must be at least 1".into()));
+        }
+        if pipeline.max_in_flight < batch_size {
+            return Err(invalid(format!(
+                "`max_in_flight` ({}) must be at least `batch_size` ({batch_size})",
+                pipeline.max_in_flight
+            )));
+        }
+        let batch_timeout = pipeline
+            .batch_timeout
+            .or(profile.as_ref().map(|p| p.batch_timeout))
+            .unwrap_or(Duration::from_millis(100));
+        let limits = PluginLimits {
+            max_memory_bytes: pipeline
+                .limits
+                .max_memory_mib
+                .map_or(default_max_memory_bytes(), |mib| mib << 20),
+            call_timeout: pipeline
+                .limits
+                .call_timeout
+                .or(profile.as_ref().map(|p| p.call_timeout))
+                .unwrap_or(default_call_timeout()),
+            fuel_per_call: pipeline.limits.fuel,
+        };
+        if limits.fuel_per_call.is_some() && !self.runtime.fuel_metering {
+            return Err(invalid(
+                "`limits.fuel` needs `runtime.fuel_metering = true`".into(),
+            ));
+        }
+        let mut consumer = BTreeMap::new();
+        if let Some(profile) = &profile {
+            for (key, value) in profile.consumer {
+                consumer.insert(key.to_string(), value.to_string());
+            }
+        }
+        consumer.extend(self.kafka.consumer.clone());
+        consumer.extend(pipeline.consumer.clone());
+        Ok(ResolvedPipeline {
+            name: name.to_owned(),
+            inputs: pipeline.inputs.clone(),
+            group: pipeline
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("runnel-{name}")),
+            plugin_path: pipeline.plugin.clone(),
+            plugin_config: pipeline
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            output: pipeline.output.clone(),
+            batch_size,
+            batch_timeout,
+            max_concurrent: pipeline.max_concurrent,
+            max_in_flight: pipeline.max_in_flight,
+            commit: pipeline.commit,
+            limits,
+            consumer,
+        })
+    }
+}
+
+/// Sets `a.b.c = value` in the parsed file. The value is read as TOML when
+/// it parses (numbers, booleans, quoted strings), and as a bare string
+/// otherwise, so `kafka.brokers=host:9092` needs no quotes.
+fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::BadOverride(spec.to_owned());
+    let (path, raw) = spec.split_once('=').ok_or_else(bad)?;
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(bad());
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let (last, parents) = keys.split_last().ok_or_else(bad)?;
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(bad)?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+
+fn default_listen() -> SocketAddr {
+    // Port 3000, as the Dapr message processor Runnel replaces used.
+    SocketAddr::from(([0, 0, 0, 0], 3000))
+}
+
+const fn default_max_body_bytes() -> usize {
+    // Kafka's default message.max.bytes is about 1 MiB; a little headroom.
+    4 << 20
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+const fn default_max_instances() -> u32 {
+    256
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+const fn default_max_concurrent() -> usize {
+    4
+}
+
+const fn default_max_in_flight() -> usize {
+    // Enough to keep several large batches moving per partition while
+    // bounding memory to a few tens of MiB of typical messages.
+    20_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [pipelines.upper]
+        inputs = ["in"]
+        plugin = "uppercase.wasm"
+        output = "out"
+    "#;
+
+    #[test]
+    fn defaults_apply_to_a_minimal_pipeline() {
+        let config = Config::parse(MINIMAL, &[]).unwrap();
+        let pipeline = config.resolve("upper").unwrap();
+        assert_eq!(pipeline.group, "runnel-upper");
+        assert_eq!(pipeline.batch_size, 1);
+        assert_eq!(pipeline.commit, CommitStrategy::AfterProcessing);
+        assert_eq!(config.http.listen.port(), 3000);
+    }
+
+    #[test]
+    fn a_profile_presets_and_explicit_settings_win() {
+        let text = format!("{MINIMAL}\nprofile = \"batch\"\nbatch_timeout = \"250ms\"\n");
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(pipeline.batch_size, 500, "from the profile");
+        assert_eq!(
+            pipeline.batch_timeout,
+            Duration::from_millis(250),
+            "explicit"
+        );
+        assert_eq!(pipeline.consumer["max.poll.interval.ms"], "300000");
+    }
+
+    #[test]
+    fn raw_consumer_options_layer_global_then_pipeline() {
+        let text = format!(
+            "[kafka.consumer]\n\"fetch.wait.max.ms\" = \"7\"\n\"client.rack\" = \"a\"\n{MINIMAL}\nprofile = \"realtime\"\n[pipelines.upper.consumer]\n\"client.rack\" = \"b\"\n"
+        );
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(
+            pipeline.consumer["fetch.wait.max.ms"], "7",
+            "global beats profile"
+        );
+        assert_eq!(
+            pipeline.consumer["client.rack"], "b",
+            "pipeline beats global"
+        );
+    }
+
+    #[test]
+    fn overrides_set_nested_fields_with_or_without_quotes() {
+        let config = Config::parse(
+            MINIMAL,
+            &[
+                "kafka.brokers=10.0.0.1:9092".into(),
+                "pipelines.upper.batch_size=50".into(),
+                "pipelines.upper.batch_timeout=\"2s\"".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "10.0.0.1:9092");
+        let pipeline = config.resolve("upper").unwrap();
+        assert_eq!(pipeline.batch_size, 50);
+        assert_eq!(pipeline.batch_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let error = Config::parse(&format!("{MINIMAL}\nbatch_sise = 3\n"), &[]).unwrap_err();
+        assert!(error.to_string().contains("batch_sise"), "{error}");
+    }
+
+    #[test]
+    fn impossible_settings_are_one_clear_error() {
+        let error = Config::parse(&format!("{MINIMAL}\nbatch_size = 0\n"), &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "pipeline upper: `batch_size` must be at least 1"
+        );
+        let error = Config::parse("[pipelines.p]\nplugin = \"x.wasm\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("inputs"), "{error}");
+    }
+}

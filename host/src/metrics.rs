@@ -1,0 +1,270 @@
+//! Every Prometheus metric the host exports, created once and registered in
+//! one registry. Names follow the seed message processor where it had one
+//! (`kafka_*`), and Prometheus conventions elsewhere. Labels stay
+//! low-cardinality: pipeline, plugin, binding, topic, partition, status,
+//! kind; never a key or an offset.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::runtime::CallErrorKind;
+
+/// Whether a message was processed one at a time or in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    PerMessage,
+    Batch,
+}
+
+impl Mode {
+    pub fn for_batch_size(batch_size: usize) -> Self {
+        if batch_size <= 1 {
+            Mode::PerMessage
+        } else {
+            Mode::Batch
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::PerMessage => "per_message",
+            Mode::Batch => "batch",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    messages_processed: IntCounterVec,
+    binding_requests: IntCounterVec,
+    binding_duration: HistogramVec,
+    batch_size: HistogramVec,
+    invocation_duration: HistogramVec,
+    plugin_errors: IntCounterVec,
+    message_failures: IntCounterVec,
+    fuel_used: IntCounterVec,
+    plugin_memory: IntGaugeVec,
+    outputs_produced: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+    dead_lettered: IntCounterVec,
+    retries: IntCounterVec,
+    plugin_reloads: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            let metric = HistogramVec::new(opts, labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let seconds = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let sizes = vec![
+            1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+        ];
+        Self {
+            messages_processed: counter(
+                "kafka_messages_processed_total",
+                "Messages processed, by outcome and processing mode.",
+                &["status", "mode"],
+            ),
+            binding_requests: counter(
+                "kafka_binding_requests_total",
+                "Dapr input binding requests, by outcome and binding.",
+                &["status", "binding"],
+            ),
+            binding_duration: histogram(
+                "kafka_binding_duration_seconds",
+                "Time from a Dapr binding request to its response.",
+                &["binding"],
+                seconds.clone(),
+            ),
+            batch_size: histogram(
+                "kafka_batch_size",
+                "Messages per plugin call.",
+                &["pipeline"],
+                sizes,
+            ),
+            invocation_duration: histogram(
+                "runnel_plugin_invocation_duration_seconds",
+                "Duration of one plugin call.",
+                &["plugin"],
+                seconds,
+            ),
+            plugin_errors: counter(
+                "runnel_plugin_errors_total",
+                "Plugin calls that failed as a whole, by kind.",
+                &["plugin", "kind"],
+            ),
+            message_failures: counter(
+                "runnel_message_failures_total",
+                "Messages a plugin reported as failed, by kind (transient or permanent).",
+                &["plugin", "kind"],
+            ),
+            fuel_used: counter(
+                "runnel_plugin_fuel_used_total",
+                "Fuel consumed by plugin calls.",
+                &["plugin"],
+            ),
+            plugin_memory: gauge(
+                "runnel_plugin_memory_bytes",
+                "Linear memory of the plugin's most recent instance.",
+                &["plugin"],
+            ),
+            outputs_produced: counter(
+                "runnel_outputs_produced_total",
+                "Outputs acknowledged by Kafka.",
+                &["pipeline"],
+            ),
+            consumer_lag: gauge(
+                "runnel_consumer_lag",
+                "Messages between the committed position and the end of the partition.",
+                &["pipeline", "topic", "partition"],
+            ),
+            dead_lettered: counter(
+                "runnel_dead_lettered_total",
+                "Messages sent to a dead-letter topic.",
+                &["pipeline"],
+            ),
+            retries: counter(
+                "runnel_retries_total",
+                "Messages retried after a transient failure.",
+                &["pipeline"],
+            ),
+            plugin_reloads: counter(
+                "runnel_plugin_reloads_total",
+                "Plugin loads and reloads, by result.",
+                &["plugin", "result"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn record_processed(&self, mode: Mode, succeeded: u64, failed: u64) {
+        if succeeded > 0 {
+            self.messages_processed
+                .with_label_values(&["success", mode.as_str()])
+                .inc_by(succeeded);
+        }
+        if failed > 0 {
+            self.messages_processed
+                .with_label_values(&["error", mode.as_str()])
+                .inc_by(failed);
+        }
+    }
+
+    pub fn record_binding_request(&self, binding: &str, success: bool, seconds: f64) {
+        let status = if success { "success" } else { "error" };
+        self.binding_requests
+            .with_label_values(&[status, binding])
+            .inc();
+        self.binding_duration
+            .with_label_values(&[binding])
+            .observe(seconds);
+    }
+
+    pub fn record_batch_size(&self, pipeline: &str, size: usize) {
+        self.batch_size
+            .with_label_values(&[pipeline])
+            .observe(size as f64);
+    }
+
+    pub fn record_invocation(
+        &self,
+        plugin: &str,
+        seconds: f64,
+        fuel_used: Option<u64>,
+        memory_bytes: usize,
+    ) {
+        self.invocation_duration
+            .with_label_values(&[plugin])
+            .observe(seconds);
+        if let Some(fuel) = fuel_used {
+            self.fuel_used.with_label_values(&[plugin]).inc_by(fuel);
+        }
+        if memory_bytes > 0 {
+            self.plugin_memory
+                .with_label_values(&[plugin])
+                .set(memory_bytes as i64);
+        }
+    }
+
+    pub fn record_call_error(&self, plugin: &str, kind: CallErrorKind) {
+        self.plugin_errors
+            .with_label_values(&[plugin, kind.as_str()])
+            .inc();
+    }
+
+    pub fn record_message_failure(&self, plugin: &str, kind: &str) {
+        self.message_failures
+            .with_label_values(&[plugin, kind])
+            .inc();
+        self.plugin_errors
+            .with_label_values(&[plugin, "plugin_error"])
+            .inc();
+    }
+
+    pub fn record_outputs(&self, pipeline: &str, count: u64) {
+        self.outputs_produced
+            .with_label_values(&[pipeline])
+            .inc_by(count);
+    }
+
+    pub fn set_consumer_lag(&self, pipeline: &str, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[pipeline, topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn record_dead_lettered(&self, pipeline: &str) {
+        self.dead_lettered.with_label_values(&[pipeline]).inc();
+    }
+
+    pub fn record_retry(&self, pipeline: &str) {
+        self.retries.with_label_values(&[pipeline]).inc();
+    }
+
+    pub fn record_plugin_load(&self, plugin: &str, success: bool) {
+        let result = if success { "success" } else { "error" };
+        self.plugin_reloads
+            .with_label_values(&[plugin, result])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

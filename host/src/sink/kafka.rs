@@ -1,0 +1,158 @@
+//! The Kafka producer every pipeline writes its outputs through.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[error("failed to create the Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error("failed to produce to topic {topic}: {source}")]
+    Produce { topic: String, source: KafkaError },
+    #[error("the producer closed before the output was acknowledged")]
+    Closed,
+}
+
+/// Settings Runnel's delivery guarantees depend on; users may add to them
+/// but the host decides these.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    // Retries never duplicate or reorder outputs.
+    ("enable.idempotence", "true"),
+    // A few milliseconds of batching costs little latency and buys a lot of
+    // throughput.
+    ("linger.ms", "5"),
+    // Keep trying for as long as a broker outage plausibly lasts; an output
+    // that still fails is sent again rather than dropped.
+    ("message.timeout.ms", "300000"),
+];
+
+#[derive(Clone)]
+pub struct OutputProducer {
+    producer: FutureProducer,
+}
+
+/// An output handed to the producer; resolves when Kafka acknowledged it.
+pub struct PendingDelivery {
+    future: DeliveryFuture,
+}
+
+impl OutputProducer {
+    pub fn new(brokers: &str, options: &BTreeMap<String, String>) -> Result<Self, SinkError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        for (key, value) in PRODUCER_DEFAULTS {
+            config.set(*key, *value);
+        }
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        let producer = config.create().map_err(SinkError::Create)?;
+        Ok(Self { producer })
+    }
+
+    pub fn client(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Hands one output to the producer. Waits only while the producer's
+    /// local queue is full, so outputs keep their order.
+    pub async fn send<'h>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<PendingDelivery, SinkError> {
+        let mut owned = OwnedHeaders::new();
+        for (name, header_value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(header_value),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(value)
+            .headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => return Ok(PendingDelivery { future }),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((source, _)) => {
+                    return Err(SinkError::Produce {
+                        topic: topic.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits until Kafka has acknowledged the output. An output the producer
+    /// gave up on is sent again, with backoff, until it is acknowledged: an
+    /// offset is never stored past an output that was not.
+    pub async fn confirm(&self, pending: PendingDelivery) -> Result<(), SinkError> {
+        let mut future = pending.future;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let failed = match future.await {
+                Ok(Ok(_delivery)) => return Ok(()),
+                Ok(Err((error, message))) => {
+                    tracing::warn!(topic = message.topic(), %error, "output not acknowledged; sending it again");
+                    message
+                }
+                // The producer is gone: the offset stays unstored, so the
+                // input is processed again after a restart.
+                Err(_canceled) => return Err(SinkError::Closed),
+            };
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            future = self.resend(&failed).await;
+        }
+    }
+
+    async fn resend(&self, message: &OwnedMessage) -> DeliveryFuture {
+        loop {
+            let headers: Vec<(&str, &[u8])> = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| (header.key, header.value.unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            match self
+                .send(
+                    message.topic(),
+                    message.key(),
+                    message.payload().unwrap_or_default(),
+                    headers,
+                )
+                .await
+            {
+                Ok(pending) => return pending.future,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot enqueue output again; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for every queued output, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

@@ -1,0 +1,5 @@
+//! Where outputs go.
+
+pub mod kafka;
+
+pub use kafka::{OutputProducer, PendingDelivery, SinkError};

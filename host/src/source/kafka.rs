@@ -1,0 +1,531 @@
+//! The Kafka input of a pipeline: one consumer-group consumer, one worker per
+//! assigned partition (order kept within a partition, partitions processed
+//! in parallel), and an offset stored only once every output of the message
+//! and of all messages before it in the partition has been acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use thiserror::Error;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::BatchPolicy;
+use crate::config::{CommitStrategy, ResolvedPipeline};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::runtime::{BatchBuilder, InputMessage};
+use crate::stats::PipelineStats;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("failed to create the consumer for pipeline {pipeline}: {source}")]
+    Create {
+        pipeline: String,
+        source: KafkaError,
+    },
+    #[error("failed to subscribe pipeline {pipeline} to {topics:?}: {source}")]
+    Subscribe {
+        pipeline: String,
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+}
+
+/// Consumer settings Runnel's guarantees rest on, applied after the user's.
+const CONSUMER_REQUIRED: &[(&str, &str)] = &[
+    // Offsets are stored by the host once outputs are acknowledged.
+    ("enable.auto.offset.store", "false"),
+];
+
+/// Defaults the user may override.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Stored offsets are committed in the background every second, and
+    // synchronously on revocation and shutdown.
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    ("auto.offset.reset", "earliest"),
+    // Lag per partition for stats and metrics.
+    ("statistics.interval.ms", "5000"),
+];
+
+type PartitionKey = (String, i32);
+
+/// A partition's worker: the sender feeding it and the task that finishes
+/// when its last offset is stored.
+struct PartitionWorker {
+    input: UnboundedSender<OwnedMessage>,
+    finished: JoinHandle<()>,
+}
+
+/// Workers by partition, shared between the receive loop and the rebalance
+/// callback.
+#[derive(Default)]
+struct Workers {
+    by_partition: Mutex<HashMap<PartitionKey, PartitionWorker>>,
+}
+
+impl Workers {
+    fn take(&self, keys: impl IntoIterator<Item = PartitionKey>) -> Vec<PartitionWorker> {
+        let mut map = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        keys.into_iter()
+            .filter_map(|key| map.remove(&key))
+            .collect()
+    }
+
+    fn take_all(&self) -> Vec<PartitionWorker> {
+        let mut map = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        map.drain().map(|(_, worker)| worker).collect()
+    }
+}
+
+/// Closes the workers' inputs and waits until each has flushed its partial
+/// batch and stored its last offset, up to `timeout`. Returns whether all
+/// finished in time.
+async fn drain(workers: Vec<PartitionWorker>, timeout: Duration) -> bool {
+    let finished: Vec<_> = workers
+        .into_iter()
+        .map(|worker| {
+            drop(worker.input);
+            worker.finished
+        })
+        .collect();
+    tokio::time::timeout(timeout, futures::future::join_all(finished))
+        .await
+        .is_ok()
+}
+
+/// Hooks librdkafka calls on the consumer's polling thread.
+struct ConsumerHooks {
+    pipeline: String,
+    workers: Arc<Workers>,
+    drain_timeout: Duration,
+    stats: Arc<PipelineStats>,
+    metrics: Metrics,
+}
+
+impl ClientContext for ConsumerHooks {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(pipeline = %self.pipeline, facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(pipeline = %self.pipeline, facility = fac, "{log_message}")
+            }
+            _ => tracing::debug!(pipeline = %self.pipeline, facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(pipeline = %self.pipeline, %error, "kafka client error: {reason}");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut owned = Vec::new();
+        for (topic, topic_stats) in &statistics.topics {
+            for (partition, partition_stats) in &topic_stats.partitions {
+                // Partition -1 is librdkafka's internal placeholder; a lag of
+                // -1 means the partition is not assigned here.
+                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                    continue;
+                }
+                let lag = partition_stats.consumer_lag;
+                self.stats.set_lag(topic, *partition, lag);
+                self.metrics
+                    .set_consumer_lag(&self.pipeline, topic, *partition, lag);
+                owned.push((topic.clone(), *partition));
+            }
+        }
+        self.stats.retain_lag(|topic, partition| {
+            owned.iter().any(|(t, p)| t == topic && *p == partition)
+        });
+    }
+}
+
+impl ConsumerContext for ConsumerHooks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                let keys = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect::<Vec<_>>();
+                let workers = self.workers.take(keys);
+                tracing::info!(pipeline = %self.pipeline, partitions = partitions.count(), "partitions revoked; draining their work");
+                if !workers.is_empty() {
+                    // This runs inside the receive loop's poll; the workers
+                    // run on other tasks, so hand this thread over while
+                    // waiting for them.
+                    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                        let drained = tokio::task::block_in_place(|| {
+                            handle.block_on(drain(workers, self.drain_timeout))
+                        });
+                        if !drained {
+                            tracing::warn!(pipeline = %self.pipeline, "revoked partitions did not drain in time; their unfinished messages will be processed again by the next owner");
+                        }
+                    }
+                }
+                commit_stored(consumer, &self.pipeline);
+            }
+            Rebalance::Assign(partitions) => {
+                tracing::info!(pipeline = %self.pipeline, partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(pipeline = %self.pipeline, %error, "rebalance failed");
+            }
+        }
+    }
+}
+
+/// Commits the stored offsets synchronously. Having nothing to commit is
+/// not an error.
+fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C, pipeline: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(pipeline, %error, "offset commit failed"),
+    }
+}
+
+type PipelineConsumer = StreamConsumer<ConsumerHooks>;
+
+/// Everything a partition worker needs, shared by all of a pipeline's.
+struct WorkerShared {
+    pipeline: Arc<Pipeline>,
+    consumer: Arc<PipelineConsumer>,
+    policy: BatchPolicy,
+    commit: CommitStrategy,
+    in_flight: AtomicUsize,
+}
+
+/// A pipeline fed by Kafka.
+pub struct KafkaInput {
+    settings: ResolvedPipeline,
+    shared: Arc<WorkerShared>,
+    workers: Arc<Workers>,
+    drain_timeout: Duration,
+}
+
+impl KafkaInput {
+    pub fn new(
+        brokers: &str,
+        settings: ResolvedPipeline,
+        pipeline: Arc<Pipeline>,
+        drain_timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let workers = Arc::new(Workers::default());
+        let hooks = ConsumerHooks {
+            pipeline: settings.name.clone(),
+            workers: workers.clone(),
+            drain_timeout,
+            stats: pipeline.stats.clone(),
+            metrics: pipeline.metrics.clone(),
+        };
+        let consumer: PipelineConsumer = consumer_config(brokers, &settings)
+            .create_with_context(hooks)
+            .map_err(|source| SourceError::Create {
+                pipeline: settings.name.clone(),
+                source,
+            })?;
+        let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| SourceError::Subscribe {
+                pipeline: settings.name.clone(),
+                topics: settings.inputs.clone(),
+                source,
+            })?;
+        let shared = Arc::new(WorkerShared {
+            pipeline,
+            consumer: Arc::new(consumer),
+            policy: BatchPolicy {
+                batch_size: settings.batch_size,
+                batch_timeout: settings.batch_timeout,
+            },
+            commit: settings.commit,
+            in_flight: AtomicUsize::new(0),
+        });
+        Ok(Self {
+            settings,
+            shared,
+            workers,
+            drain_timeout,
+        })
+    }
+
+    /// Consumes until `shutdown`, then drains: partial batches are flushed
+    /// through the plugin, outputs confirmed, offsets stored and committed.
+    /// Returns whether the drain finished within the drain timeout.
+    pub async fn run(self, shutdown: CancellationToken) -> bool {
+        let consumer = self.shared.consumer.clone();
+        let stats = self.shared.pipeline.stats.clone();
+        let name = self.settings.name.clone();
+        stats.set_running(true);
+        let max_in_flight = self.settings.max_in_flight;
+        let mut paused = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut receive_errors = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                received = consumer.recv() => match received {
+                    Ok(message) => {
+                        receive_errors = 0;
+                        self.dispatch(message.detach());
+                        if !paused && self.shared.in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                            paused = set_paused(&consumer, true, &name);
+                        }
+                    }
+                    Err(error) => {
+                        // librdkafka reconnects by itself; back off so a
+                        // broker outage does not spin or flood the log.
+                        receive_errors = receive_errors.saturating_add(1);
+                        let backoff = Duration::from_millis(100 << receive_errors.min(6));
+                        tracing::warn!(pipeline = %name, %error, ?backoff, "receive failed");
+                        tokio::time::sleep(backoff).await;
+                    }
+                },
+                _ = tick.tick() => {
+                    if paused && self.shared.in_flight.load(Ordering::Relaxed) <= max_in_flight / 2 {
+                        paused = !set_paused(&consumer, false, &name);
+                    }
+                }
+            }
+        }
+        tracing::info!(pipeline = %name, "stopping: draining in-flight work");
+        let drained = drain(self.workers.take_all(), self.drain_timeout).await;
+        let committer = consumer.clone();
+        let pipeline = name.clone();
+        let _ = tokio::task::spawn_blocking(move || commit_stored(&*committer, &pipeline)).await;
+        stats.set_running(false);
+        if drained {
+            tracing::info!(pipeline = %name, "stopped; offsets committed");
+        } else {
+            tracing::warn!(pipeline = %name, "drain timed out; unfinished messages will be processed again");
+        }
+        drained
+    }
+
+    fn dispatch(&self, message: OwnedMessage) {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let key = (message.topic().to_owned(), message.partition());
+        let mut map = self
+            .workers
+            .by_partition
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let worker = map
+            .entry(key)
+            .or_insert_with(|| spawn_partition_worker(self.shared.clone()));
+        if let Err(returned) = worker.input.send(message) {
+            // The worker stopped (it cannot, short of a panic): drop the
+            // message unstored so it is consumed again after a restart.
+            tracing::error!(pipeline = %self.settings.name, partition = returned.0.partition(), "partition worker is gone");
+        }
+    }
+}
+
+fn set_paused(consumer: &PipelineConsumer, pause: bool, pipeline: &str) -> bool {
+    let result = consumer.assignment().and_then(|assignment| {
+        if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        }
+    });
+    match result {
+        Ok(()) => {
+            tracing::debug!(
+                pipeline,
+                pause,
+                "fetching paused or resumed on in-flight bound"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::warn!(pipeline, %error, pause, "could not pause or resume fetching");
+            false
+        }
+    }
+}
+
+fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &settings.group);
+    for (key, value) in CONSUMER_DEFAULTS {
+        config.set(*key, *value);
+    }
+    let options: &BTreeMap<String, String> = &settings.consumer;
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    for (key, value) in CONSUMER_REQUIRED {
+        config.set(*key, *value);
+    }
+    config
+}
+
+/// The outputs of a run of consecutive messages of one partition, and the
+/// offset to store once they are all acknowledged.
+struct Acknowledgement {
+    results: Vec<crate::pipeline::MessageResult>,
+    topic: String,
+    partition: i32,
+    next_offset: i64,
+    count: usize,
+}
+
+fn spawn_partition_worker(shared: Arc<WorkerShared>) -> PartitionWorker {
+    let (input, messages) = unbounded_channel();
+    let (acks, pending) = unbounded_channel();
+    let acker = tokio::spawn(confirm_and_store(shared.clone(), pending));
+    let worker = tokio::spawn(process_partition(shared, messages, acks));
+    let finished = tokio::spawn(async move {
+        let _ = worker.await;
+        let _ = acker.await;
+    });
+    PartitionWorker { input, finished }
+}
+
+/// Batches a partition's messages and runs them through the pipeline, one
+/// batch at a time so order is kept.
+async fn process_partition(
+    shared: Arc<WorkerShared>,
+    mut messages: UnboundedReceiver<OwnedMessage>,
+    acks: UnboundedSender<Acknowledgement>,
+) {
+    let mut batch = Vec::with_capacity(shared.policy.batch_size);
+    while shared.policy.next_batch(&mut messages, &mut batch).await {
+        let Some(last) = batch.last() else { continue };
+        let (topic, partition, next_offset) =
+            (last.topic().to_owned(), last.partition(), last.offset() + 1);
+        if shared.commit == CommitStrategy::BeforeProcessing {
+            commit_before_processing(&shared, &topic, partition, next_offset).await;
+        }
+        let columnar = to_columnar(&shared.pipeline.name, &batch);
+        let results = shared.pipeline.process(&columnar).await;
+        let count = batch.len();
+        batch.clear();
+        let acknowledgement = Acknowledgement {
+            results,
+            topic,
+            partition,
+            next_offset,
+            count,
+        };
+        if acks.send(acknowledgement).is_err() {
+            return;
+        }
+    }
+}
+
+/// At-most-once: the batch's offsets are committed before the plugin sees
+/// it, so a crash can lose the batch but never repeat it.
+async fn commit_before_processing(
+    shared: &Arc<WorkerShared>,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) {
+    let consumer = shared.consumer.clone();
+    let pipeline = shared.pipeline.name.clone();
+    let topic = topic.to_owned();
+    let committed = tokio::task::spawn_blocking(move || -> KafkaResult<()> {
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&topic, partition, Offset::Offset(next_offset))?;
+        consumer.commit(&offsets, CommitMode::Sync)
+    })
+    .await;
+    match committed {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(pipeline, %error, "commit before processing failed"),
+        Err(error) => tracing::warn!(pipeline, %error, "commit before processing failed"),
+    }
+}
+
+fn to_columnar(source: &str, messages: &[OwnedMessage]) -> crate::runtime::Batch {
+    let mut builder = BatchBuilder::new(source);
+    for message in messages {
+        let input = InputMessage {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key(),
+            value: message.payload().unwrap_or_default(),
+        };
+        let headers = message.headers().into_iter().flat_map(|headers| {
+            headers
+                .iter()
+                .map(|header| (header.key, header.value.unwrap_or_default()))
+        });
+        builder.push(&input, headers);
+    }
+    builder.finish()
+}
+
+/// Waits for each batch's outputs, in order, then stores the offset after
+/// the batch: an offset is never stored ahead of an unacknowledged output.
+async fn confirm_and_store(
+    shared: Arc<WorkerShared>,
+    mut pending: UnboundedReceiver<Acknowledgement>,
+) {
+    let pipeline = &shared.pipeline;
+    while let Some(acknowledgement) = pending.recv().await {
+        let mut outputs = 0u64;
+        for result in acknowledgement.results {
+            for delivery in result.deliveries {
+                if pipeline.producer.confirm(delivery).await.is_err() {
+                    return;
+                }
+                outputs += 1;
+            }
+        }
+        pipeline.metrics.record_outputs(&pipeline.name, outputs);
+        if shared.commit == CommitStrategy::AfterProcessing {
+            store_offset(
+                &shared,
+                &acknowledgement.topic,
+                acknowledgement.partition,
+                acknowledgement.next_offset,
+            );
+        }
+        shared
+            .in_flight
+            .fetch_sub(acknowledgement.count, Ordering::Relaxed);
+    }
+}
+
+/// Marks everything before `next_offset` as done; the background committer
+/// (or the commit at revocation and shutdown) sends it to Kafka.
+fn store_offset(shared: &WorkerShared, topic: &str, partition: i32, next_offset: i64) {
+    let mut offsets = TopicPartitionList::new();
+    let stored = offsets
+        .add_partition_offset(topic, partition, Offset::Offset(next_offset))
+        .and_then(|()| shared.consumer.store_offsets(&offsets));
+    if let Err(error) = stored {
+        // The partition was taken away before its work finished; the next
+        // owner processes these messages again.
+        tracing::warn!(pipeline = %shared.pipeline.name, topic, partition, %error, "could not store offset");
+    }
+}

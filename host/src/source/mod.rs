@@ -1,0 +1,3 @@
+//! Where messages come from.
+
+pub mod kafka;
