@@ -461,8 +461,9 @@ const fn default_max_concurrent() -> usize {
 
 const fn default_max_in_flight() -> usize {
     // Enough to keep several large batches moving per partition while
-    // bounding memory to a few tens of MiB of typical messages.
-    20_000
+    // bounding memory (and the work repeated after a crash) to about ten
+    // thousand messages.
+    10_000
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ impl PluginEngine {
 
         let mut config = Config::new();
         config
+            // Plugins are plain synchronous components; without the
+            // component-model-async machinery a call is a simple fiber
+            // switch, several times cheaper.
+            .concurrency_support(false)
             .epoch_interruption(true)
             .consume_fuel(settings.fuel_metering)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -34,13 +34,13 @@ pub enum SourceError {
     #[error("failed to create the consumer for pipeline {pipeline}: {source}")]
     Create {
         pipeline: String,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
-    #[error("failed to subscribe pipeline {pipeline} to {topics:?}: {source}")]
+    #[error("failed to subscribe pipeline {pipeline} to {topics}: {source}")]
     Subscribe {
         pipeline: String,
-        topics: Vec<String>,
-        source: KafkaError,
+        topics: String,
+        source: Box<KafkaError>,
     },
 }
 
@@ -242,15 +242,15 @@ impl KafkaInput {
             .create_with_context(hooks)
             .map_err(|source| SourceError::Create {
                 pipeline: settings.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(|source| SourceError::Subscribe {
                 pipeline: settings.name.clone(),
-                topics: settings.inputs.clone(),
-                source,
+                topics: settings.inputs.join(", "),
+                source: Box::new(source),
             })?;
         let shared = Arc::new(WorkerShared {
             pipeline,

@@ -1,0 +1,361 @@
+//! The Kafka pipeline end to end, against a real Apache Kafka broker and the
+//! real `runnel` binary: every input produces its output, in order per
+//! partition, across crashes, graceful stops and rebalances.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::host::HostProcess;
+use support::kafka::{self, Record, TopicReader};
+use support::plugin_path;
+
+const PARTITIONS: i32 = 4;
+
+/// A 100-byte value that carries its message number.
+fn value_of(index: usize) -> String {
+    let head = format!("message-{index:07}-");
+    format!("{head}{}", "x".repeat(100 - head.len()))
+}
+
+/// The message number an uppercased output carries.
+fn index_of(output: &str) -> usize {
+    output["MESSAGE-".len().."MESSAGE-".len() + 7]
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected output {output}"))
+}
+
+fn inputs(count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| (format!("key-{}", i % 1000), value_of(i)))
+        .collect()
+}
+
+struct Scenario {
+    dir: tempfile::TempDir,
+    input: String,
+    output: String,
+}
+
+impl Scenario {
+    fn new(name: &str) -> Self {
+        let input = kafka::unique_topic(&format!("{name}-in"));
+        let output = kafka::unique_topic(&format!("{name}-out"));
+        kafka::create_topic(&input, PARTITIONS);
+        kafka::create_topic(&output, PARTITIONS);
+        Self {
+            dir: kafka::scratch_dir(),
+            input,
+            output,
+        }
+    }
+
+    /// Writes a config for one uppercase pipeline; `extra` lines are added to
+    /// the pipeline's table.
+    fn config(&self, batch_size: usize, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("runnel-{batch_size}.toml"));
+        let text = format!(
+            r#"
+drain_timeout = "20s"
+
+[kafka]
+brokers = "{brokers}"
+
+[http]
+listen = "127.0.0.1:0"
+
+[pipelines.upper]
+inputs = ["{input}"]
+output = "{output}"
+plugin = "{plugin}"
+batch_size = {batch_size}
+batch_timeout = "20ms"
+{extra}
+
+[pipelines.upper.consumer]
+# A killed host's partitions move on within seconds, not the default 45.
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"#,
+            brokers = kafka::brokers(),
+            input = self.input,
+            output = self.output,
+            plugin = plugin_path("uppercase").display(),
+        );
+        std::fs::write(&path, text).expect("writing the config");
+        path
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn reader(&self) -> TopicReader {
+        TopicReader::new(&self.output, PARTITIONS, "read_uncommitted")
+    }
+
+    fn output_size(&self) -> i64 {
+        kafka::topic_size(&self.output, PARTITIONS)
+    }
+}
+
+/// Checks that outputs hold every input exactly once, each upper-cased, and
+/// in input order within each partition.
+fn assert_complete_and_ordered(records: &[Record], count: usize) {
+    assert_eq!(records.len(), count, "one output per input");
+    let mut seen = vec![false; count];
+    let mut last_in_partition: HashMap<i32, usize> = HashMap::new();
+    for record in records {
+        let index = index_of(&record.value);
+        assert_eq!(record.value, value_of(index).to_uppercase());
+        assert_eq!(
+            record.key.as_deref(),
+            Some(format!("key-{}", index % 1000).as_str())
+        );
+        assert!(!seen[index], "message {index} produced twice");
+        seen[index] = true;
+        if let Some(previous) = last_in_partition.insert(record.partition, index) {
+            assert!(
+                previous < index,
+                "partition {}: message {index} after {previous}",
+                record.partition
+            );
+        }
+    }
+}
+
+fn run_in_order(batch_size: usize, name: &str) {
+    const COUNT: usize = 100_000;
+    let scenario = Scenario::new(name);
+    kafka::produce(&scenario.input, inputs(COUNT));
+    let host = HostProcess::start(&scenario.config(batch_size, ""), &scenario.log("host.log"));
+    let mut reader = scenario.reader();
+    let complete = reader.read_until(Duration::from_secs(240), |records| records.len() >= COUNT);
+    assert!(
+        complete,
+        "only {} of {COUNT} outputs arrived",
+        reader.records.len()
+    );
+    // Anything extra would show up now.
+    reader.poll_for(Duration::from_secs(2));
+    assert_complete_and_ordered(&reader.records, COUNT);
+    let (status, _) = host.terminate(Duration::from_secs(30)).expect("host exits");
+    assert!(status.success(), "host exit: {status}");
+}
+
+#[test]
+fn per_message_mode_produces_every_output_in_order() {
+    run_in_order(1, "per-message");
+}
+
+#[test]
+fn batch_mode_produces_every_output_in_order() {
+    run_in_order(100, "batch");
+}
+
+/// Pseudo-random fractions for the kill points; the seed is printed so a
+/// failing run can be repeated.
+fn kill_points(seed: u64) -> [f64; 3] {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f64 / 1000.0
+    };
+    [0.1 + 0.2 * next(), 0.35 + 0.2 * next(), 0.6 + 0.2 * next()]
+}
+
+fn wait_for_output_size(scenario: &Scenario, at_least: i64, timeout: Duration) {
+    let started = Instant::now();
+    while scenario.output_size() < at_least {
+        assert!(
+            started.elapsed() < timeout,
+            "outputs stopped growing before {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kill_9_at_three_points_loses_nothing() {
+    const COUNT: usize = 200_000;
+    let scenario = Scenario::new("kill");
+    kafka::produce(&scenario.input, inputs(COUNT));
+    let config = scenario.config(100, "");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let points = kill_points(seed);
+    eprintln!("kill points (seed {seed}): {points:?}");
+    for (round, fraction) in points.iter().enumerate() {
+        let host = HostProcess::start(&config, &scenario.log(&format!("host-{round}.log")));
+        wait_for_output_size(
+            &scenario,
+            (COUNT as f64 * fraction) as i64,
+            Duration::from_secs(180),
+        );
+        host.kill_hard();
+    }
+    let host = HostProcess::start(&config, &scenario.log("host-final.log"));
+    let mut reader = scenario.reader();
+    let complete = reader.read_until(Duration::from_secs(300), |records| {
+        records.len() >= COUNT && distinct(records) >= COUNT
+    });
+    let counts = reader.value_counts();
+    let missing: Vec<usize> = (0..COUNT)
+        .filter(|&i| !counts.contains_key(&value_of(i).to_uppercase()))
+        .collect();
+    let duplicates = reader.records.len() - counts.len();
+    eprintln!(
+        "kill -9 x3: {} outputs for {COUNT} inputs, {duplicates} duplicates, {} missing",
+        reader.records.len(),
+        missing.len()
+    );
+    assert!(
+        complete && missing.is_empty(),
+        "missing inputs: {:?}",
+        &missing[..missing.len().min(20)]
+    );
+    drop(host);
+}
+
+fn distinct(records: &[Record]) -> usize {
+    let mut values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
+    values.sort_unstable();
+    values.dedup();
+    values.len()
+}
+
+#[test]
+fn sigterm_drains_and_a_restart_processes_nothing_twice() {
+    const COUNT: usize = 50_000;
+    let scenario = Scenario::new("sigterm");
+    kafka::produce(&scenario.input, inputs(COUNT));
+    let config = scenario.config(1, "");
+    let host = HostProcess::start(&config, &scenario.log("host-1.log"));
+    wait_for_output_size(&scenario, 5_000, Duration::from_secs(120));
+    let (status, took) = host
+        .terminate(Duration::from_secs(40))
+        .expect("the host exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    // The drain timeout is 20 s; the process must not need more.
+    assert!(took < Duration::from_secs(25), "shutdown took {took:?}");
+    let stopped_at = scenario.output_size();
+    assert!(stopped_at < COUNT as i64, "the stop came mid-stream");
+
+    let restarted = HostProcess::start(&config, &scenario.log("host-2.log"));
+    let mut reader = scenario.reader();
+    let complete = reader.read_until(Duration::from_secs(180), |records| records.len() >= COUNT);
+    assert!(complete, "only {} of {COUNT} outputs", reader.records.len());
+    reader.poll_for(Duration::from_secs(3));
+    let duplicates = reader.records.len() - reader.value_counts().len();
+    assert_eq!(
+        duplicates, 0,
+        "messages processed twice after a graceful stop"
+    );
+    assert_eq!(reader.records.len(), COUNT);
+    drop(restarted);
+}
+
+fn assigned_partitions(log: &[serde_json::Value]) -> Vec<u64> {
+    log.iter()
+        .filter(|line| line["fields"]["message"] == "partitions assigned")
+        .filter_map(|line| line["fields"]["partitions"].as_u64())
+        .collect()
+}
+
+#[test]
+fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops() {
+    const COUNT: usize = 100_000;
+    let scenario = Scenario::new("group");
+    let config = scenario.config(50, "");
+    let first = HostProcess::start(&config, &scenario.log("first.log"));
+    assert!(first.wait_for_log("partitions assigned", Duration::from_secs(60)));
+    let second = HostProcess::start(&config, &scenario.log("second.log"));
+    let split = wait_until(Duration::from_secs(60), || {
+        assigned_partitions(&second.log_lines()).last() == Some(&2)
+            && assigned_partitions(&first.log_lines()).last() == Some(&2)
+    });
+    assert!(
+        split,
+        "the two hosts did not split four partitions two and two"
+    );
+
+    kafka::produce(&scenario.input, inputs(COUNT));
+    wait_for_output_size(&scenario, COUNT as i64 / 4, Duration::from_secs(120));
+    let (status, _) = first
+        .terminate(Duration::from_secs(40))
+        .expect("first host exits");
+    assert!(status.success());
+    let took_over = wait_until(Duration::from_secs(60), || {
+        assigned_partitions(&second.log_lines()).last() == Some(&4)
+    });
+    assert!(took_over, "the second host did not take all partitions");
+
+    let mut reader = scenario.reader();
+    let complete = reader.read_until(Duration::from_secs(180), |records| {
+        distinct(records) >= COUNT
+    });
+    let duplicates = reader.records.len() - reader.value_counts().len();
+    eprintln!(
+        "handover: {} outputs, {duplicates} duplicates",
+        reader.records.len()
+    );
+    assert!(
+        complete,
+        "only {} distinct of {COUNT} outputs",
+        distinct(&reader.records)
+    );
+    drop(second);
+}
+
+fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn before_processing_may_lose_the_batch_in_flight_but_never_duplicates() {
+    const COUNT: usize = 50_000;
+    let scenario = Scenario::new("at-most-once");
+    kafka::produce(&scenario.input, inputs(COUNT));
+    let config = scenario.config(100, "commit = \"before_processing\"");
+    let host = HostProcess::start(&config, &scenario.log("host-1.log"));
+    wait_for_output_size(&scenario, COUNT as i64 / 3, Duration::from_secs(120));
+    host.kill_hard();
+    let restarted = HostProcess::start(&config, &scenario.log("host-2.log"));
+    // Done when the output stops growing.
+    let mut last = -1;
+    let settled = wait_until(Duration::from_secs(180), || {
+        std::thread::sleep(Duration::from_secs(3));
+        let size = scenario.output_size();
+        let stable = size == last && size > 0;
+        last = size;
+        stable
+    });
+    assert!(settled);
+    let mut reader = scenario.reader();
+    reader.read_until(Duration::from_secs(60), |records| {
+        records.len() as i64 >= last
+    });
+    let counts = reader.value_counts();
+    let duplicates = reader.records.len() - counts.len();
+    let lost = COUNT - counts.len();
+    eprintln!("before_processing with kill -9: {lost} lost, {duplicates} duplicates");
+    assert_eq!(duplicates, 0, "at-most-once must never repeat a message");
+    assert!(
+        lost < COUNT / 10,
+        "lost {lost}: more than the batches in flight"
+    );
+    drop(restarted);
+}

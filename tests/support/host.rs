@@ -1,0 +1,101 @@
+//! Runs the real `runnel` binary as a child process.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct HostProcess {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl HostProcess {
+    /// Starts `runnel run --config <config>`, logging JSON to `log_path`.
+    pub fn start(config: &Path, log_path: &Path) -> Self {
+        let log = File::create(log_path).expect("host log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUNNEL_LOG_FORMAT", "json")
+            .env("RUNNEL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting runnel");
+        Self {
+            child,
+            log_path: log_path.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaping the host");
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit. Returns the exit
+    /// status and how long the exit took, or None if it did not exit.
+    pub fn terminate(mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("sending SIGTERM");
+        assert!(status.success());
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(exit) = self.child.try_wait().expect("waiting for the host") {
+                return Some((exit, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// The host's JSON log lines, parsed.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        read_log(&self.log_path)
+    }
+
+    /// Waits until a log line's message equals `message`.
+    pub fn wait_for_log(&self, message: &str, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self
+                .log_lines()
+                .iter()
+                .any(|line| line["fields"]["message"] == message)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect()
+}

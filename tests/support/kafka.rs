@@ -1,0 +1,262 @@
+//! A real Kafka broker for the tests, and plain clients to feed and read it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::repo_root;
+
+/// The bootstrap address of the test broker: the one `scripts/test.sh`
+/// started (RUNNEL_TEST_BROKERS), or one started for this test process,
+/// which stops when the process exits.
+pub fn brokers() -> String {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS
+        .get_or_init(|| {
+            if let Ok(brokers) = std::env::var("RUNNEL_TEST_BROKERS") {
+                return brokers;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("runnel-test-broker-{}", std::process::id()));
+            let output = Command::new(repo_root().join("tests/kafka/broker.sh"))
+                .args(["start", "--dir"])
+                .arg(&dir)
+                .args(["--watch-pid", &std::process::id().to_string()])
+                .output()
+                .expect("running tests/kafka/broker.sh");
+            assert!(
+                output.status.success(),
+                "starting the test broker failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout)
+                .expect("broker address is text")
+                .trim()
+                .to_owned()
+        })
+        .clone()
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = futures::executor::block_on(admin.create_topics(
+        [&topic],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))
+    .expect("create_topics request");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Produces `values` with their keys, in order, and waits until all are
+/// acknowledged.
+pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("test producer");
+    for (key, value) in messages {
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("all test messages acknowledged");
+}
+
+/// Produces one message with headers.
+pub fn produce_with_headers(topic: &str, key: &str, value: &str, headers: &[(&str, &str)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("test producer");
+    let mut owned = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    producer
+        .send(BaseRecord::to(topic).key(key).payload(value).headers(owned))
+        .map_err(|(error, _)| error)
+        .expect("enqueued");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("acknowledged");
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a topic from the beginning, keeping everything read so far.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    pub records: Vec<Record>,
+}
+
+impl TopicReader {
+    /// `isolation` is `read_committed` or `read_uncommitted`.
+    pub fn new(topic: &str, partitions: i32, isolation: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", unique_topic("reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .create()
+            .expect("test consumer");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).expect("assign");
+        Self {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads whatever arrives within `window`.
+    pub fn poll_for(&mut self, window: Duration) {
+        let deadline = Instant::now() + window;
+        while Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => self.records.push(Record {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: String::from_utf8_lossy(message.payload().unwrap_or_default())
+                        .into_owned(),
+                    headers: message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                Some(Err(error)) => panic!("reading the topic failed: {error}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `done` holds for the records read so far, or `timeout`.
+    pub fn read_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(&self.records) {
+                return true;
+            }
+            self.poll_for(Duration::from_millis(500));
+        }
+        done(&self.records)
+    }
+
+    /// Distinct values read so far, with how often each was seen.
+    pub fn value_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for record in &self.records {
+            *counts.entry(record.value.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// The sum of the high watermarks of a topic's partitions: how many records
+/// it holds.
+pub fn topic_size(topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("watermark client");
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A directory for one test's files, removed at drop.
+/// Set RUNNEL_TEST_KEEP=1 to keep it (and the host logs in it) for a look.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix("runnel-test-")
+        .tempdir()
+        .expect("temp dir");
+    if std::env::var_os("RUNNEL_TEST_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping test files in {}", dir.path().display());
+    }
+    dir
+}
+
+pub fn path_string(path: PathBuf) -> String {
+    path.to_string_lossy().into_owned()
+}
