@@ -68,6 +68,8 @@ listen = "127.0.0.1:0"
 
 [pipelines.upper]
 inputs = ["{input}"]
+# Tests run side by side: each scenario has its own consumer group.
+group = "{input}"
 output = "{output}"
 plugin = "{plugin}"
 batch_size = {batch_size}

@@ -9,11 +9,16 @@ use rdkafka::producer::Producer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::{BTreeMap, HashMap};
+
+use crate::batch::BatchPolicy;
 use crate::config::{Config, ResolvedPipeline};
+use crate::http::{self, HttpState};
 use crate::metrics::{Metrics, Mode};
 use crate::pipeline::{Pipeline, PluginSlot};
 use crate::runtime::{EngineSettings, Plugin, PluginEngine};
-use crate::sink::OutputProducer;
+use crate::sink::{DaprOutput, OutputProducer};
+use crate::source::dapr::BindingInput;
 use crate::source::kafka::KafkaInput;
 use crate::stats::PipelineStats;
 
@@ -40,7 +45,8 @@ impl Health {
 
 /// Runs every pipeline of `config` until `shutdown` is cancelled, then
 /// drains them. Returns whether every pipeline drained within the drain
-/// timeout. Errors are start-up errors: bad plugins, bad client settings.
+/// timeout. Errors are start-up errors: bad plugins, bad client settings, a
+/// listen address in use.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<bool> {
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
@@ -56,7 +62,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
-    let mut inputs = Vec::new();
+    let mut pipelines = BTreeMap::new();
+    let mut bindings = HashMap::new();
+    let mut kafka_inputs = Vec::new();
     for name in config.pipelines.keys() {
         let settings = config.resolve(name)?;
         let plugin = load_plugin(&engine, &settings, &metrics).await?;
@@ -65,6 +73,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             plugin: PluginSlot::new(plugin),
             default_output: settings.output.clone(),
             producer: producer.clone(),
+            output_binding: settings
+                .output_binding
+                .as_deref()
+                .map(|binding| DaprOutput::new(&config.dapr.sidecar, binding)),
             stats: Arc::new(PipelineStats::new(
                 settings.batch_size,
                 settings.batch_timeout,
@@ -73,22 +85,51 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             mode: Mode::for_batch_size(settings.batch_size),
             concurrency: Semaphore::new(settings.max_concurrent),
         });
-        let input = KafkaInput::new(
-            &config.kafka.brokers,
-            settings,
-            pipeline,
-            config.drain_timeout,
-        )?;
-        inputs.push(tokio::spawn(input.run(shutdown.clone())));
+        let policy = BatchPolicy {
+            batch_size: settings.batch_size,
+            batch_timeout: settings.batch_timeout,
+        };
+        for binding in &settings.bindings {
+            let input = BindingInput::start(binding, pipeline.clone(), policy, shutdown.clone());
+            bindings.insert(binding.clone(), input);
+        }
+        if !settings.inputs.is_empty() {
+            let input = KafkaInput::new(
+                &config.kafka.brokers,
+                settings,
+                pipeline.clone(),
+                config.drain_timeout,
+            )?;
+            kafka_inputs.push(tokio::spawn(input.run(shutdown.clone())));
+        }
+        pipelines.insert(name.clone(), pipeline);
     }
     health.plugins_loaded.store(true, Ordering::Relaxed);
-    tracing::info!(pipelines = inputs.len(), brokers = %config.kafka.brokers, "runnel started");
+
+    let state = HttpState::new(bindings, pipelines.clone(), metrics.clone(), health.clone());
+    let (address, server) = http::serve(
+        config.http.listen,
+        http::router(state, config.http.max_body_bytes),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    tracing::info!(%address, "http listening");
+    tracing::info!(pipelines = pipelines.len(), brokers = %config.kafka.brokers, "runnel started");
 
     shutdown.cancelled().await;
-    let mut drained = true;
-    for input in inputs {
-        drained &= input.await.unwrap_or(false);
-    }
+    let drain = async {
+        let mut drained = true;
+        for input in kafka_inputs {
+            drained &= input.await.unwrap_or(false);
+        }
+        // The server finishes the binding requests in flight.
+        drained & server.await.is_ok()
+    };
+    // Each input bounds its own drain; this bounds the whole.
+    let drained = tokio::time::timeout(config.drain_timeout + Duration::from_secs(5), drain)
+        .await
+        .unwrap_or(false);
     let flush = producer.clone();
     let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(5))).await;
     Ok(drained)

@@ -44,6 +44,9 @@ pub struct Config {
     /// Settings shared by every plugin on this host.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The Dapr sidecar, for pipelines that send to Dapr output bindings.
+    #[serde(default)]
+    pub dapr: DaprConfig,
     /// How long shutdown may take to finish in-flight work before giving up.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -75,6 +78,22 @@ impl Default for KafkaConfig {
             brokers: default_brokers(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaprConfig {
+    /// Base URL of the sidecar's HTTP API.
+    #[serde(default = "default_dapr_sidecar")]
+    pub sidecar: String,
+}
+
+impl Default for DaprConfig {
+    fn default() -> Self {
+        Self {
+            sidecar: default_dapr_sidecar(),
         }
     }
 }
@@ -199,6 +218,10 @@ pub struct PipelineConfig {
     /// Kafka topics to consume.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Dapr input bindings feeding this pipeline: the sidecar calls
+    /// `OPTIONS /{binding}` at start-up and `POST /{binding}` per message.
+    #[serde(default)]
+    pub bindings: Vec<String>,
     /// Consumer group; defaults to `runnel-<pipeline name>`.
     pub group: Option<String>,
     /// Path of the plugin's component (`.wasm`), relative to the config file.
@@ -208,6 +231,8 @@ pub struct PipelineConfig {
     pub config: BTreeMap<String, String>,
     /// Topic for outputs that do not name one.
     pub output: Option<String>,
+    /// Send outputs to this Dapr output binding instead of Kafka.
+    pub output_binding: Option<String>,
     /// Presets for the settings below; explicit settings win.
     pub profile: Option<Profile>,
     /// Messages per plugin call; 1 is per-message mode (no waiting).
@@ -251,10 +276,12 @@ pub struct LimitsConfig {
 pub struct ResolvedPipeline {
     pub name: String,
     pub inputs: Vec<String>,
+    pub bindings: Vec<String>,
     pub group: String,
     pub plugin_path: PathBuf,
     pub plugin_config: Vec<(String, String)>,
     pub output: Option<String>,
+    pub output_binding: Option<String>,
     pub batch_size: usize,
     pub batch_timeout: Duration,
     pub max_concurrent: usize,
@@ -313,8 +340,16 @@ impl Config {
                 "kafka.brokers must name at least one broker".into(),
             ));
         }
+        let mut bindings = std::collections::HashSet::new();
         for name in self.pipelines.keys() {
-            self.resolve(name)?;
+            let pipeline = self.resolve(name)?;
+            for binding in pipeline.bindings {
+                if !bindings.insert(binding.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "Dapr binding `{binding}` feeds more than one pipeline"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -329,8 +364,22 @@ impl Config {
             .pipelines
             .get(name)
             .ok_or_else(|| invalid("no such pipeline".into()))?;
-        if pipeline.inputs.is_empty() {
-            return Err(invalid("`inputs` must name at least one topic".into()));
+        if pipeline.inputs.is_empty() && pipeline.bindings.is_empty() {
+            return Err(invalid(
+                "needs `inputs` (Kafka topics) or `bindings` (Dapr input bindings)".into(),
+            ));
+        }
+        for binding in &pipeline.bindings {
+            if RESERVED_PATHS.contains(&binding.as_str())
+                || binding.is_empty()
+                || !binding
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(format!(
+                    "binding name `{binding}` is reserved or not a plain path segment"
+                )));
+            }
         }
         let profile = pipeline.profile.map(Profile::defaults);
         let batch_size = pipeline
@@ -381,6 +430,7 @@ impl Config {
         Ok(ResolvedPipeline {
             name: name.to_owned(),
             inputs: pipeline.inputs.clone(),
+            bindings: pipeline.bindings.clone(),
             group: pipeline
                 .group
                 .clone()
@@ -392,6 +442,7 @@ impl Config {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             output: pipeline.output.clone(),
+            output_binding: pipeline.output_binding.clone(),
             batch_size,
             batch_timeout,
             max_concurrent: pipeline.max_concurrent,
@@ -427,6 +478,14 @@ fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError
     }
     current.insert(last.to_string(), value);
     Ok(())
+}
+
+/// Paths of the HTTP server that a Dapr binding must not shadow.
+const RESERVED_PATHS: &[&str] = &["metrics", "healthz", "readyz", "messages", "plugins"];
+
+fn default_dapr_sidecar() -> String {
+    // Dapr's default HTTP port.
+    "http://127.0.0.1:3500".into()
 }
 
 fn default_brokers() -> String {
@@ -548,5 +607,11 @@ mod tests {
         );
         let error = Config::parse("[pipelines.p]\nplugin = \"x.wasm\"\n", &[]).unwrap_err();
         assert!(error.to_string().contains("inputs"), "{error}");
+        let error = Config::parse(
+            "[pipelines.p]\nplugin = \"x.wasm\"\nbindings = [\"metrics\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("reserved"), "{error}");
     }
 }

@@ -5,6 +5,7 @@ pub mod app;
 pub mod batch;
 pub mod config;
 pub mod dev;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::metrics::{Metrics, Mode};
 use crate::runtime::codec;
 use crate::runtime::{Batch, CallError, FailureKind, HandledBatch, MessageOutcome, Plugin};
-use crate::sink::{OutputProducer, PendingDelivery};
+use crate::sink::{DaprOutput, OutputProducer, PendingDelivery};
 use crate::stats::PipelineStats;
 
 /// Why one message could not be processed.
@@ -62,6 +62,8 @@ pub struct Pipeline {
     /// Topic for outputs that do not name one.
     pub default_output: Option<String>,
     pub producer: OutputProducer,
+    /// When set, outputs go to this Dapr output binding instead of Kafka.
+    pub output_binding: Option<DaprOutput>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Metrics,
     pub mode: Mode,

@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use runnel::plugin::log::Level as LogLevel;
-pub use runnel::plugin::types::{
+pub use self::runnel::plugin::log::Level as LogLevel;
+pub use self::runnel::plugin::types::{
     Batch, BytesColumn, Failure, FailureKind, HeadersColumn, Outcomes,
 };

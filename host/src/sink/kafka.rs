@@ -38,9 +38,12 @@ pub struct OutputProducer {
     producer: FutureProducer,
 }
 
-/// An output handed to the producer; resolves when Kafka acknowledged it.
-pub struct PendingDelivery {
-    future: DeliveryFuture,
+/// An output on its way: handed to the Kafka producer and waiting for the
+/// broker's acknowledgement, or already acknowledged (a Dapr output binding
+/// answers synchronously).
+pub enum PendingDelivery {
+    Kafka(DeliveryFuture),
+    Acknowledged,
 }
 
 impl OutputProducer {
@@ -70,6 +73,18 @@ impl OutputProducer {
         value: &[u8],
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) -> Result<PendingDelivery, SinkError> {
+        self.enqueue(topic, key, value, headers)
+            .await
+            .map(PendingDelivery::Kafka)
+    }
+
+    async fn enqueue<'h>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<DeliveryFuture, SinkError> {
         let mut owned = OwnedHeaders::new();
         for (name, header_value) in headers {
             owned = owned.insert(Header {
@@ -85,7 +100,7 @@ impl OutputProducer {
         }
         loop {
             match self.producer.send_result(record) {
-                Ok(future) => return Ok(PendingDelivery { future }),
+                Ok(future) => return Ok(future),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -104,7 +119,10 @@ impl OutputProducer {
     /// gave up on is sent again, with backoff, until it is acknowledged: an
     /// offset is never stored past an output that was not.
     pub async fn confirm(&self, pending: PendingDelivery) -> Result<(), SinkError> {
-        let mut future = pending.future;
+        let mut future = match pending {
+            PendingDelivery::Kafka(future) => future,
+            PendingDelivery::Acknowledged => return Ok(()),
+        };
         let mut backoff = Duration::from_millis(100);
         loop {
             let failed = match future.await {
@@ -134,7 +152,7 @@ impl OutputProducer {
                 })
                 .unwrap_or_default();
             match self
-                .send(
+                .enqueue(
                     message.topic(),
                     message.key(),
                     message.payload().unwrap_or_default(),
@@ -142,7 +160,7 @@ impl OutputProducer {
                 )
                 .await
             {
-                Ok(pending) => return pending.future,
+                Ok(future) => return future,
                 Err(error) => {
                     tracing::warn!(%error, "cannot enqueue output again; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;

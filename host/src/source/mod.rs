@@ -1,3 +1,4 @@
-//! Where messages come from.
+//! Where messages come from: Kafka topics or Dapr input bindings.
 
+pub mod dapr;
 pub mod kafka;

@@ -1,0 +1,231 @@
+//! The HTTP surface: Dapr input bindings, stats, Prometheus metrics and
+//! health. Every error is a JSON body `{"error": ...}` with a status that
+//! says what went wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::source::dapr::BindingInput;
+
+/// Request headers that describe the HTTP transport, not the message; the
+/// rest (Dapr's metadata among them) become message headers.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "expect",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+];
+
+#[derive(Clone)]
+pub struct HttpState {
+    inner: Arc<HttpInner>,
+}
+
+struct HttpInner {
+    bindings: HashMap<String, Arc<BindingInput>>,
+    pipelines: BTreeMap<String, Arc<Pipeline>>,
+    metrics: Metrics,
+    health: Arc<Health>,
+}
+
+impl HttpState {
+    pub fn new(
+        bindings: HashMap<String, Arc<BindingInput>>,
+        pipelines: BTreeMap<String, Arc<Pipeline>>,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(HttpInner {
+                bindings,
+                pipelines,
+                metrics,
+                health,
+            }),
+        }
+    }
+}
+
+pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/messages/v1/stats", get(all_stats))
+        .route("/messages/v1/stats/{binding}", get(one_stats))
+        .route(
+            "/{binding}",
+            axum::routing::post(binding_message).options(binding_options),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Binds `listen` and serves until `shutdown`, then finishes the requests
+/// in flight. Returns the bound address (useful with port 0) and the
+/// server task.
+pub async fn serve(
+    listen: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "http server failed");
+        }
+    });
+    Ok((address, server))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "alive" })).into_response()
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let health = &state.inner.health;
+    let body = json!({
+        "ready": health.is_ready(),
+        "broker_reachable": health.broker_reachable(),
+        "plugins_loaded": health.plugins_loaded(),
+    });
+    let status = if health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Stats are found by pipeline name or by the name of a Dapr binding that
+/// feeds a pipeline.
+fn find_pipeline<'a>(state: &'a HttpState, name: &str) -> Option<&'a Arc<Pipeline>> {
+    state
+        .inner
+        .bindings
+        .get(name)
+        .map(|binding| &binding.pipeline)
+        .or_else(|| state.inner.pipelines.get(name))
+}
+
+async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
+    match find_pipeline(&state, &binding) {
+        Some(pipeline) => Json(pipeline.stats.snapshot()).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("unknown binding {binding}")),
+    }
+}
+
+async fn all_stats(State(state): State<HttpState>) -> Response {
+    let pipelines: BTreeMap<&str, _> = state
+        .inner
+        .pipelines
+        .iter()
+        .map(|(name, pipeline)| (name.as_str(), pipeline.stats.snapshot()))
+        .collect();
+    Json(json!({ "pipelines": pipelines })).into_response()
+}
+
+/// Dapr asks this once at start-up for each binding it delivers.
+async fn binding_options(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
+    if state.inner.bindings.contains_key(&binding) {
+        StatusCode::OK.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("unknown binding {binding}"))
+    }
+}
+
+async fn binding_message(
+    State(state): State<HttpState>,
+    Path(binding): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(input) = state.inner.bindings.get(&binding) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown binding {binding}"));
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            state
+                .inner
+                .metrics
+                .record_binding_request(&binding, false, 0.0);
+            return error(rejection.status(), rejection.body_text());
+        }
+    };
+    let started = Instant::now();
+    let message_headers = headers
+        .iter()
+        .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let outcome = input.handle(body.to_vec(), message_headers).await;
+    let seconds = started.elapsed().as_secs_f64();
+    state
+        .inner
+        .metrics
+        .record_binding_request(&binding, outcome.is_ok(), seconds);
+    match outcome {
+        Ok(outputs) => Json(json!({ "status": "ok", "outputs": outputs })).into_response(),
+        Err(failure) => {
+            // Dapr redelivers on any error status; 503 says a retry may
+            // well succeed, 500 that the message itself failed.
+            let status = match failure.kind {
+                "transient" | "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (
+                status,
+                Json(json!({
+                    "error": failure.message,
+                    "kind": failure.kind,
+                    "binding": binding,
+                })),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,604 @@
+#!/usr/bin/env bash
+# daprd.sh - a real Dapr sidecar (daprd) with a Kafka input binding, for
+# Runnel's tests of its Dapr-app mode (Runnel receives the binding's events
+# over HTTP).
+#
+#   daprd.sh build
+#       build (or reuse) the pinned daprd, print its path
+#   daprd.sh start --dir DIR --app-port PORT --brokers HOST:PORT --topic TOPIC
+#                  --binding NAME [--group G] [--app-id ID] [--meta KEY=VALUE]...
+#                  [--wait-app] [--probe-options] [--watch-pid PID]
+#       write DIR/components/NAME.yaml, start daprd on loopback ports,
+#       wait until it is up, print its Dapr HTTP port
+#   daprd.sh stop --dir DIR
+#       stop it (and its watcher)
+#   daprd.sh status --dir DIR
+#       print the Dapr HTTP port if running
+#
+# Why this shape:
+# - Only the package registries are reachable (no GitHub, no Docker), so the
+#   sidecar is compiled from the dapr module as served by the Go module proxy.
+#   `go install github.com/dapr/dapr/cmd/daprd@V` refuses modules whose go.mod
+#   has replace directives (dapr's does), so we `go mod download` the module,
+#   copy it to a writable place (the module cache is read-only) and
+#   `go build ./cmd/daprd` inside it, where its go.mod is the main module and
+#   its replace directives apply.
+# - daprd's component registrations are all behind build tags
+#   (stablecomponents/allcomponents; with neither, cmd/daprd/components/
+#   zz_notag.go panics at start). Those tags pull in every cloud SDK (AWS,
+#   Azure, GCP, ...). We need exactly one component, bindings.kafka, so by
+#   default we build with no tag and use `go build -overlay` to swap
+#   zz_notag.go for a file that registers only the Kafka binding: same code
+#   as upstream's bindings_kafka.go, a fraction of the compile. Set
+#   RUNNEL_DAPRD_COMPONENTS=stable for upstream's `-tags stablecomponents`
+#   build instead (cached separately; much slower to build).
+#   The kafka-only build has no name resolver, so daprd logs one error
+#   ("couldn't find name resolution mdns/v1") at start and service
+#   invocation is unavailable. Input/output bindings do not need it, and it
+#   also means daprd sends no mDNS multicast from the test machine.
+# - The binary is cached outside the repository, per version and component
+#   set, in ${RUNNEL_CACHE:-$HOME/.cache/runnel}/daprd-<version>[-stable]/daprd.
+#   It is built in a scratch directory next to it and renamed into place only
+#   when finished, so an interrupted build is simply redone.
+# - Every sidecar gets its own directory, app id, ports and (by default)
+#   consumer group, so parallel or repeated test runs never share state.
+#   Every listener is bound to 127.0.0.1; no placement, scheduler or sentry
+#   is involved (self-hosted mode, mTLS off).
+# - stdout carries only the one result line (binary path or Dapr HTTP port),
+#   so callers can use `port=$(daprd.sh start ...)`; diagnostics go to stderr.
+#
+# Environment knobs (all optional):
+#   RUNNEL_CACHE                 cache root (default $HOME/.cache/runnel)
+#   RUNNEL_DAPRD_COMPONENTS      "kafka" (default) or "stable", see above
+#   RUNNEL_DAPRD_BIN             use this daprd binary; skips `build`
+#   RUNNEL_DAPRD_NICE            niceness of the Go build (default 19)
+#   RUNNEL_DAPRD_START_TIMEOUT   seconds to wait for readiness (default 60)
+#   RUNNEL_DAPRD_LOG_LEVEL       daprd --log-level (default info)
+set -euo pipefail
+
+# ---------------------------------------------------------------------------
+# Pinned version. v1.18.2 is the newest dapr release whose whole dependency
+# graph the module proxy here serves: v1.18.3 needs
+# github.com/dapr/durabletask-go v0.12.4, which the proxy answers with
+# "403 This module version is not available". v1.18.2's go.mod asks for
+# go >= 1.26.5 (components-contrib v1.18.3, kit v0.18.2).
+# ---------------------------------------------------------------------------
+readonly DAPR_VERSION=v1.18.2
+readonly DAPR_MODULE=github.com/dapr/dapr
+
+readonly COMPONENTS="${RUNNEL_DAPRD_COMPONENTS:-kafka}"
+case "$COMPONENTS" in
+  kafka) readonly BUILD_SUFFIX="" ;;
+  stable) readonly BUILD_SUFFIX="-stable" ;;
+  *) printf 'daprd.sh: error: RUNNEL_DAPRD_COMPONENTS must be kafka or stable (got %s)\n' "$COMPONENTS" >&2; exit 2 ;;
+esac
+
+readonly CACHE_ROOT="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
+readonly DAPRD_CACHE="$CACHE_ROOT/daprd-$DAPR_VERSION$BUILD_SUFFIX"
+readonly DAPRD_BIN="${RUNNEL_DAPRD_BIN:-$DAPRD_CACHE/daprd}"
+readonly BUILD_NICE="${RUNNEL_DAPRD_NICE:-19}"
+readonly START_TIMEOUT="${RUNNEL_DAPRD_START_TIMEOUT:-60}"
+readonly LOG_LEVEL="${RUNNEL_DAPRD_LOG_LEVEL:-info}"
+readonly STOP_GRACE=15     # seconds between SIGTERM and SIGKILL
+readonly START_ATTEMPTS=3  # retries only for a lost race on a picked port
+
+SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+readonly SELF
+
+log() { printf 'daprd.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<EOF
+usage: daprd.sh build
+       daprd.sh start --dir DIR --app-port PORT --brokers HOST:PORT --topic TOPIC
+                      --binding NAME [--group G] [--app-id ID] [--meta KEY=VALUE]...
+                      [--wait-app] [--probe-options] [--watch-pid PID]
+       daprd.sh stop --dir DIR
+       daprd.sh status --dir DIR
+EOF
+  exit 2
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH${2:+ ($2)}"; }
+
+# ---------------------------------------------------------------------------
+# build
+# ---------------------------------------------------------------------------
+
+# Registers the Kafka input+output binding and nothing else; a verbatim copy
+# of the init() in upstream's cmd/daprd/components/bindings_kafka.go, minus
+# its build tag. Swapped in for zz_notag.go with `go build -overlay`.
+write_kafka_only_go() {
+  cat >"$1" <<'EOF'
+// Generated by Runnel's tests/dapr/daprd.sh: replaces zz_notag.go so that a
+// tag-less build registers exactly the Kafka binding.
+package components
+
+import (
+	"github.com/dapr/components-contrib/bindings"
+	"github.com/dapr/components-contrib/bindings/kafka"
+	bindingsLoader "github.com/dapr/dapr/pkg/components/bindings"
+	"github.com/dapr/kit/logger"
+)
+
+func init() {
+	bindingsLoader.DefaultRegistry.RegisterInputBinding(func(l logger.Logger) bindings.InputBinding {
+		return kafka.NewKafka(l)
+	}, "kafka")
+	bindingsLoader.DefaultRegistry.RegisterOutputBinding(func(l logger.Logger) bindings.OutputBinding {
+		return kafka.NewKafka(l)
+	}, "kafka")
+}
+EOF
+}
+
+bin_ready() { [[ -x "$DAPRD_BIN" ]]; }
+
+cmd_build() {
+  if [[ -n "${RUNNEL_DAPRD_BIN:-}" ]]; then
+    bin_ready || die "RUNNEL_DAPRD_BIN=$RUNNEL_DAPRD_BIN is not an executable"
+    echo "$DAPRD_BIN"
+    return 0
+  fi
+  bin_ready && { echo "$DAPRD_BIN"; return 0; }
+  need go "install Go >= 1.26.5"
+  need flock
+  mkdir -p "$DAPRD_CACHE"
+  # Serialise concurrent builds (parallel test processes on a cold cache).
+  # The lock fd lives only in this subshell, so no daprd started later can
+  # inherit it.
+  (
+    flock 9
+    bin_ready && exit 0
+    # Holding the lock, nobody else is building: leftovers are from a killed run.
+    rm -rf "$DAPRD_CACHE"/build.*
+    work="$(mktemp -d "$DAPRD_CACHE/build.XXXXXX")"
+    trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+
+    # GOTOOLCHAIN=local: fail clearly on a too-old Go instead of trying to
+    # download a toolchain. GOFLAGS is pinned so a user's -mod=vendor or
+    # similar cannot leak in; the module cache and build cache are Go's
+    # usual persistent ones, so a rebuild after a cache wipe here is quick.
+    export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+
+    log "downloading $DAPR_MODULE@$DAPR_VERSION"
+    local moddir
+    moddir="$(go mod download -json "$DAPR_MODULE@$DAPR_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [[ -n "$moddir" && -f "$moddir/go.mod" ]] ||
+      die "go mod download $DAPR_MODULE@$DAPR_VERSION gave no module directory"
+    cp -R "$moddir" "$work/src"
+    chmod -R u+w "$work/src"
+
+    local -a args=(-trimpath -buildvcs=false
+      # -s -w: no symbol table/DWARF (upstream release builds do the same);
+      # panics still print function names. buildinfo.version makes
+      # `daprd --version` print the release instead of "edge".
+      -ldflags "-s -w -X $DAPR_MODULE/pkg/buildinfo.version=${DAPR_VERSION#v}")
+    if [[ "$COMPONENTS" == kafka ]]; then
+      write_kafka_only_go "$work/kafka_only.go"
+      printf '{"Replace":{"%s":"%s"}}\n' \
+        "$work/src/cmd/daprd/components/zz_notag.go" "$work/kafka_only.go" >"$work/overlay.json"
+      args+=(-overlay "$work/overlay.json")
+    else
+      args+=(-tags stablecomponents)
+    fi
+
+    log "building daprd $DAPR_VERSION (components: $COMPONENTS) with $(go env GOVERSION); a cold build takes minutes"
+    local t0=$SECONDS
+    (cd "$work/src" && nice -n "$BUILD_NICE" go build "${args[@]}" -o "$work/daprd" ./cmd/daprd) >&2 ||
+      die "go build of daprd $DAPR_VERSION failed"
+    local ver
+    ver="$("$work/daprd" --version 2>/dev/null)" || die "the built daprd does not run"
+    [[ "$ver" == "${DAPR_VERSION#v}" ]] || die "the built daprd reports version '$ver'"
+    # The rename is the completion marker: the cached path either holds a
+    # finished binary or nothing.
+    mv -f "$work/daprd" "$DAPRD_BIN"
+    printf 'version=%s\ncomponents=%s\ngo=%s\nseconds=%s\n' "$DAPR_VERSION" "$COMPONENTS" \
+      "$(go env GOVERSION)" "$((SECONDS - t0))" >"$DAPRD_CACHE/build.info"
+    log "built $DAPRD_BIN in $((SECONDS - t0))s"
+  ) 9>"$DAPRD_CACHE/.build.lock"
+  bin_ready || die "build did not complete"
+  echo "$DAPRD_BIN"
+}
+
+# ---------------------------------------------------------------------------
+# Process helpers. PIDs can be reused, so before signalling anything we check
+# that it is still the process we started (by its command line), and the
+# watcher identifies the watched process by PID *and* start time.
+# ---------------------------------------------------------------------------
+pid_alive() {
+  # A zombie (exited, not yet reaped) counts as dead.
+  local state
+  [[ -r "/proc/$1/stat" ]] || return 1
+  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
+pid_starttime() {
+  # Field 22 of /proc/PID/stat; strip "pid (comm) " first because comm may
+  # contain spaces. Field 22 is then the 20th of what remains.
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+pid_cmdline_has() {
+  # pid_cmdline_has PID WORD...: is PID alive and does its argv contain all WORDs?
+  local pid=$1 cmd w
+  shift
+  pid_alive "$pid" || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  for w in "$@"; do [[ "$cmd" == *"$w"* ]] || return 1; done
+}
+
+read_pid() { [[ -f "$1" ]] && tr -dc '0-9' <"$1"; }
+
+daprd_pid_if_ours() {
+  # Prints daprd's PID if DIR/daprd.pid names a live daprd of DIR.
+  local dir=$1 pid
+  pid="$(read_pid "$dir/daprd.pid")" || return 1
+  [[ -n "$pid" ]] && pid_cmdline_has "$pid" daprd "--resources-path $dir/components" && echo "$pid"
+}
+
+stop_daprd_in() {
+  local dir=$1 pid i
+  if pid="$(daprd_pid_if_ours "$dir")"; then
+    log "stopping daprd pid $pid ($dir)"
+    # SIGTERM starts daprd's graceful shutdown: it closes the input binding
+    # (the Kafka consumer leaves its group) and exits within
+    # --dapr-graceful-shutdown-seconds, which start sets below STOP_GRACE.
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STOP_GRACE * 5; i++)); do
+      pid_alive "$pid" || break
+      sleep 0.2
+    done
+    if pid_alive "$pid"; then
+      log "daprd pid $pid ignored SIGTERM for ${STOP_GRACE}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$dir/daprd.pid"
+}
+
+stop_watcher_in() {
+  local dir=$1 pid
+  pid="$(read_pid "$dir/watcher.pid")" || true
+  if [[ -n "${pid:-}" ]] && pid_cmdline_has "$pid" "$SELF" _watch "$dir"; then
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/watcher.pid"
+}
+
+# ---------------------------------------------------------------------------
+# Ports. We pick ports below the kernel's ephemeral range (so outgoing
+# connections cannot grab them between our pick and daprd's bind) that no
+# socket in /proc/net/tcp{,6} uses. Another process can still win the race;
+# start_once sees daprd exit with "address already in use" and we retry.
+# ---------------------------------------------------------------------------
+used_ports() {
+  awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
+}
+
+pick_port() {
+  # pick_port EXCLUDED_PORT...
+  local lo hi used p i x ok
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+  hi=$((lo - 1))
+  ((hi > 20000)) || hi=65000   # odd ephemeral ranges: fall back to any high port
+  used="$(used_ports)"
+  for ((i = 0; i < 500; i++)); do
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (hi - 10000)))
+    ok=1
+    for x in "$@"; do [[ "$p" == "$x" ]] && ok=0; done
+    ((ok)) || continue
+    grep -qix "$(printf '%04X' "$p")" <<<"$used" && continue
+    echo "$p"
+    return 0
+  done
+  die "could not find a free TCP port"
+}
+
+# HTTP status of GET URL, "000" if nothing answers. curl if installed,
+# otherwise a raw HTTP/1.0 request over bash's /dev/tcp.
+http_status() {
+  local url=$1 host port path
+  if command -v curl >/dev/null 2>&1; then
+    curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" 2>/dev/null || true
+    return 0
+  fi
+  host=${url#http://}; path=/${host#*/}; host=${host%%/*}; port=${host##*:}; host=${host%:*}
+  # shellcheck disable=SC2016  # $0..$2 are expanded by the inner bash
+  timeout 3 bash -c '
+      exec 3<>"/dev/tcp/$0/$1" || exit 1
+      printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$2" "$0" >&3
+      head -n 1 <&3' "$host" "$port" "$path" 2>/dev/null | awk '{print $2}' | grep -E '^[0-9]{3}$' || echo 000
+}
+
+# ---------------------------------------------------------------------------
+# start
+# ---------------------------------------------------------------------------
+yaml_quote() {
+  # A YAML double-quoted scalar: escape backslashes and double quotes.
+  local s=${1//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
+}
+
+write_component() {
+  # write_component DIR NAME BROKERS TOPIC GROUP PROBE_OPTIONS KEY=VALUE...
+  local dir=$1 name=$2 brokers=$3 topic=$4 group=$5 probe_options=$6 kv
+  shift 6
+  mkdir -p "$dir/components"
+  rm -f "$dir/components"/*.yaml
+  {
+    cat <<EOF
+# Generated by tests/dapr/daprd.sh for one test run; do not reuse.
+# Metadata names are those of components-contrib's bindings/kafka and
+# common/component/kafka for dapr $DAPR_VERSION.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: $name
+spec:
+  type: bindings.kafka
+  version: v1
+  metadata:
+EOF
+    # "direction" is Dapr's own key, not Kafka's. With direction=input daprd
+    # starts reading at once; without it daprd first sends OPTIONS /NAME to
+    # the app (3 s timeout) and runs the binding only if the app answers 2xx
+    # or 405 (otherwise it logs "app has not subscribed to binding NAME" and
+    # never reads). --probe-options leaves it out, to exercise the app's
+    # OPTIONS answer.
+    if [[ "$probe_options" == 0 ]]; then
+      printf '  # Input only: daprd reads TOPIC and POSTs each record to /NAME.\n'
+      printf '  - name: direction\n    value: "input"\n'
+    fi
+    cat <<EOF
+  - name: brokers
+    value: $(yaml_quote "$brokers")
+  - name: topics
+    value: $(yaml_quote "$topic")
+  - name: consumerGroup
+    value: $(yaml_quote "$group")
+  - name: clientID
+    value: $(yaml_quote "$group")
+  # Plaintext, unauthenticated: the test broker's only listener.
+  - name: authType
+    value: "none"
+  - name: disableTls
+    value: "true"
+  # A group with no committed offset starts at the beginning of the topic,
+  # so records produced before daprd joined are delivered too.
+  - name: initialOffset
+    value: "oldest"
+EOF
+    for kv in "$@"; do
+      printf '  - name: %s\n    value: %s\n' "$(yaml_quote "${kv%%=*}")" "$(yaml_quote "${kv#*=}")"
+    done
+  } >"$dir/components/$name.yaml"
+}
+
+# Set by start_once for its caller.
+DAPRD_PID=""
+HTTP_PORT=""
+PORT_RACE=0
+
+start_once() {
+  # Returns with daprd ready, or with PORT_RACE=1 when another process took
+  # one of our ports first (the caller retries); exits on other errors. It is
+  # called as a plain statement, never in `if`/`||`, so that `set -e` stays in
+  # force inside it.
+  local dir=$1 app_id=$2 app_port=$3 wait_app=$4 gport mport iport deadline url code
+  PORT_RACE=0
+  HTTP_PORT="$(pick_port "$app_port")"
+  gport="$(pick_port "$app_port" "$HTTP_PORT")"
+  mport="$(pick_port "$app_port" "$HTTP_PORT" "$gport")"
+  iport="$(pick_port "$app_port" "$HTTP_PORT" "$gport" "$mport")"
+
+  # Self-hosted ("standalone") mode, every listener on loopback:
+  # - no --placement-host-address / --scheduler-host-address: empty means
+  #   no actors and no scheduler, so daprd never dials a control plane;
+  #   mTLS is off by default (no sentry).
+  # - --app-channel-address: where the app is (the default, made explicit).
+  # - --dapr-graceful-shutdown-seconds below our SIGKILL grace.
+  local -a argv=("$DAPRD_BIN"
+    --mode standalone
+    --app-id "$app_id"
+    --app-port "$app_port"
+    --app-protocol http
+    --app-channel-address 127.0.0.1
+    --resources-path "$dir/components"
+    --dapr-listen-addresses 127.0.0.1
+    --dapr-http-port "$HTTP_PORT"
+    --dapr-grpc-port "$gport"
+    --dapr-internal-grpc-listen-address 127.0.0.1
+    --dapr-internal-grpc-port "$iport"
+    --metrics-listen-address 127.0.0.1
+    --metrics-port "$mport"
+    --enable-mtls=false
+    --dapr-graceful-shutdown-seconds 5
+    --log-level "$LOG_LEVEL")
+  printf '%q ' "${argv[@]}" >"$dir/daprd.cmdline"
+  echo >>"$dir/daprd.cmdline"
+  log "starting daprd $DAPR_VERSION: dapr http 127.0.0.1:$HTTP_PORT grpc :$gport internal :$iport metrics :$mport, app 127.0.0.1:$app_port"
+  # stdin/stdout/stderr are all detached: a background child holding the
+  # caller's stdout would make `$(daprd.sh start ...)` wait forever.
+  "${argv[@]}" </dev/null >>"$dir/daprd.log" 2>&1 &
+  DAPRD_PID=$!
+  echo "$DAPRD_PID" >"$dir/daprd.pid"
+
+  # /v1.0/healthz/outbound turns 204 once components are loaded, just before
+  # daprd starts waiting for the app port; /v1.0/healthz only once the app
+  # is reachable too and the input binding is running. By default we only
+  # need the former, so daprd may be started before the app listens.
+  if [[ "$wait_app" == 1 ]]; then url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz"
+  else url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz/outbound"; fi
+  deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$DAPRD_PID"; then
+      if grep -qi 'address already in use' "$dir/daprd.log"; then
+        log "port race lost (address already in use); retrying with new ports"
+        PORT_RACE=1
+        return 0
+      fi
+      tail -n 40 "$dir/daprd.log" >&2 || true
+      die "daprd exited during startup (full log: $dir/daprd.log)"
+    fi
+    code="$(http_status "$url")"
+    [[ "$code" == 2* ]] && return 0
+    sleep 0.3
+  done
+  tail -n 40 "$dir/daprd.log" >&2 || true
+  die "daprd not ready ($url) after ${START_TIMEOUT}s (full log: $dir/daprd.log)"
+}
+
+START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
+
+cmd_start() {
+  local dir=$1 watch=$2 app_port=$3 brokers=$4 topic=$5 binding=$6 group=$7 app_id=$8 wait_app=$9
+  local probe_options=${10}
+  shift 10
+  local attempt wstart=""
+  [[ "$app_port" =~ ^[0-9]+$ ]] || die "--app-port needs a numeric port"
+  [[ -n "$brokers" && -n "$topic" ]] || die "--brokers and --topic are required"
+  # The binding name is the component name and the app's URL path: keep it
+  # to what both accept.
+  [[ "$binding" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] ||
+    die "--binding must be a lowercase DNS-style name (got '$binding')"
+  local kv
+  for kv in "$@"; do [[ "$kv" == ?*=* ]] || die "--meta needs KEY=VALUE (got '$kv')"; done
+  if [[ -n "$watch" ]]; then
+    [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a numeric PID"
+    pid_alive "$watch" || die "--watch-pid $watch is not a running process"
+    wstart="$(pid_starttime "$watch")"
+  fi
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
+  if daprd_pid_if_ours "$dir" >/dev/null; then
+    die "a daprd is already running for $dir (port $(cat "$dir/http_port" 2>/dev/null || echo '?')); stop it first"
+  fi
+  stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
+  rm -f "$dir/http_port"
+  : >"$dir/daprd.log"      # logs of an earlier run in this DIR would mislead
+  : >"$dir/watcher.log"
+  # Unique per start unless given: a consumer group shared with an earlier
+  # run would resume from that run's committed offsets.
+  [[ -n "$group" ]] || group="runnel-dapr-$binding-$(date +%s)-$$"
+  [[ -n "$app_id" ]] || app_id="runnel-$binding-$$"
+  bin_ready || log "no daprd at $DAPRD_BIN yet; building it first"
+  cmd_build >/dev/null
+
+  write_component "$dir" "$binding" "$brokers" "$topic" "$group" "$probe_options" "$@"
+  log "component $binding: bindings.kafka topic=$topic brokers=$brokers group=$group"
+
+  # If anything below fails (or we are interrupted), do not leave daprd
+  # running behind the caller's back.
+  START_DIR=$dir
+  trap 'stop_daprd_in "$START_DIR"' EXIT
+  trap 'exit 130' INT TERM
+  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
+    start_once "$dir" "$app_id" "$app_port" "$wait_app"
+    ((PORT_RACE)) || break
+    stop_daprd_in "$dir"
+  done
+  ((PORT_RACE == 0)) || die "could not start daprd after $START_ATTEMPTS attempts"
+
+  echo "$HTTP_PORT" >"$dir/http_port"
+  if [[ -n "$watch" ]]; then
+    # The watcher is a separate, fully detached process so that it outlives
+    # this script; it stops daprd once the watched PID has gone.
+    bash "$SELF" _watch --dir "$dir" --watch-pid "$watch" --watch-start "$wstart" \
+      </dev/null >>"$dir/watcher.log" 2>&1 &
+    echo $! >"$dir/watcher.pid"
+  fi
+  trap - EXIT INT TERM
+  log "daprd pid $DAPRD_PID ready, Dapr HTTP API on 127.0.0.1:$HTTP_PORT (log: $dir/daprd.log)"
+  echo "$HTTP_PORT"
+}
+
+cmd_watch() {
+  local dir=$1 watch=$2 wstart=$3 now
+  log "$(date '+%F %T') watching pid $watch for daprd in $dir"
+  while :; do
+    # daprd went away by itself (or was stopped): nothing left to do.
+    daprd_pid_if_ours "$dir" >/dev/null || exit 0
+    now="$(pid_starttime "$watch" || true)"
+    if ! pid_alive "$watch" || [[ -n "$wstart" && "$now" != "$wstart" ]]; then
+      log "$(date '+%F %T') pid $watch exited; stopping daprd"
+      stop_daprd_in "$dir"
+      rm -f "$dir/watcher.pid"
+      exit 0
+    fi
+    sleep 1
+  done
+}
+
+cmd_stop() {
+  local dir=$1
+  [[ -d "$dir" ]] || { log "no such directory $dir; nothing to stop"; return 0; }
+  dir="$(cd "$dir" && pwd)"
+  # Watcher first, so it does not race us to daprd.
+  stop_watcher_in "$dir"
+  if daprd_pid_if_ours "$dir" >/dev/null; then
+    stop_daprd_in "$dir"
+  else
+    log "no daprd running for $dir"
+    rm -f "$dir/daprd.pid"
+  fi
+  rm -f "$dir/http_port"
+}
+
+cmd_status() {
+  local dir=$1 pid
+  dir="$(cd "$dir" 2>/dev/null && pwd)" || { log "not running"; return 1; }
+  if pid="$(daprd_pid_if_ours "$dir")"; then
+    log "running, pid $pid"
+    cat "$dir/http_port"
+  else
+    log "not running"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------------------
+main() {
+  local cmd=${1:-}
+  [[ -n "$cmd" ]] || usage
+  shift
+  local dir="" watch="" wstart="" app_port="" brokers="" topic="" binding="" group="" app_id=""
+  local wait_app=0 probe_options=0
+  local -a meta=()
+  while (($#)); do
+    case "$1" in
+      --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+      --watch-pid) watch=${2:?--watch-pid needs a value}; shift 2 ;;
+      --watch-start) wstart=${2-}; shift 2 ;;   # internal, for _watch
+      --app-port) app_port=${2:?--app-port needs a value}; shift 2 ;;
+      --brokers) brokers=${2:?--brokers needs a value}; shift 2 ;;
+      --topic) topic=${2:?--topic needs a value}; shift 2 ;;
+      --binding) binding=${2:?--binding needs a value}; shift 2 ;;
+      --group) group=${2:?--group needs a value}; shift 2 ;;
+      --app-id) app_id=${2:?--app-id needs a value}; shift 2 ;;
+      --meta) meta+=("${2:?--meta needs KEY=VALUE}"); shift 2 ;;
+      --wait-app) wait_app=1; shift ;;
+      --probe-options) probe_options=1; shift ;;
+      -h | --help) usage ;;
+      *) log "unknown argument: $1"; usage ;;
+    esac
+  done
+  case "$cmd" in
+    build) cmd_build ;;
+    start)
+      [[ -n "$dir" && -n "$app_port" && -n "$brokers" && -n "$topic" && -n "$binding" ]] || usage
+      cmd_start "$dir" "$watch" "$app_port" "$brokers" "$topic" "$binding" "$group" "$app_id" \
+        "$wait_app" "$probe_options" ${meta[@]+"${meta[@]}"}
+      ;;
+    stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
+    status) [[ -n "$dir" ]] || usage; cmd_status "$dir" ;;
+    _watch) cmd_watch "$dir" "$watch" "$wstart" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

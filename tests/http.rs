@@ -1,0 +1,445 @@
+//! The HTTP surface with a real client against the real binary: Dapr
+//! binding endpoints, stats, metrics and health, and every error they give.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::host::HostProcess;
+use support::kafka::{self, TopicReader};
+use support::plugin_path;
+
+/// Nothing listens on port 1.
+const UNREACHABLE: &str = "127.0.0.1:1";
+
+struct Host {
+    process: HostProcess,
+    base: String,
+    output: String,
+    feed: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A host with three pipelines: `orders` (a Dapr binding, per-message mode),
+/// `bulk` (a Dapr binding, batches of up to 5) and `feed` (a Kafka topic).
+/// All run the `misbehave` plugin, which echoes values and fails on command.
+fn start_host(brokers: &str) -> Host {
+    let dir = kafka::scratch_dir();
+    let output = kafka::unique_topic("http-out");
+    let feed = kafka::unique_topic("http-feed");
+    // The unreachable-broker test must not touch the real broker at all.
+    let reachable = brokers != UNREACHABLE;
+    if reachable {
+        kafka::create_topic(&output, 1);
+        kafka::create_topic(&feed, 2);
+    }
+    let config: PathBuf = dir.path().join("runnel.toml");
+    let plugin = plugin_path("misbehave");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+drain_timeout = "10s"
+[kafka]
+brokers = "{brokers}"
+[http]
+listen = "127.0.0.1:0"
+max_body_bytes = 1024
+
+[pipelines.orders]
+bindings = ["orders"]
+plugin = "{plugin}"
+output = "{output}"
+limits = {{ call_timeout = "2s" }}
+
+[pipelines.bulk]
+bindings = ["bulk"]
+plugin = "{plugin}"
+output = "{output}"
+batch_size = 5
+batch_timeout = "300ms"
+
+[pipelines.feed]
+inputs = ["{feed}"]
+group = "{feed}"
+plugin = "{plugin}"
+output = "{output}"
+[pipelines.feed.consumer]
+"statistics.interval.ms" = "1000"
+"#,
+            plugin = plugin.display()
+        ),
+    )
+    .unwrap();
+    let process = HostProcess::start(&config, &dir.path().join("host.log"));
+    let address = wait_for_address(&process);
+    Host {
+        process,
+        base: format!("http://{address}"),
+        output,
+        feed,
+        _dir: dir,
+    }
+}
+
+fn wait_for_address(process: &HostProcess) -> String {
+    for _ in 0..300 {
+        if let Some(line) = process
+            .log_lines()
+            .into_iter()
+            .find(|line| line["fields"]["message"] == "http listening")
+        {
+            return line["fields"]["address"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the host never listened: {:?}", process.log_lines());
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
+    let response = client
+        .post(url)
+        .header("metadata.source", "test")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dapr_binding_endpoints_answer_deliver_and_refuse_bad_requests() {
+    let host = start_host(&kafka::brokers());
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", host.base);
+
+    let options = client
+        .request(reqwest::Method::OPTIONS, url("/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 200, "Dapr's start-up probe");
+    let options = client
+        .request(reqwest::Method::OPTIONS, url("/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 404);
+
+    let (status, body) = post(&client, &url("/orders"), "hello").await;
+    assert_eq!(
+        (status, &body["status"], &body["outputs"]),
+        (200, &Value::from("ok"), &Value::from(1))
+    );
+    let mut reader = TopicReader::new(&host.output, 1, "read_uncommitted");
+    assert!(reader.read_until(Duration::from_secs(30), |records| !records.is_empty()));
+    let record = &reader.records[0];
+    assert_eq!(record.value, "hello");
+    assert!(
+        record
+            .headers
+            .contains(&("metadata.source".to_owned(), "test".to_owned())),
+        "request headers become message headers: {:?}",
+        record.headers
+    );
+
+    let (status, body) = post(&client, &url("/nope"), "x").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "unknown binding nope");
+
+    let (status, body) = post(&client, &url("/orders"), &"x".repeat(2048)).await;
+    assert_eq!(status, 413, "over max_body_bytes");
+    assert!(body["error"].is_string());
+
+    let (status, body) = post(&client, &url("/orders"), "permanent").await;
+    assert_eq!((status, &body["kind"]), (500, &Value::from("permanent")));
+    let (status, body) = post(&client, &url("/orders"), "transient").await;
+    assert_eq!(
+        (status, &body["kind"]),
+        (503, &Value::from("transient")),
+        "a retry may help"
+    );
+    let (status, body) = post(&client, &url("/orders"), "trap").await;
+    assert_eq!((status, &body["kind"]), (500, &Value::from("trap")));
+    let (status, body) = post(&client, &url("/orders"), "loop").await;
+    assert_eq!((status, &body["kind"]), (503, &Value::from("timeout")));
+
+    // Nothing above disturbed the binding.
+    let (status, _) = post(&client, &url("/orders"), "still fine").await;
+    assert_eq!(status, 200);
+
+    let response = client.get(url("/nowhere/at/all")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    drop(host);
+}
+
+/// The value of one Prometheus sample, found by name and labels.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| {
+            line.starts_with(&format!("{name}{{"))
+                && labels
+                    .iter()
+                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_metrics_count_exactly_by_status_and_mode() {
+    let host = start_host(&kafka::brokers());
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", host.base);
+    for i in 0..10 {
+        let body = if i % 3 == 0 {
+            "permanent".to_owned()
+        } else {
+            format!("ok-{i}")
+        };
+        post(&client, &url("/orders"), &body).await;
+    }
+    // Ten requests at once: they join batches of up to five.
+    let requests = (0..10).map(|i| {
+        let client = client.clone();
+        let url = url("/bulk");
+        async move { post(&client, &url, &format!("bulk-{i}")).await.0 }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+
+    let orders: Value = client
+        .get(url("/messages/v1/stats/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orders["total_processed"], 10);
+    assert_eq!(orders["total_errors"], 4);
+    assert_eq!(orders["is_batch_mode"], false);
+    assert_eq!(orders["batch_size_threshold"], 1);
+    assert_eq!(orders["is_running"], true);
+    assert!(orders["time_since_last_process"].as_f64().unwrap() >= 0.0);
+    let bulk: Value = client
+        .get(url("/messages/v1/stats/bulk"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["total_processed"], 10);
+    assert_eq!(bulk["total_errors"], 0);
+    assert_eq!(bulk["is_batch_mode"], true);
+    assert_eq!(bulk["batch_size_threshold"], 5);
+    assert_eq!(bulk["batch_timeout"], 0.3);
+
+    let all: Value = client
+        .get(url("/messages/v1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["pipelines"].as_object().unwrap().len(), 3);
+    let unknown = client
+        .get(url("/messages/v1/stats/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"],
+        "unknown binding nope"
+    );
+
+    let metrics = client
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let processed = "kafka_messages_processed_total";
+    assert_eq!(
+        sample(
+            &metrics,
+            processed,
+            &[("status", "success"), ("mode", "per_message")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            processed,
+            &[("status", "error"), ("mode", "per_message")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            processed,
+            &[("status", "success"), ("mode", "batch")]
+        ),
+        10.0
+    );
+    let requests = "kafka_binding_requests_total";
+    assert_eq!(
+        sample(
+            &metrics,
+            requests,
+            &[("binding", "orders"), ("status", "success")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            requests,
+            &[("binding", "orders"), ("status", "error")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            requests,
+            &[("binding", "bulk"), ("status", "success")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "kafka_binding_duration_seconds_count",
+            &[("binding", "orders")]
+        ),
+        10.0
+    );
+    assert!(sample(&metrics, "kafka_batch_size_count", &[("pipeline", "bulk")]) >= 2.0);
+    assert!(sample(&metrics, "kafka_batch_size_count", &[("pipeline", "bulk")]) <= 10.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "runnel_message_failures_total",
+            &[("plugin", "misbehave"), ("kind", "permanent")]
+        ),
+        4.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "runnel_plugin_invocation_duration_seconds_count",
+            &[("plugin", "misbehave")]
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "runnel_plugin_fuel_used_total",
+            &[("plugin", "misbehave")]
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "runnel_plugin_memory_bytes",
+            &[("plugin", "misbehave")]
+        ) > 0.0
+    );
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_kafka_lag() {
+    let host = start_host(&kafka::brokers());
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", host.base);
+    let alive = client.get(url("/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200);
+
+    let mut ready = false;
+    for _ in 0..100 {
+        if client.get(url("/readyz")).send().await.unwrap().status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready,
+        "ready once the broker answers and plugins are loaded"
+    );
+
+    let feed = host.feed.clone();
+    kafka::produce(&feed, (0..20).map(|i| (format!("k{i}"), format!("v{i}"))));
+    let mut lag_seen = None;
+    for _ in 0..300 {
+        let stats: Value = client
+            .get(url("/messages/v1/stats/feed"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["total_processed"] == 20
+            && stats["consumer_lag"]
+                .as_array()
+                .is_some_and(|lag| lag.len() == 2)
+        {
+            lag_seen = Some(stats["consumer_lag"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lag = lag_seen.expect("consumer lag reported for both partitions");
+    assert!(
+        lag.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["topic"] == feed.as_str() && p["lag"].as_i64().unwrap() >= 0)
+    );
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_broker_is_retried_and_readiness_says_not_ready() {
+    let host = start_host(UNREACHABLE);
+    let client = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let response = client
+        .get(format!("{}/readyz", host.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["broker_reachable"], false);
+    assert_eq!(body["plugins_loaded"], true);
+    let alive = client
+        .get(format!("{}/healthz", host.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), 200, "alive while it retries");
+    let logged = host.process.wait_for_log(
+        "kafka unreachable; retrying with backoff",
+        Duration::from_secs(30),
+    );
+    assert!(logged, "the outage is logged");
+    drop(host);
+}
