@@ -15,7 +15,7 @@ use crate::batch::BatchPolicy;
 use crate::config::{Config, ResolvedPipeline};
 use crate::http::{self, HttpState};
 use crate::metrics::{Metrics, Mode};
-use crate::pipeline::{Pipeline, PluginSlot};
+use crate::pipeline::{FailurePolicy, Pipeline, PluginSlot};
 use crate::runtime::{EngineSettings, Plugin, PluginEngine};
 use crate::sink::{DaprOutput, OutputProducer};
 use crate::source::dapr::BindingInput;
@@ -84,6 +84,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             metrics: metrics.clone(),
             mode: Mode::for_batch_size(settings.batch_size),
             concurrency: Semaphore::new(settings.max_concurrent),
+            failure_policy: FailurePolicy {
+                retry: settings.retry.clone(),
+                dead_letter_topic: settings.dead_letter_topic.clone(),
+                on_failure: settings.on_failure,
+            },
         });
         let policy = BatchPolicy {
             batch_size: settings.batch_size,
@@ -96,6 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         if !settings.inputs.is_empty() {
             let input = KafkaInput::new(
                 &config.kafka.brokers,
+                &config.kafka.producer,
                 settings,
                 pipeline.clone(),
                 config.drain_timeout,

@@ -152,6 +152,75 @@ pub enum CommitStrategy {
     BeforeProcessing,
 }
 
+/// How the wait between retries grows (the seed documents' three kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// Always `initial_delay`.
+    Fixed,
+    /// `initial_delay × attempt`.
+    Linear,
+    /// `initial_delay × 2^(attempt − 1)`.
+    #[default]
+    Exponential,
+}
+
+/// Retries of messages a plugin reports as transiently failed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default)]
+    pub backoff: BackoffKind,
+    /// Wait before the first retry.
+    #[serde(default = "default_initial_delay", with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// No wait is longer than this.
+    #[serde(default = "default_max_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Attempts in all, the first included; then the message counts as
+    /// failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            backoff: BackoffKind::default(),
+            initial_delay: default_initial_delay(),
+            max_delay: default_max_delay(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The wait after `attempt` failed attempts (1 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let attempt = attempt.max(1);
+        let delay = match self.backoff {
+            BackoffKind::Fixed => self.initial_delay,
+            BackoffKind::Linear => self.initial_delay.saturating_mul(attempt),
+            BackoffKind::Exponential => self
+                .initial_delay
+                .saturating_mul(2u32.saturating_pow(attempt - 1)),
+        };
+        delay.min(self.max_delay)
+    }
+}
+
+/// What happens to a message that finally failed when there is no
+/// dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Log it, count it, and move on.
+    #[default]
+    Skip,
+    /// Stop the pipeline; nothing is committed past the failed message.
+    Stop,
+}
+
 /// Presets for batching and consumer timeouts; explicit settings win.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -253,6 +322,20 @@ pub struct PipelineConfig {
     /// Sandbox limits for the plugin.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Retries of transient failures.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Topic for messages that finally failed, with headers saying why.
+    pub dead_letter_topic: Option<String>,
+    /// Without a dead-letter topic: `skip` a failed message, or `stop` the
+    /// pipeline at it.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Kafka transactions: a batch's outputs and its consumed offsets are
+    /// committed atomically, so `read_committed` consumers see each output
+    /// exactly once, across crashes and rebalances.
+    #[serde(default)]
+    pub exactly_once: bool,
     /// Raw librdkafka options for this pipeline's consumer; win over
     /// `[kafka.consumer]` and the profile.
     #[serde(default)]
@@ -288,6 +371,10 @@ pub struct ResolvedPipeline {
     pub max_in_flight: usize,
     pub commit: CommitStrategy,
     pub limits: PluginLimits,
+    pub retry: RetryConfig,
+    pub dead_letter_topic: Option<String>,
+    pub on_failure: OnFailure,
+    pub exactly_once: bool,
     /// Consumer options: profile, then `[kafka.consumer]`, then the
     /// pipeline's own.
     pub consumer: BTreeMap<String, String>,
@@ -419,6 +506,20 @@ impl Config {
                 "`limits.fuel` needs `runtime.fuel_metering = true`".into(),
             ));
         }
+        if pipeline.retry.max_attempts == 0 {
+            return Err(invalid("`retry.max_attempts` must be at least 1".into()));
+        }
+        if pipeline.exactly_once && pipeline.commit == CommitStrategy::BeforeProcessing {
+            return Err(invalid(
+                "`exactly_once` commits offsets with the outputs; it cannot be combined with `commit = \"before_processing\"`".into(),
+            ));
+        }
+        if pipeline.exactly_once && pipeline.output_binding.is_some() {
+            return Err(invalid(
+                "`exactly_once` needs Kafka outputs; a Dapr output binding is not transactional"
+                    .into(),
+            ));
+        }
         let mut consumer = BTreeMap::new();
         if let Some(profile) = &profile {
             for (key, value) in profile.consumer {
@@ -449,6 +550,10 @@ impl Config {
             max_in_flight: pipeline.max_in_flight,
             commit: pipeline.commit,
             limits,
+            retry: pipeline.retry.clone(),
+            dead_letter_topic: pipeline.dead_letter_topic.clone(),
+            on_failure: pipeline.on_failure,
+            exactly_once: pipeline.exactly_once,
             consumer,
         })
     }
@@ -482,6 +587,18 @@ fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError
 
 /// Paths of the HTTP server that a Dapr binding must not shadow.
 const RESERVED_PATHS: &[&str] = &["metrics", "healthz", "readyz", "messages", "plugins"];
+
+fn default_initial_delay() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_max_delay() -> Duration {
+    Duration::from_secs(10)
+}
+
+const fn default_max_attempts() -> u32 {
+    3
+}
 
 fn default_dapr_sidecar() -> String {
     // Dapr's default HTTP port.
@@ -590,6 +707,43 @@ mod tests {
         let pipeline = config.resolve("upper").unwrap();
         assert_eq!(pipeline.batch_size, 50);
         assert_eq!(pipeline.batch_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backoff_kinds_grow_as_documented_and_stop_at_the_maximum() {
+        let retry = |backoff| RetryConfig {
+            backoff,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+            max_attempts: 5,
+        };
+        let delays = |backoff| {
+            (1..=4)
+                .map(|a| retry(backoff).delay(a).as_millis())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(delays(BackoffKind::Fixed), vec![100, 100, 100, 100]);
+        assert_eq!(delays(BackoffKind::Linear), vec![100, 200, 300, 400]);
+        assert_eq!(delays(BackoffKind::Exponential), vec![100, 200, 400, 500]);
+    }
+
+    #[test]
+    fn failure_settings_parse_and_conflicts_are_refused() {
+        let text = format!(
+            "{MINIMAL}\ndead_letter_topic = \"dlq\"\non_failure = \"stop\"\n[pipelines.upper.retry]\nbackoff = \"linear\"\ninitial_delay = \"1s\"\nmax_attempts = 4\n"
+        );
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(pipeline.retry.backoff, BackoffKind::Linear);
+        assert_eq!(pipeline.retry.max_attempts, 4);
+        assert_eq!(pipeline.dead_letter_topic.as_deref(), Some("dlq"));
+        assert_eq!(pipeline.on_failure, OnFailure::Stop);
+        let text = format!("{MINIMAL}\nexactly_once = true\ncommit = \"before_processing\"\n");
+        assert!(
+            Config::parse(&text, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("exactly_once")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Semaphore;
 
+use crate::config::{OnFailure, RetryConfig};
 use crate::metrics::{Metrics, Mode};
 use crate::runtime::codec;
 use crate::runtime::{Batch, CallError, FailureKind, HandledBatch, MessageOutcome, Plugin};
@@ -20,15 +21,40 @@ pub struct MessageFailure {
     /// `timeout`, `out_of_memory`, ...) that this message caused on its own.
     pub kind: &'static str,
     pub message: String,
+    /// Attempts made, the first included.
+    pub attempts: u32,
 }
 
 /// The result of processing one input message.
 #[derive(Default)]
 pub struct MessageResult {
-    /// Outputs handed to the producer, to be confirmed before the input
-    /// counts as done.
+    /// Outputs (or the dead letter) handed to the producer, to be confirmed
+    /// before the input counts as done.
     pub deliveries: Vec<PendingDelivery>,
     pub failure: Option<MessageFailure>,
+    /// The failed message went to the dead-letter topic: it is handled.
+    pub dead_lettered: bool,
+    /// The pipeline must stop at this message (`on_failure = "stop"`):
+    /// nothing from here on may be committed.
+    pub stop: bool,
+}
+
+/// How a pipeline treats messages that fail.
+#[derive(Debug, Clone, Default)]
+pub struct FailurePolicy {
+    pub retry: RetryConfig,
+    pub dead_letter_topic: Option<String>,
+    pub on_failure: OnFailure,
+}
+
+/// What the plugin finally made of one message, before anything is sent.
+enum Verdict {
+    /// Outputs: message `index` of the answer to call `call`.
+    Outputs {
+        call: usize,
+        index: usize,
+    },
+    Failed(MessageFailure),
 }
 
 /// The plugin a pipeline runs. Swapped whole: each batch takes the plugin
@@ -69,78 +95,195 @@ pub struct Pipeline {
     pub mode: Mode,
     /// Bounds the plugin calls running at once.
     pub concurrency: Semaphore,
+    pub failure_policy: FailurePolicy,
 }
 
 impl Pipeline {
-    /// Runs `batch` through the plugin and hands every output to the
-    /// producer, in order. Returns one result per message.
-    pub async fn process(&self, batch: &Batch) -> Vec<MessageResult> {
+    /// Runs `batch` through the plugin, retrying transient failures and
+    /// isolating messages that break whole calls, then hands every output
+    /// (and every dead letter) to `producer` in message order. Returns one
+    /// result per message.
+    pub async fn process(&self, batch: &Batch, producer: &OutputProducer) -> Vec<MessageResult> {
         let count = batch.count as usize;
         self.metrics.record_batch_size(&self.name, count);
         self.stats.set_current_batch_size(count);
         let plugin = self.plugin.current();
-        let mut results: Vec<MessageResult> = Vec::with_capacity(count);
-        match self.call(&plugin, batch).await {
-            Ok(handled) => self.emit_all(&plugin, batch, &handled, &mut results).await,
-            Err(error) if count == 1 => {
-                results.push(MessageResult {
-                    deliveries: Vec::new(),
-                    failure: Some(MessageFailure {
-                        kind: error.kind.as_str(),
-                        message: error.message,
-                    }),
-                });
-            }
-            Err(error) => {
-                // Something in the batch broke the whole call. Run each
-                // message alone on a fresh instance: the innocent ones
-                // succeed, the poisonous one fails on its own.
-                tracing::warn!(
-                    pipeline = %self.name,
-                    plugin = plugin.name(),
-                    kind = %error.kind,
-                    error = %error.message,
-                    batch = count,
-                    "plugin call failed; isolating the failing message"
-                );
-                for index in 0..count {
-                    let single = codec::select(batch, &[index]);
-                    match self.call(&plugin, &single).await {
-                        Ok(handled) => {
-                            self.emit_all(&plugin, &single, &handled, &mut results)
-                                .await
+        let mut answers = Vec::new();
+        let verdicts = self.decide(&plugin, batch, &mut answers).await;
+        self.stats.set_current_batch_size(0);
+
+        let mut results = Vec::with_capacity(count);
+        for (index, verdict) in verdicts.into_iter().enumerate() {
+            let result = match verdict {
+                Verdict::Outputs { call, index: at } => {
+                    let MessageOutcome::Outputs(outputs) = answers[call].outcome(at) else {
+                        unreachable!("an outputs verdict points at outputs")
+                    };
+                    let mut sent = self.emit(outputs, producer).await;
+                    match sent.failure.take() {
+                        // Outputs Kafka refused (too large, no such topic):
+                        // the message failed like any other.
+                        Some(failure) => {
+                            let mut failed =
+                                self.fail(&plugin, batch, index, failure, producer).await;
+                            sent.deliveries.append(&mut failed.deliveries);
+                            MessageResult {
+                                deliveries: sent.deliveries,
+                                ..failed
+                            }
                         }
-                        Err(error) => results.push(MessageResult {
-                            deliveries: Vec::new(),
-                            failure: Some(MessageFailure {
-                                kind: error.kind.as_str(),
-                                message: error.message,
-                            }),
-                        }),
+                        None => sent,
                     }
                 }
+                Verdict::Failed(failure) => {
+                    self.fail(&plugin, batch, index, failure, producer).await
+                }
+            };
+            let stop = result.stop;
+            results.push(result);
+            if stop {
+                // Nothing after the stopping message is sent.
+                results.extend((index + 1..count).map(|_| MessageResult {
+                    stop: true,
+                    ..MessageResult::default()
+                }));
+                break;
             }
         }
-        self.stats.set_current_batch_size(0);
         let failed = results.iter().filter(|r| r.failure.is_some()).count() as u64;
         let succeeded = count as u64 - failed;
         self.stats.record_processed(succeeded, failed);
         self.metrics.record_processed(self.mode, succeeded, failed);
-        for (index, result) in results.iter().enumerate() {
-            if let Some(failure) = &result.failure {
-                tracing::warn!(
-                    pipeline = %self.name,
-                    plugin = plugin.name(),
-                    topic = batch.topics[batch.topic_index[index] as usize].as_str(),
-                    partition = batch.partitions[index],
-                    offset = batch.offsets[index],
-                    kind = failure.kind,
-                    error = %failure.message,
-                    "message failed"
-                );
-            }
-        }
         results
+    }
+
+    /// Calls the plugin until every message has a final verdict: transient
+    /// failures are retried with backoff up to the policy's attempts, in
+    /// place, so the order of outputs is kept.
+    async fn decide(
+        &self,
+        plugin: &Plugin,
+        batch: &Batch,
+        answers: &mut Vec<HandledBatch>,
+    ) -> Vec<Verdict> {
+        let count = batch.count as usize;
+        let mut verdicts: Vec<Option<Verdict>> = (0..count).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..count).collect();
+        let retry = &self.failure_policy.retry;
+        let mut attempt = 1;
+        loop {
+            let subset;
+            let current = if pending.len() == count {
+                batch
+            } else {
+                subset = codec::select(batch, &pending);
+                &subset
+            };
+            let mut again = Vec::new();
+            let outcome = self.call_isolating(plugin, current, answers).await;
+            for (position, verdict) in outcome.into_iter().enumerate() {
+                let index = pending[position];
+                match verdict {
+                    Verdict::Failed(mut failure) => {
+                        failure.attempts = attempt;
+                        if failure.kind == "transient" && attempt < retry.max_attempts {
+                            again.push(index);
+                        } else {
+                            verdicts[index] = Some(Verdict::Failed(failure));
+                        }
+                    }
+                    outputs => verdicts[index] = Some(outputs),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            let delay = retry.delay(attempt);
+            tracing::info!(
+                pipeline = %self.name,
+                plugin = plugin.name(),
+                messages = again.len(),
+                attempt,
+                delay = %humantime::format_duration(delay),
+                "retrying transiently failed messages"
+            );
+            for _ in &again {
+                self.stats.record_retry();
+                self.metrics.record_retry(&self.name);
+            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            pending = again;
+        }
+        verdicts
+            .into_iter()
+            .map(|verdict| verdict.expect("every message has a verdict"))
+            .collect()
+    }
+
+    /// One call for the whole batch. If the call fails as a whole (a trap, a
+    /// timeout, a memory blow-up), the batch is split in halves and each
+    /// half tried again on fresh instances, until the message that breaks
+    /// the call is alone: it fails, its neighbours succeed.
+    fn call_isolating<'a>(
+        &'a self,
+        plugin: &'a Plugin,
+        batch: &'a Batch,
+        answers: &'a mut Vec<HandledBatch>,
+    ) -> futures::future::BoxFuture<'a, Vec<Verdict>> {
+        Box::pin(async move {
+            let count = batch.count as usize;
+            match self.call(plugin, batch).await {
+                Ok(handled) => {
+                    let call = answers.len();
+                    let verdicts = (0..count)
+                        .map(|index| match handled.outcome(index) {
+                            MessageOutcome::Outputs(_) => Verdict::Outputs { call, index },
+                            MessageOutcome::Failed(failure) => {
+                                let kind = match failure.kind {
+                                    FailureKind::Transient => "transient",
+                                    FailureKind::Permanent => "permanent",
+                                };
+                                self.metrics.record_message_failure(plugin.name(), kind);
+                                Verdict::Failed(MessageFailure {
+                                    kind,
+                                    message: failure.message.clone(),
+                                    attempts: 1,
+                                })
+                            }
+                        })
+                        .collect();
+                    answers.push(handled);
+                    verdicts
+                }
+                Err(error) if count == 1 => vec![Verdict::Failed(MessageFailure {
+                    kind: error.kind.as_str(),
+                    message: error.message,
+                    attempts: 1,
+                })],
+                Err(error) => {
+                    tracing::warn!(
+                        pipeline = %self.name,
+                        plugin = plugin.name(),
+                        kind = %error.kind,
+                        error = %error.message,
+                        batch = count,
+                        "plugin call failed; splitting the batch to isolate the message that breaks it"
+                    );
+                    let middle = count / 2;
+                    let first: Vec<usize> = (0..middle).collect();
+                    let second: Vec<usize> = (middle..count).collect();
+                    let mut verdicts = self
+                        .call_isolating(plugin, &codec::select(batch, &first), answers)
+                        .await;
+                    verdicts.extend(
+                        self.call_isolating(plugin, &codec::select(batch, &second), answers)
+                            .await,
+                    );
+                    verdicts
+                }
+            }
+        })
     }
 
     async fn call(&self, plugin: &Plugin, batch: &Batch) -> Result<HandledBatch, CallError> {
@@ -161,39 +304,71 @@ impl Pipeline {
         invocation.result
     }
 
-    /// Hands the outputs of every message of a handled batch to the producer.
-    async fn emit_all(
+    /// A message failed for good: dead-letter it, or skip it, or stop here.
+    async fn fail(
         &self,
         plugin: &Plugin,
         batch: &Batch,
-        handled: &HandledBatch,
-        results: &mut Vec<MessageResult>,
-    ) {
-        for index in 0..batch.count as usize {
-            let result = match handled.outcome(index) {
-                MessageOutcome::Failed(failure) => {
-                    let kind = match failure.kind {
-                        FailureKind::Transient => "transient",
-                        FailureKind::Permanent => "permanent",
-                    };
-                    self.metrics.record_message_failure(plugin.name(), kind);
-                    MessageResult {
-                        deliveries: Vec::new(),
-                        failure: Some(MessageFailure {
-                            kind,
-                            message: failure.message.clone(),
-                        }),
-                    }
+        index: usize,
+        failure: MessageFailure,
+        producer: &OutputProducer,
+    ) -> MessageResult {
+        // Header values outlive the borrowed message, so they come first.
+        let partition = batch.partitions[index].to_string();
+        let offset = batch.offsets[index].to_string();
+        let attempts = failure.attempts.to_string();
+        let (message, headers) = codec::message_at(batch, index);
+        tracing::warn!(
+            pipeline = %self.name,
+            plugin = plugin.name(),
+            topic = message.topic,
+            partition = message.partition,
+            offset = message.offset,
+            kind = failure.kind,
+            attempts = failure.attempts,
+            error = %failure.message,
+            "message failed"
+        );
+        let mut result = MessageResult::default();
+        if let Some(topic) = &self.failure_policy.dead_letter_topic {
+            let why = [
+                ("runnel-error", failure.message.as_bytes()),
+                ("runnel-error-kind", failure.kind.as_bytes()),
+                ("runnel-plugin", plugin.name().as_bytes()),
+                ("runnel-source-topic", message.topic.as_bytes()),
+                ("runnel-source-partition", partition.as_bytes()),
+                ("runnel-source-offset", offset.as_bytes()),
+                ("runnel-attempts", attempts.as_bytes()),
+            ];
+            // The original message, untouched, plus why it is here.
+            match producer
+                .send(topic, message.key, message.value, headers.chain(why))
+                .await
+            {
+                Ok(pending) => {
+                    result.deliveries.push(pending);
+                    result.dead_lettered = true;
+                    self.stats.record_dead_lettered();
+                    self.metrics.record_dead_lettered(&self.name);
                 }
-                MessageOutcome::Outputs(outputs) => self.emit(outputs).await,
-            };
-            results.push(result);
+                Err(error) => {
+                    // A dead letter that cannot even be queued must not be
+                    // lost silently: hold the partition here.
+                    tracing::error!(pipeline = %self.name, %error, "cannot send to the dead-letter topic; stopping the pipeline at this message");
+                    result.stop = true;
+                }
+            }
+        } else if self.failure_policy.on_failure == OnFailure::Stop {
+            result.stop = true;
         }
+        result.failure = Some(failure);
+        result
     }
 
     async fn emit(
         &self,
         outputs: impl Iterator<Item = crate::runtime::OutputRef<'_>>,
+        producer: &OutputProducer,
     ) -> MessageResult {
         let mut result = MessageResult::default();
         for output in outputs {
@@ -202,11 +377,11 @@ impl Pipeline {
                     kind: "permanent",
                     message: "the output names no topic and the pipeline has no default `output`"
                         .into(),
+                    attempts: 1,
                 });
                 break;
             };
-            match self
-                .producer
+            match producer
                 .send(topic, output.key(), output.value(), output.headers())
                 .await
             {
@@ -215,6 +390,7 @@ impl Pipeline {
                     result.failure = Some(MessageFailure {
                         kind: "permanent",
                         message: error.to_string(),
+                        attempts: 1,
                     });
                     break;
                 }

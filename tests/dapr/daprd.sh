@@ -7,9 +7,23 @@
 #       build (or reuse) the pinned daprd, print its path
 #   daprd.sh start --dir DIR --app-port PORT --brokers HOST:PORT --topic TOPIC
 #                  --binding NAME [--group G] [--app-id ID] [--meta KEY=VALUE]...
-#                  [--wait-app] [--probe-options] [--watch-pid PID]
+#                  [--direction input|output|input,output|none]
+#                  [--wait-app] [--watch-pid PID]
 #       write DIR/components/NAME.yaml, start daprd on loopback ports,
-#       wait until it is up, print its Dapr HTTP port
+#       wait until it is up, print its Dapr HTTP port. daprd then POSTs each
+#       record of TOPIC to http://127.0.0.1:PORT/NAME (see README.md).
+#         --group G        Kafka consumer group (default: unique per start)
+#         --app-id ID      Dapr app id (default runnel-NAME-<pid>)
+#         --meta K=V       extra component metadata, repeatable, e.g.
+#                          consumeRetryEnabled=true backOffDuration=500ms
+#                          backOffMaxRetries=3 publishTopic=T
+#         --direction D    the component's "direction" (default input);
+#                          "none" omits it, so daprd probes OPTIONS /NAME
+#         --wait-app       also wait until the app answers (/v1.0/healthz);
+#                          by default daprd may be started before the app
+#         --watch-pid PID  stop daprd when PID exits
+#       Files in DIR: components/, daprd.log, daprd.pid, daprd.cmdline,
+#       http_port, watcher.pid, watcher.log.
 #   daprd.sh stop --dir DIR
 #       stop it (and its watcher)
 #   daprd.sh status --dir DIR
@@ -93,7 +107,8 @@ usage() {
 usage: daprd.sh build
        daprd.sh start --dir DIR --app-port PORT --brokers HOST:PORT --topic TOPIC
                       --binding NAME [--group G] [--app-id ID] [--meta KEY=VALUE]...
-                      [--wait-app] [--probe-options] [--watch-pid PID]
+                      [--direction input|output|input,output|none]
+                      [--wait-app] [--watch-pid PID]
        daprd.sh stop --dir DIR
        daprd.sh status --dir DIR
 EOF
@@ -258,7 +273,7 @@ stop_daprd_in() {
       for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
     fi
   fi
-  rm -f "$dir/daprd.pid"
+  rm -f "$dir/daprd.pid" "$dir/http_port"
 }
 
 stop_watcher_in() {
@@ -326,7 +341,7 @@ yaml_quote() {
 
 write_component() {
   # write_component DIR NAME BROKERS TOPIC GROUP PROBE_OPTIONS KEY=VALUE...
-  local dir=$1 name=$2 brokers=$3 topic=$4 group=$5 probe_options=$6 kv
+  local dir=$1 name=$2 brokers=$3 topic=$4 group=$5 direction=$6 kv
   shift 6
   mkdir -p "$dir/components"
   rm -f "$dir/components"/*.yaml
@@ -344,15 +359,16 @@ spec:
   version: v1
   metadata:
 EOF
-    # "direction" is Dapr's own key, not Kafka's. With direction=input daprd
-    # starts reading at once; without it daprd first sends OPTIONS /NAME to
-    # the app (3 s timeout) and runs the binding only if the app answers 2xx
-    # or 405 (otherwise it logs "app has not subscribed to binding NAME" and
-    # never reads). --probe-options leaves it out, to exercise the app's
-    # OPTIONS answer.
-    if [[ "$probe_options" == 0 ]]; then
-      printf '  # Input only: daprd reads TOPIC and POSTs each record to /NAME.\n'
-      printf '  - name: direction\n    value: "input"\n'
+    # "direction" is Dapr's own key, not Kafka's (--direction, default
+    # "input"). It decides which halves daprd creates: "input" alone means
+    # POST /v1.0/bindings/NAME answers "couldn't find output binding".
+    # When it names "input", daprd starts reading at once. When the key is
+    # absent (--direction none), daprd creates both halves and first sends
+    # OPTIONS /NAME to the app (3 s timeout): it reads only if the app
+    # answers 2xx or 405, otherwise it logs "app has not subscribed to
+    # binding NAME" and never reads. So "none" exercises the app's OPTIONS.
+    if [[ "$direction" != none ]]; then
+      printf '  - name: direction\n    value: %s\n' "$(yaml_quote "$direction")"
     fi
     cat <<EOF
   - name: brokers
@@ -389,7 +405,7 @@ start_once() {
   # one of our ports first (the caller retries); exits on other errors. It is
   # called as a plain statement, never in `if`/`||`, so that `set -e` stays in
   # force inside it.
-  local dir=$1 app_id=$2 app_port=$3 wait_app=$4 gport mport iport deadline url code
+  local dir=$1 app_id=$2 app_port=$3 wait_app=$4 binding=$5 gport mport iport deadline url code
   PORT_RACE=0
   HTTP_PORT="$(pick_port "$app_port")"
   gport="$(pick_port "$app_port" "$HTTP_PORT")"
@@ -446,7 +462,14 @@ start_once() {
       die "daprd exited during startup (full log: $dir/daprd.log)"
     fi
     code="$(http_status "$url")"
-    [[ "$code" == 2* ]] && return 0
+    # A component that fails to initialise (e.g. unreachable brokers) is
+    # reported asynchronously: the outbound health can turn 204 a moment
+    # before daprd logs the fatal error and exits. So also insist on the
+    # line daprd logs once our component is up.
+    if [[ "$code" == 2* ]] &&
+      grep -qF "Component loaded: $binding (bindings.kafka/v1)" "$dir/daprd.log"; then
+      return 0
+    fi
     sleep 0.3
   done
   tail -n 40 "$dir/daprd.log" >&2 || true
@@ -457,7 +480,7 @@ START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
 
 cmd_start() {
   local dir=$1 watch=$2 app_port=$3 brokers=$4 topic=$5 binding=$6 group=$7 app_id=$8 wait_app=$9
-  local probe_options=${10}
+  local direction=${10}
   shift 10
   local attempt wstart=""
   [[ "$app_port" =~ ^[0-9]+$ ]] || die "--app-port needs a numeric port"
@@ -468,6 +491,10 @@ cmd_start() {
     die "--binding must be a lowercase DNS-style name (got '$binding')"
   local kv
   for kv in "$@"; do [[ "$kv" == ?*=* ]] || die "--meta needs KEY=VALUE (got '$kv')"; done
+  case "$direction" in
+    input | output | input,output | output,input | none) ;;
+    *) die "--direction must be input, output, input,output or none (got '$direction')" ;;
+  esac
   if [[ -n "$watch" ]]; then
     [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a numeric PID"
     pid_alive "$watch" || die "--watch-pid $watch is not a running process"
@@ -489,7 +516,7 @@ cmd_start() {
   bin_ready || log "no daprd at $DAPRD_BIN yet; building it first"
   cmd_build >/dev/null
 
-  write_component "$dir" "$binding" "$brokers" "$topic" "$group" "$probe_options" "$@"
+  write_component "$dir" "$binding" "$brokers" "$topic" "$group" "$direction" "$@"
   log "component $binding: bindings.kafka topic=$topic brokers=$brokers group=$group"
 
   # If anything below fails (or we are interrupted), do not leave daprd
@@ -498,7 +525,7 @@ cmd_start() {
   trap 'stop_daprd_in "$START_DIR"' EXIT
   trap 'exit 130' INT TERM
   for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
-    start_once "$dir" "$app_id" "$app_port" "$wait_app"
+    start_once "$dir" "$app_id" "$app_port" "$wait_app" "$binding"
     ((PORT_RACE)) || break
     stop_daprd_in "$dir"
   done
@@ -544,9 +571,8 @@ cmd_stop() {
     stop_daprd_in "$dir"
   else
     log "no daprd running for $dir"
-    rm -f "$dir/daprd.pid"
+    rm -f "$dir/daprd.pid" "$dir/http_port"
   fi
-  rm -f "$dir/http_port"
 }
 
 cmd_status() {
@@ -567,7 +593,7 @@ main() {
   [[ -n "$cmd" ]] || usage
   shift
   local dir="" watch="" wstart="" app_port="" brokers="" topic="" binding="" group="" app_id=""
-  local wait_app=0 probe_options=0
+  local wait_app=0 direction=input
   local -a meta=()
   while (($#)); do
     case "$1" in
@@ -582,7 +608,7 @@ main() {
       --app-id) app_id=${2:?--app-id needs a value}; shift 2 ;;
       --meta) meta+=("${2:?--meta needs KEY=VALUE}"); shift 2 ;;
       --wait-app) wait_app=1; shift ;;
-      --probe-options) probe_options=1; shift ;;
+      --direction) direction=${2:?--direction needs a value}; shift 2 ;;
       -h | --help) usage ;;
       *) log "unknown argument: $1"; usage ;;
     esac
@@ -592,7 +618,7 @@ main() {
     start)
       [[ -n "$dir" && -n "$app_port" && -n "$brokers" && -n "$topic" && -n "$binding" ]] || usage
       cmd_start "$dir" "$watch" "$app_port" "$brokers" "$topic" "$binding" "$group" "$app_id" \
-        "$wait_app" "$probe_options" ${meta[@]+"${meta[@]}"}
+        "$wait_app" "$direction" ${meta[@]+"${meta[@]}"}
       ;;
     stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
     status) [[ -n "$dir" ]] || usage; cmd_status "$dir" ;;

@@ -129,6 +129,8 @@ pub fn produce_with_headers(topic: &str, key: &str, value: &str, headers: &[(&st
 /// One record read back from a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// Milliseconds since the Unix epoch (the producer's create time).
+    pub timestamp: i64,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
@@ -171,6 +173,7 @@ impl TopicReader {
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => self.records.push(Record {
+                    timestamp: message.timestamp().to_millis().unwrap_or(-1),
                     partition: message.partition(),
                     offset: message.offset(),
                     key: message
@@ -259,4 +262,31 @@ pub fn scratch_dir() -> tempfile::TempDir {
 
 pub fn path_string(path: PathBuf) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// The offsets a consumer group has committed, by partition.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("offsets client");
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|partition| {
+            match committed
+                .find_partition(topic, partition)
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(offset)) => offset,
+                _ => -1,
+            }
+        })
+        .collect()
 }

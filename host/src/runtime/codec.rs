@@ -91,29 +91,38 @@ impl BatchBuilder {
     }
 }
 
+/// Message `index` of `batch` and its headers, borrowed.
+pub fn message_at(
+    batch: &Batch,
+    index: usize,
+) -> (InputMessage<'_>, impl Iterator<Item = (&str, &[u8])> + '_) {
+    let key = if batch.null_keys.binary_search(&(index as u32)).is_ok() {
+        None
+    } else {
+        Some(entry(&batch.keys, index))
+    };
+    let message = InputMessage {
+        topic: &batch.topics[batch.topic_index[index] as usize],
+        partition: batch.partitions[index],
+        offset: batch.offsets[index],
+        timestamp: (batch.timestamps[index] >= 0).then_some(batch.timestamps[index]),
+        key,
+        value: entry(&batch.values, index),
+    };
+    let headers = header_range(&batch.headers, index).map(|h| {
+        // The host built this batch from UTF-8 names.
+        let name = std::str::from_utf8(entry(&batch.headers.names, h)).unwrap_or_default();
+        (name, entry(&batch.headers.values, h))
+    });
+    (message, headers)
+}
+
 /// Rebuilds a batch holding only the messages at `indices` of `batch`, in
 /// that order. Used to retry part of a batch.
 pub fn select(batch: &Batch, indices: &[usize]) -> Batch {
     let mut builder = BatchBuilder::new(&batch.source);
-    for &i in indices {
-        let topic = &batch.topics[batch.topic_index[i] as usize];
-        let key = if batch.null_keys.binary_search(&(i as u32)).is_ok() {
-            None
-        } else {
-            Some(entry(&batch.keys, i))
-        };
-        let message = InputMessage {
-            topic,
-            partition: batch.partitions[i],
-            offset: batch.offsets[i],
-            timestamp: (batch.timestamps[i] >= 0).then_some(batch.timestamps[i]),
-            key,
-            value: entry(&batch.values, i),
-        };
-        let headers = header_range(&batch.headers, i).map(|h| {
-            let name = std::str::from_utf8(entry(&batch.headers.names, h)).unwrap_or_default();
-            (name, entry(&batch.headers.values, h))
-        });
+    for &index in indices {
+        let (message, headers) = message_at(batch, index);
         builder.push(&message, headers);
     }
     builder.finish()

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -32,6 +34,18 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // that still fails is sent again rather than dropped.
     ("message.timeout.ms", "300000"),
 ];
+
+/// How long one transaction step may take before it counts as failed.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// librdkafka's transaction calls block; keep them off the async workers.
+async fn run_blocking(
+    call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<(), KafkaError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+}
 
 #[derive(Clone)]
 pub struct OutputProducer {
@@ -58,6 +72,63 @@ impl OutputProducer {
         }
         let producer = config.create().map_err(SinkError::Create)?;
         Ok(Self { producer })
+    }
+
+    /// A producer whose outputs and consumed offsets are committed together
+    /// in Kafka transactions. `transactional_id` must be stable for the work
+    /// it covers (Runnel uses one per input partition): a new producer with
+    /// the same id fences the old one and aborts its open transaction, which
+    /// is what makes a crash invisible to `read_committed` consumers.
+    pub async fn transactional(
+        brokers: &str,
+        options: &BTreeMap<String, String>,
+        transactional_id: &str,
+    ) -> Result<Self, SinkError> {
+        let mut options = options.clone();
+        options.insert("transactional.id".into(), transactional_id.into());
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms;
+        // a crashed owner's open transaction is aborted at once by the next
+        // owner's fencing, so a minute is plenty.
+        options
+            .entry("transaction.timeout.ms".into())
+            .or_insert_with(|| "60000".into());
+        let transaction_timeout = options["transaction.timeout.ms"].clone();
+        options
+            .entry("message.timeout.ms".into())
+            .or_insert(transaction_timeout);
+        let producer = Self::new(brokers, &options)?;
+        let init = producer.clone();
+        run_blocking(move || init.producer.init_transactions(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(SinkError::Create)?;
+        Ok(producer)
+    }
+
+    pub async fn begin_transaction(&self) -> Result<(), KafkaError> {
+        let producer = self.clone();
+        run_blocking(move || producer.producer.begin_transaction()).await
+    }
+
+    /// Adds the consumer's offsets to the open transaction and commits it:
+    /// outputs and offsets become visible together or not at all.
+    pub async fn commit_transaction(
+        &self,
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), KafkaError> {
+        let producer = self.clone();
+        run_blocking(move || {
+            producer
+                .producer
+                .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)?;
+            producer.producer.commit_transaction(TRANSACTION_TIMEOUT)
+        })
+        .await
+    }
+
+    pub async fn abort_transaction(&self) -> Result<(), KafkaError> {
+        let producer = self.clone();
+        run_blocking(move || producer.producer.abort_transaction(TRANSACTION_TIMEOUT)).await
     }
 
     pub fn client(&self) -> &FutureProducer {

@@ -64,6 +64,7 @@ impl BindingInput {
         let shutting_down = || MessageFailure {
             kind: "transient",
             message: "the host is shutting down".into(),
+            attempts: 0,
         };
         self.requests
             .send(BindingRequest {
@@ -135,11 +136,14 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
             .map(|(name, value)| (name.as_str(), value.as_slice()));
         builder.push(&message, headers);
     }
-    let results = pipeline.process(&builder.finish()).await;
+    let results = pipeline
+        .process(&builder.finish(), &pipeline.producer)
+        .await;
     for (request, result) in requests.into_iter().zip(results) {
+        // A dead-lettered message is handled: Dapr must not redeliver it.
         let outcome = match result.failure {
-            Some(failure) => Err(failure),
-            None => confirm_all(&pipeline, result.deliveries).await,
+            Some(failure) if !result.dead_lettered => Err(failure),
+            _ => confirm_all(&pipeline, result.deliveries).await,
         };
         let _ = request.respond.send(outcome);
     }
@@ -158,6 +162,7 @@ async fn confirm_all(
             .map_err(|error| MessageFailure {
                 kind: "transient",
                 message: error.to_string(),
+                attempts: 1,
             })?;
     }
     Ok(count)

@@ -18,6 +18,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use thiserror::Error;
+use tokio::sync::OnceCell;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use crate::config::{CommitStrategy, ResolvedPipeline};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::runtime::{BatchBuilder, InputMessage};
+use crate::sink::OutputProducer;
 use crate::stats::PipelineStats;
 
 #[derive(Debug, Error)]
@@ -111,6 +113,7 @@ async fn drain(workers: Vec<PartitionWorker>, timeout: Duration) -> bool {
 struct ConsumerHooks {
     pipeline: String,
     workers: Arc<Workers>,
+    transactions: Option<Arc<TransactionSettings>>,
     drain_timeout: Duration,
     stats: Arc<PipelineStats>,
     metrics: Metrics,
@@ -167,7 +170,7 @@ impl ConsumerContext for ConsumerHooks {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect::<Vec<_>>();
-                let workers = self.workers.take(keys);
+                let workers = self.workers.take(keys.clone());
                 tracing::info!(pipeline = %self.pipeline, partitions = partitions.count(), "partitions revoked; draining their work");
                 if !workers.is_empty() {
                     // This runs inside the receive loop's poll; the workers
@@ -182,10 +185,29 @@ impl ConsumerContext for ConsumerHooks {
                         }
                     }
                 }
-                commit_stored(consumer, &self.pipeline);
+                if let Some(transactions) = &self.transactions {
+                    transactions.forget(&keys);
+                } else {
+                    commit_stored(consumer, &self.pipeline);
+                }
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(pipeline = %self.pipeline, partitions = partitions.count(), "partitions assigned");
+                if let (Some(transactions), Ok(handle)) =
+                    (&self.transactions, tokio::runtime::Handle::try_current())
+                {
+                    for element in partitions.elements() {
+                        let transactions = transactions.clone();
+                        let (pipeline, topic, partition) = (
+                            self.pipeline.clone(),
+                            element.topic().to_owned(),
+                            element.partition(),
+                        );
+                        handle.spawn(async move {
+                            transactions.producer(&pipeline, &topic, partition).await;
+                        });
+                    }
+                }
             }
             Rebalance::Error(error) => {
                 tracing::warn!(pipeline = %self.pipeline, %error, "rebalance failed");
@@ -213,6 +235,64 @@ struct WorkerShared {
     policy: BatchPolicy,
     commit: CommitStrategy,
     in_flight: AtomicUsize,
+    /// Cancelled when a failure stops this pipeline (`on_failure = "stop"`).
+    halt: CancellationToken,
+    /// With exactly-once, each partition worker gets a transactional
+    /// producer built from these.
+    transactions: Option<Arc<TransactionSettings>>,
+}
+
+struct TransactionSettings {
+    brokers: String,
+    producer_options: BTreeMap<String, String>,
+    group: String,
+    /// One transactional producer per owned partition, started as soon as
+    /// the partition is assigned: its start fences the previous owner and
+    /// aborts that owner's open transaction, without which the consumer
+    /// could not even read the partition's committed offset (it stays
+    /// "unstable" until the transaction ends).
+    producers: Mutex<HashMap<PartitionKey, Arc<OnceCell<Option<OutputProducer>>>>>,
+}
+
+impl TransactionSettings {
+    fn cell(&self, key: &PartitionKey) -> Arc<OnceCell<Option<OutputProducer>>> {
+        self.producers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// The partition's producer, started on first use.
+    async fn producer(
+        &self,
+        pipeline: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<OutputProducer> {
+        let key = (topic.to_owned(), partition);
+        self.cell(&key)
+            .get_or_init(|| async {
+                let id = format!("runnel-{}-{topic}-{partition}", self.group);
+                match OutputProducer::transactional(&self.brokers, &self.producer_options, &id).await {
+                    Ok(producer) => Some(producer),
+                    Err(error) => {
+                        tracing::error!(pipeline, topic, partition, %error, "cannot start transactions");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
+    fn forget(&self, keys: &[PartitionKey]) {
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            producers.remove(key);
+        }
+    }
 }
 
 /// A pipeline fed by Kafka.
@@ -226,14 +306,24 @@ pub struct KafkaInput {
 impl KafkaInput {
     pub fn new(
         brokers: &str,
+        producer_options: &BTreeMap<String, String>,
         settings: ResolvedPipeline,
         pipeline: Arc<Pipeline>,
         drain_timeout: Duration,
     ) -> Result<Self, SourceError> {
         let workers = Arc::new(Workers::default());
+        let transactions = settings.exactly_once.then(|| {
+            Arc::new(TransactionSettings {
+                brokers: brokers.to_owned(),
+                producer_options: producer_options.clone(),
+                group: settings.group.clone(),
+                producers: Mutex::new(HashMap::new()),
+            })
+        });
         let hooks = ConsumerHooks {
             pipeline: settings.name.clone(),
             workers: workers.clone(),
+            transactions: transactions.clone(),
             drain_timeout,
             stats: pipeline.stats.clone(),
             metrics: pipeline.metrics.clone(),
@@ -261,6 +351,8 @@ impl KafkaInput {
             },
             commit: settings.commit,
             in_flight: AtomicUsize::new(0),
+            halt: CancellationToken::new(),
+            transactions,
         });
         Ok(Self {
             settings,
@@ -286,6 +378,10 @@ impl KafkaInput {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = self.shared.halt.cancelled() => {
+                    tracing::error!(pipeline = %name, "pipeline halted at a failure; nothing after it is committed");
+                    break;
+                }
                 received = consumer.recv() => match received {
                     Ok(message) => {
                         receive_errors = 0;
@@ -382,6 +478,14 @@ fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> ClientConfig {
     for (key, value) in CONSUMER_REQUIRED {
         config.set(*key, *value);
     }
+    if settings.exactly_once {
+        // Offsets are committed inside the output transactions, never on
+        // their own; and inputs written transactionally are read only once
+        // committed.
+        config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    }
     config
 }
 
@@ -414,17 +518,54 @@ async fn process_partition(
     mut messages: UnboundedReceiver<OwnedMessage>,
     acks: UnboundedSender<Acknowledgement>,
 ) {
+    let mut transactional = None;
     let mut batch = Vec::with_capacity(shared.policy.batch_size);
     while shared.policy.next_batch(&mut messages, &mut batch).await {
         let Some(last) = batch.last() else { continue };
         let (topic, partition, next_offset) =
             (last.topic().to_owned(), last.partition(), last.offset() + 1);
+        let count = batch.len();
+        if shared.halt.is_cancelled() {
+            // The pipeline stopped at a failure: leave the rest uncommitted.
+            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            batch.clear();
+            continue;
+        }
+        let columnar = to_columnar(&shared.pipeline.name, &batch);
+        if let Some(transactions) = &shared.transactions {
+            if transactional.is_none() {
+                transactional = transactions
+                    .producer(&shared.pipeline.name, &topic, partition)
+                    .await;
+            }
+            match &transactional {
+                Some(producer) => {
+                    process_in_transaction(&shared, producer, &columnar, &batch, &topic, partition)
+                        .await;
+                }
+                None => shared.halt.cancel(),
+            }
+            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            batch.clear();
+            continue;
+        }
         if shared.commit == CommitStrategy::BeforeProcessing {
             commit_before_processing(&shared, &topic, partition, next_offset).await;
         }
-        let columnar = to_columnar(&shared.pipeline.name, &batch);
-        let results = shared.pipeline.process(&columnar).await;
-        let count = batch.len();
+        let mut results = shared
+            .pipeline
+            .process(&columnar, &shared.pipeline.producer)
+            .await;
+        // With `on_failure = "stop"`, the failed message is the first one
+        // not committed.
+        let next_offset = match results.iter().position(|result| result.stop) {
+            Some(stop) => {
+                results.truncate(stop);
+                shared.halt.cancel();
+                batch[stop].offset()
+            }
+            None => next_offset,
+        };
         batch.clear();
         let acknowledgement = Acknowledgement {
             results,
@@ -435,6 +576,58 @@ async fn process_partition(
         };
         if acks.send(acknowledgement).is_err() {
             return;
+        }
+    }
+}
+
+/// Exactly-once: the batch's outputs, dead letters and consumed offset are
+/// committed in one transaction. An aborted transaction is run again from
+/// the same batch, so the outputs that become visible are those of exactly
+/// one run.
+async fn process_in_transaction(
+    shared: &WorkerShared,
+    producer: &OutputProducer,
+    columnar: &crate::runtime::Batch,
+    batch: &[OwnedMessage],
+    topic: &str,
+    partition: i32,
+) {
+    let name = &shared.pipeline.name;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            producer.begin_transaction().await?;
+            let results = shared.pipeline.process(columnar, producer).await;
+            let next_offset = match results.iter().position(|result| result.stop) {
+                Some(stop) => {
+                    shared.halt.cancel();
+                    batch[stop].offset()
+                }
+                None => batch[batch.len() - 1].offset() + 1,
+            };
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(topic, partition, Offset::Offset(next_offset))?;
+            let group = shared
+                .consumer
+                .group_metadata()
+                // Present for a group consumer once it has joined.
+                .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
+            producer.commit_transaction(offsets, group).await
+        };
+        match attempt.await {
+            Ok(()) => return,
+            Err(error) => {
+                let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+                if fatal {
+                    // Fenced: another host owns this partition now.
+                    tracing::warn!(pipeline = %name, topic, partition, %error, "transactional producer fenced; leaving the partition to its new owner");
+                    return;
+                }
+                tracing::warn!(pipeline = %name, topic, partition, %error, "transaction failed; aborting and running the batch again");
+                let _ = producer.abort_transaction().await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

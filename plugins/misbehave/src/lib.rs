@@ -14,6 +14,7 @@
 //! | `read-file:<path>`  | outputs `ok:<content>` or `err:<error>`                            |
 //! | `env`               | outputs `env:<count>:<NAME=value,...>` of the environment it sees  |
 //! | `log:<text>`        | logs `<text>` at info and echoes the value                         |
+//! | `{...}`             | echoes valid JSON; invalid JSON fails permanently                  |
 //! | anything else       | echoes the value, so this is also an identity plugin               |
 //!
 //! Outputs keep the message's key and headers. Setting `init_fail` (to anything) makes `init`
@@ -55,6 +56,15 @@ impl Handler for Misbehave {
                 return Err(Failure::permanent("misbehave: permanent failure requested"));
             }
             "env" => environment(),
+            // A value that looks like JSON must be JSON, as a JSON handler
+            // would insist.
+            _ if command.starts_with('{') => {
+                if let Err(error) = serde_json::from_str::<serde_json::Value>(command) {
+                    return Err(Failure::permanent(format!("invalid JSON: {error}")));
+                }
+                echo(message, out);
+                return Ok(());
+            }
             _ => match command.split_once(':') {
                 Some(("sleep", millis)) => sleep(millis)?,
                 Some(("flaky", spec)) => self.flaky(spec)?,
