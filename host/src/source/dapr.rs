@@ -18,8 +18,42 @@ use crate::runtime::{BatchBuilder, InputMessage};
 /// One request waiting for its outcome.
 struct BindingRequest {
     value: Vec<u8>,
+    metadata: KafkaMetadata,
     headers: Vec<(String, Vec<u8>)>,
     respond: oneshot::Sender<Result<usize, MessageFailure>>,
+}
+
+/// What Dapr's Kafka binding says about the record behind a request, in
+/// its `__topic`, `__partition`, `__offset`, `__timestamp` and `__key`
+/// headers; absent for other bindings.
+#[derive(Debug, Default)]
+struct KafkaMetadata {
+    topic: Option<String>,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+}
+
+impl KafkaMetadata {
+    /// Takes Dapr's record metadata out of the request headers; the other
+    /// headers (the record's own among them) stay message headers.
+    fn extract(headers: &mut Vec<(String, Vec<u8>)>) -> Self {
+        let mut metadata = Self::default();
+        headers.retain(|(name, value)| {
+            let text = || String::from_utf8_lossy(value).into_owned();
+            match name.as_str() {
+                "__topic" => metadata.topic = Some(text()),
+                "__partition" => metadata.partition = text().parse().ok(),
+                "__offset" => metadata.offset = text().parse().ok(),
+                "__timestamp" => metadata.timestamp = text().parse().ok(),
+                "__key" => metadata.key = Some(value.clone()),
+                _ => return true,
+            }
+            false
+        });
+        metadata
+    }
 }
 
 /// The entry point of one Dapr input binding.
@@ -58,8 +92,9 @@ impl BindingInput {
     pub async fn handle(
         &self,
         value: Vec<u8>,
-        headers: Vec<(String, Vec<u8>)>,
+        mut headers: Vec<(String, Vec<u8>)>,
     ) -> Result<usize, MessageFailure> {
+        let metadata = KafkaMetadata::extract(&mut headers);
         let (respond, outcome) = oneshot::channel();
         let shutting_down = || MessageFailure {
             kind: "transient",
@@ -69,6 +104,7 @@ impl BindingInput {
         self.requests
             .send(BindingRequest {
                 value,
+                metadata,
                 headers,
                 respond,
             })
@@ -122,12 +158,13 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
         .ok();
     let mut builder = BatchBuilder::new(&binding);
     for request in &requests {
+        let metadata = &request.metadata;
         let message = InputMessage {
-            topic: &binding,
-            partition: -1,
-            offset: -1,
-            timestamp,
-            key: None,
+            topic: metadata.topic.as_deref().unwrap_or(&binding),
+            partition: metadata.partition.unwrap_or(-1),
+            offset: metadata.offset.unwrap_or(-1),
+            timestamp: metadata.timestamp.or(timestamp),
+            key: metadata.key.as_deref(),
             value: &request.value,
         };
         let headers = request
@@ -166,4 +203,28 @@ async fn confirm_all(
             })?;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dapr_record_metadata_becomes_message_fields_and_leaves_the_headers() {
+        let mut headers = vec![
+            ("__topic".to_owned(), b"orders".to_vec()),
+            ("__partition".to_owned(), b"3".to_vec()),
+            ("__offset".to_owned(), b"42".to_vec()),
+            ("__timestamp".to_owned(), b"1700000000000".to_vec()),
+            ("__key".to_owned(), b"k".to_vec()),
+            ("trace-id".to_owned(), b"abc".to_vec()),
+        ];
+        let metadata = KafkaMetadata::extract(&mut headers);
+        assert_eq!(metadata.topic.as_deref(), Some("orders"));
+        assert_eq!(metadata.partition, Some(3));
+        assert_eq!(metadata.offset, Some(42));
+        assert_eq!(metadata.timestamp, Some(1_700_000_000_000));
+        assert_eq!(metadata.key.as_deref(), Some(b"k".as_slice()));
+        assert_eq!(headers, vec![("trace-id".to_owned(), b"abc".to_vec())]);
+    }
 }

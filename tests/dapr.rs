@@ -1,0 +1,179 @@
+//! Runnel as a Dapr app, end to end with a real `daprd` sidecar built from
+//! the dapr module: records produced to Kafka flow through daprd's Kafka
+//! input binding into Runnel, through the plugin, and out to Kafka; a plugin
+//! failure reaches daprd as an error.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::host::HostProcess;
+use support::kafka::{self, TopicReader};
+use support::{plugin_path, repo_root};
+
+/// Builds (or finds in the cache) the pinned daprd, once per process.
+fn ensure_daprd() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(repo_root().join("tests/dapr/daprd.sh"))
+            .arg("build")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running tests/dapr/daprd.sh build");
+        assert!(status.success(), "building daprd failed");
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Sidecar {
+    dir: std::path::PathBuf,
+}
+
+impl Sidecar {
+    fn start(dir: &Path, app_port: u16, topic: &str, binding: &str) -> Self {
+        let output = Command::new(repo_root().join("tests/dapr/daprd.sh"))
+            .args(["start", "--dir"])
+            .arg(dir)
+            .args(["--app-port", &app_port.to_string()])
+            .args([
+                "--brokers",
+                &kafka::brokers(),
+                "--topic",
+                topic,
+                "--binding",
+                binding,
+            ])
+            // Leaving out `direction` makes daprd ask OPTIONS /{binding}
+            // first, as an app-subscribed binding does.
+            .args(["--direction", "none"])
+            // Without this, daprd's Kafka binding drops a record the app
+            // rejects; with it, daprd redelivers.
+            .args(["--meta", "consumeRetryEnabled=true"])
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .output()
+            .expect("starting daprd");
+        assert!(
+            output.status.success(),
+            "daprd did not start:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daprd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("tests/dapr/daprd.sh"))
+            .args(["stop", "--dir"])
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[test]
+fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
+    ensure_daprd();
+    let input = kafka::unique_topic("dapr-in");
+    let output = kafka::unique_topic("dapr-out");
+    kafka::create_topic(&input, 1);
+    kafka::create_topic(&output, 1);
+    let dir = kafka::scratch_dir();
+    let app_port = free_port();
+    let config = dir.path().join("runnel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+[http]
+listen = "127.0.0.1:{app_port}"
+[pipelines.from-dapr]
+bindings = ["kafka-in"]
+plugin = "{plugin}"
+output = "{output}"
+"#,
+            brokers = kafka::brokers(),
+            plugin = plugin_path("misbehave").display(),
+        ),
+    )
+    .unwrap();
+    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    assert!(host.wait_for_log("http listening", Duration::from_secs(60)));
+    let sidecar_dir = dir.path().join("daprd");
+    std::fs::create_dir_all(&sidecar_dir).unwrap();
+    let sidecar = Sidecar::start(&sidecar_dir, app_port, &input, "kafka-in");
+
+    for i in 0..20 {
+        kafka::produce_with_headers(
+            &input,
+            &format!("k{i}"),
+            &format!("v{i}"),
+            &[("trace-id", "t1")],
+        );
+    }
+    let mut reader = TopicReader::new(&output, 1, "read_uncommitted");
+    let arrived = reader.read_until(Duration::from_secs(90), |records| records.len() >= 20);
+    assert!(
+        arrived,
+        "only {} of 20 records came through daprd:\n{}",
+        reader.records.len(),
+        sidecar.log()
+    );
+    let values: Vec<&str> = reader.records.iter().map(|r| r.value.as_str()).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "in order, once each");
+    for (i, record) in reader.records.iter().enumerate() {
+        assert_eq!(
+            record.key.as_deref(),
+            Some(format!("k{i}").as_str()),
+            "the key survives daprd"
+        );
+        assert!(
+            record
+                .headers
+                .iter()
+                .any(|(name, value)| name == "trace-id" && value == "t1"),
+            "record headers survive daprd: {:?}",
+            record.headers
+        );
+    }
+
+    // A record the plugin rejects: Runnel answers with an error status and
+    // daprd sees the failure.
+    kafka::produce_with_headers(&input, "bad", "permanent", &[]);
+    let mut seen = false;
+    for _ in 0..150 {
+        if sidecar
+            .log()
+            .contains("misbehave: permanent failure requested")
+        {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        seen,
+        "daprd did not report the plugin failure:\n{}",
+        sidecar.log()
+    );
+    drop(sidecar);
+    drop(host);
+}
