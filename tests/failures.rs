@@ -255,7 +255,10 @@ fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
     );
     let host = scenario.start("on_failure = \"stop\"", "host.log");
     assert!(
-        host.wait_for_log("pipeline halted at a failure; nothing after it is committed", Duration::from_secs(60)),
+        host.wait_for_log(
+            "pipeline halted at a failure; nothing after it is committed",
+            Duration::from_secs(60)
+        ),
         "the pipeline says it stopped"
     );
     assert!(host.wait_for_log("stopped; offsets committed", Duration::from_secs(30)));
