@@ -187,8 +187,8 @@ impl ConsumerContext for ConsumerHooks {
                 }
                 if let Some(transactions) = &self.transactions {
                     transactions.forget(&keys);
-                } else {
-                    commit_stored(consumer, &self.pipeline);
+                } else if !commit_stored(consumer, &self.pipeline) {
+                    tracing::error!(pipeline = %self.pipeline, "offsets of revoked partitions not committed; their next owner repeats that work");
                 }
             }
             Rebalance::Assign(partitions) => {
@@ -216,15 +216,27 @@ impl ConsumerContext for ConsumerHooks {
     }
 }
 
-/// Commits the stored offsets synchronously. Having nothing to commit is
-/// not an error.
-fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C, pipeline: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {}
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => tracing::warn!(pipeline, %error, "offset commit failed"),
+/// Commits the stored offsets synchronously, retrying for a few seconds: a
+/// commit lost here (a busy coordinator, a timeout) would make the next
+/// owner repeat work that is already done. Having nothing to commit is not
+/// an error. Returns whether the offsets are committed.
+fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C, pipeline: &str) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=COMMIT_ATTEMPTS {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
+            Err(error) => {
+                tracing::warn!(pipeline, %error, attempt, "offset commit failed");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
     }
+    false
 }
+
+/// Synchronous commits tried before giving up (about ten seconds in all).
+const COMMIT_ATTEMPTS: u32 = 8;
 
 type PipelineConsumer = StreamConsumer<ConsumerHooks>;
 
@@ -410,7 +422,10 @@ impl KafkaInput {
         let drained = drain(self.workers.take_all(), self.drain_timeout).await;
         let committer = consumer.clone();
         let pipeline = name.clone();
-        let _ = tokio::task::spawn_blocking(move || commit_stored(&*committer, &pipeline)).await;
+        let committed = tokio::task::spawn_blocking(move || commit_stored(&*committer, &pipeline))
+            .await
+            .unwrap_or(false);
+        let drained = drained && committed;
         stats.set_running(false);
         if drained {
             tracing::info!(pipeline = %name, "stopped; offsets committed");
@@ -549,8 +564,15 @@ async fn process_partition(
             batch.clear();
             continue;
         }
-        if shared.commit == CommitStrategy::BeforeProcessing {
-            commit_before_processing(&shared, &topic, partition, next_offset).await;
+        if shared.commit == CommitStrategy::BeforeProcessing
+            && !commit_before_processing(&shared, &topic, partition, next_offset).await
+        {
+            // At most once: a batch whose commit cannot be made durable is
+            // not processed (the partition was most likely taken away).
+            tracing::error!(pipeline = %shared.pipeline.name, topic, partition, messages = count, "batch skipped: its offsets could not be committed before processing");
+            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            batch.clear();
+            continue;
         }
         let mut results = shared
             .pipeline
@@ -639,21 +661,29 @@ async fn commit_before_processing(
     topic: &str,
     partition: i32,
     next_offset: i64,
-) {
-    let consumer = shared.consumer.clone();
-    let pipeline = shared.pipeline.name.clone();
-    let topic = topic.to_owned();
-    let committed = tokio::task::spawn_blocking(move || -> KafkaResult<()> {
-        let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(&topic, partition, Offset::Offset(next_offset))?;
-        consumer.commit(&offsets, CommitMode::Sync)
-    })
-    .await;
-    match committed {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(pipeline, %error, "commit before processing failed"),
-        Err(error) => tracing::warn!(pipeline, %error, "commit before processing failed"),
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..COMMIT_ATTEMPTS {
+        let consumer = shared.consumer.clone();
+        let owned_topic = topic.to_owned();
+        let committed = tokio::task::spawn_blocking(move || -> KafkaResult<()> {
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(&owned_topic, partition, Offset::Offset(next_offset))?;
+            consumer.commit(&offsets, CommitMode::Sync)
+        })
+        .await;
+        let error = match committed {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        // Processing before the commit is durable would break the promise
+        // of at-most-once; wait instead.
+        tracing::warn!(pipeline = %shared.pipeline.name, topic, partition, %error, "commit before processing failed; retrying before the batch is processed");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+    false
 }
 
 fn to_columnar(source: &str, messages: &[OwnedMessage]) -> crate::runtime::Batch {
