@@ -98,6 +98,11 @@ fn wait_for_address(process: &HostProcess) -> String {
     panic!("the host never listened: {:?}", process.log_lines());
 }
 
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    let response = client.get(url).send().await.expect("GET succeeds");
+    response.json().await.expect("a JSON body")
+}
+
 async fn post(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
     let response = client
         .post(url)
@@ -215,42 +220,21 @@ async fn stats_and_metrics_count_exactly_by_status_and_mode() {
     let statuses = futures::future::join_all(requests).await;
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
 
-    let orders: Value = client
-        .get(url("/messages/v1/stats/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders: Value = get_json(&client, url("/messages/v1/stats/orders")).await;
     assert_eq!(orders["total_processed"], 10);
     assert_eq!(orders["total_errors"], 4);
     assert_eq!(orders["is_batch_mode"], false);
     assert_eq!(orders["batch_size_threshold"], 1);
     assert_eq!(orders["is_running"], true);
     assert!(orders["time_since_last_process"].as_f64().unwrap() >= 0.0);
-    let bulk: Value = client
-        .get(url("/messages/v1/stats/bulk"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bulk: Value = get_json(&client, url("/messages/v1/stats/bulk")).await;
     assert_eq!(bulk["total_processed"], 10);
     assert_eq!(bulk["total_errors"], 0);
     assert_eq!(bulk["is_batch_mode"], true);
     assert_eq!(bulk["batch_size_threshold"], 5);
     assert_eq!(bulk["batch_timeout"], 0.3);
 
-    let all: Value = client
-        .get(url("/messages/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&client, url("/messages/v1/stats")).await;
     assert_eq!(all["pipelines"].as_object().unwrap().len(), 3);
     let unknown = client
         .get(url("/messages/v1/stats/nope"))
@@ -388,14 +372,7 @@ async fn health_readiness_and_kafka_lag() {
     kafka::produce(&feed, (0..20).map(|i| (format!("k{i}"), format!("v{i}"))));
     let mut lag_seen = None;
     for _ in 0..300 {
-        let stats: Value = client
-            .get(url("/messages/v1/stats/feed"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = get_json(&client, url("/messages/v1/stats/feed")).await;
         if stats["total_processed"] == 20
             && stats["consumer_lag"]
                 .as_array()
