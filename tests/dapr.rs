@@ -41,7 +41,14 @@ struct Sidecar {
 
 impl Sidecar {
     fn start(dir: &Path, app_port: u16, topic: &str, binding: &str) -> Self {
-        let output = Command::new(repo_root().join("tests/dapr/daprd.sh"))
+        Self::start_with(dir, app_port, topic, binding, &[])
+    }
+
+    /// `meta` adds component metadata (`publishTopic=...` makes the same
+    /// component an output binding too).
+    fn start_with(dir: &Path, app_port: u16, topic: &str, binding: &str, meta: &[&str]) -> Self {
+        let mut command = Command::new(repo_root().join("tests/dapr/daprd.sh"));
+        command
             .args(["start", "--dir"])
             .arg(dir)
             .args(["--app-port", &app_port.to_string()])
@@ -59,9 +66,11 @@ impl Sidecar {
             // Without this, daprd's Kafka binding drops a record the app
             // rejects; with it, daprd redelivers.
             .args(["--meta", "consumeRetryEnabled=true"])
-            .args(["--watch-pid", &std::process::id().to_string()])
-            .output()
-            .expect("starting daprd");
+            .args(["--watch-pid", &std::process::id().to_string()]);
+        for entry in meta {
+            command.args(["--meta", entry]);
+        }
+        let output = command.output().expect("starting daprd");
         assert!(
             output.status.success(),
             "daprd did not start:\n{}",
@@ -70,6 +79,15 @@ impl Sidecar {
         Self {
             dir: dir.to_owned(),
         }
+    }
+
+    /// The port of daprd's HTTP API.
+    fn http_port(&self) -> u16 {
+        std::fs::read_to_string(self.dir.join("http_port"))
+            .expect("daprd wrote its port")
+            .trim()
+            .parse()
+            .expect("a port number")
     }
 
     fn log(&self) -> String {
@@ -176,4 +194,61 @@ output = "{output}"
     );
     drop(sidecar);
     drop(host);
+}
+
+#[test]
+fn outputs_can_leave_through_a_dapr_output_binding() {
+    ensure_daprd();
+    let input = kafka::unique_topic("dapr-io-in");
+    let output = kafka::unique_topic("dapr-io-out");
+    kafka::create_topic(&input, 1);
+    kafka::create_topic(&output, 1);
+    let dir = kafka::scratch_dir();
+    let app_port = free_port();
+    // One component, both directions: it reads `input` into Runnel and
+    // publishes what Runnel posts back to `output`. daprd waits for the app.
+    let sidecar_dir = dir.path().join("daprd");
+    std::fs::create_dir_all(&sidecar_dir).unwrap();
+    let publish = format!("publishTopic={output}");
+    let sidecar = Sidecar::start_with(&sidecar_dir, app_port, &input, "kafka-io", &[&publish]);
+    let config = dir.path().join("runnel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+[http]
+listen = "127.0.0.1:{app_port}"
+[dapr]
+sidecar = "http://127.0.0.1:{sidecar_port}"
+[pipelines.through-dapr]
+bindings = ["kafka-io"]
+output_binding = "kafka-io"
+plugin = "{plugin}"
+"#,
+            brokers = kafka::brokers(),
+            sidecar_port = sidecar.http_port(),
+            plugin = plugin_path("misbehave").display(),
+        ),
+    )
+    .unwrap();
+    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    for i in 0..10 {
+        kafka::produce_with_headers(&input, &format!("k{i}"), &format!("{{\"n\":{i}}}"), &[]);
+    }
+    let mut reader = TopicReader::new(&output, 1, "read_uncommitted");
+    let arrived = reader.read_until(Duration::from_secs(90), |records| records.len() >= 10);
+    assert!(
+        arrived,
+        "only {} of 10 came back through the output binding:\n{}",
+        reader.records.len(),
+        sidecar.log()
+    );
+    for (i, record) in reader.records.iter().enumerate() {
+        assert_eq!(record.value, format!("{{\"n\":{i}}}"));
+        assert_eq!(record.key.as_deref(), Some(format!("k{i}").as_str()));
+    }
+    drop(host);
+    drop(sidecar);
 }

@@ -371,6 +371,24 @@ impl Pipeline {
         producer: &OutputProducer,
     ) -> MessageResult {
         let mut result = MessageResult::default();
+        if let Some(binding) = &self.output_binding {
+            for output in outputs {
+                let sent = binding
+                    .send(output.key(), output.value(), output.headers())
+                    .await;
+                if let Err(error) = sent {
+                    // The sidecar or its binding may come back: worth a retry.
+                    result.failure = Some(MessageFailure {
+                        kind: "transient",
+                        message: error.to_string(),
+                        attempts: 1,
+                    });
+                    break;
+                }
+                result.deliveries.push(PendingDelivery::Acknowledged);
+            }
+            return result;
+        }
         for output in outputs {
             let Some(topic) = output.topic().or(self.default_output.as_deref()) else {
                 result.failure = Some(MessageFailure {

@@ -52,7 +52,11 @@ impl DaprOutput {
             );
         }
         if let Some(key) = key {
-            metadata.insert("key".to_owned(), String::from_utf8_lossy(key).into_owned());
+            // Dapr's Kafka binding keys the record by `partitionKey`.
+            metadata.insert(
+                "partitionKey".to_owned(),
+                String::from_utf8_lossy(key).into_owned(),
+            );
         }
         // JSON values travel as JSON; anything else as a string.
         let data = serde_json::from_slice::<Value>(value)
