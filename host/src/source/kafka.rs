@@ -18,8 +18,8 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use thiserror::Error;
-use tokio::sync::OnceCell;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,10 @@ pub enum SourceError {
         source: Box<KafkaError>,
     },
 }
+
+/// Longest the receive loop stops polling to let in-flight work drain
+/// before it pauses the partitions instead.
+const MAX_UNPOLLED: Duration = Duration::from_secs(5);
 
 /// Consumer settings Runnel's guarantees rest on, applied after the user's.
 const CONSUMER_REQUIRED: &[(&str, &str)] = &[
@@ -247,11 +251,21 @@ struct WorkerShared {
     policy: BatchPolicy,
     commit: CommitStrategy,
     in_flight: AtomicUsize,
+    /// Signalled whenever in-flight work finishes.
+    room: Notify,
     /// Cancelled when a failure stops this pipeline (`on_failure = "stop"`).
     halt: CancellationToken,
     /// With exactly-once, each partition worker gets a transactional
     /// producer built from these.
     transactions: Option<Arc<TransactionSettings>>,
+}
+
+impl WorkerShared {
+    /// `count` messages are done (committed, or given up on).
+    fn finished(&self, count: usize) {
+        self.in_flight.fetch_sub(count, Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
 }
 
 struct TransactionSettings {
@@ -363,6 +377,7 @@ impl KafkaInput {
             },
             commit: settings.commit,
             in_flight: AtomicUsize::new(0),
+            room: Notify::new(),
             halt: CancellationToken::new(),
             transactions,
         });
@@ -387,6 +402,18 @@ impl KafkaInput {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut receive_errors = 0u32;
         loop {
+            // Back-pressure. Over the bound, stop taking messages and let
+            // librdkafka's own bounded queue absorb the fetches: that costs
+            // nothing once work drains. Only if it does not drain soon (a
+            // slow plugin) are the partitions paused, which keeps the
+            // consumer polling (the group would evict a silent one) but
+            // throws away prefetched data and refetches it on resume.
+            if !paused && self.shared.in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                let drained = self.wait_for_room(max_in_flight * 3 / 4, &shutdown).await;
+                if !drained && !shutdown.is_cancelled() {
+                    paused = set_paused(&consumer, true, &name);
+                }
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -398,9 +425,6 @@ impl KafkaInput {
                     Ok(message) => {
                         receive_errors = 0;
                         self.dispatch(message.detach());
-                        if !paused && self.shared.in_flight.load(Ordering::Relaxed) >= max_in_flight {
-                            paused = set_paused(&consumer, true, &name);
-                        }
                     }
                     Err(error) => {
                         // librdkafka reconnects by itself; back off so a
@@ -433,6 +457,26 @@ impl KafkaInput {
             tracing::warn!(pipeline = %name, "drain timed out; unfinished messages will be processed again");
         }
         drained
+    }
+
+    /// Waits until in-flight work falls to `level`, for at most
+    /// `MAX_UNPOLLED` (well inside `max.poll.interval.ms`). Returns whether
+    /// it did.
+    async fn wait_for_room(&self, level: usize, shutdown: &CancellationToken) -> bool {
+        let deadline = tokio::time::Instant::now() + MAX_UNPOLLED;
+        while self.shared.in_flight.load(Ordering::Relaxed) > level {
+            let notified = self.shared.room.notified();
+            // Checked again after registering, so no wake-up is missed.
+            if self.shared.in_flight.load(Ordering::Relaxed) <= level {
+                break;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+        true
     }
 
     fn dispatch(&self, message: OwnedMessage) {
@@ -542,7 +586,7 @@ async fn process_partition(
         let count = batch.len();
         if shared.halt.is_cancelled() {
             // The pipeline stopped at a failure: leave the rest uncommitted.
-            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            shared.finished(count);
             batch.clear();
             continue;
         }
@@ -560,7 +604,7 @@ async fn process_partition(
                 }
                 None => shared.halt.cancel(),
             }
-            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            shared.finished(count);
             batch.clear();
             continue;
         }
@@ -570,7 +614,7 @@ async fn process_partition(
             // At most once: a batch whose commit cannot be made durable is
             // not processed (the partition was most likely taken away).
             tracing::error!(pipeline = %shared.pipeline.name, topic, partition, messages = count, "batch skipped: its offsets could not be committed before processing");
-            shared.in_flight.fetch_sub(count, Ordering::Relaxed);
+            shared.finished(count);
             batch.clear();
             continue;
         }
@@ -733,9 +777,7 @@ async fn confirm_and_store(
                 acknowledgement.next_offset,
             );
         }
-        shared
-            .in_flight
-            .fetch_sub(acknowledgement.count, Ordering::Relaxed);
+        shared.finished(acknowledgement.count);
     }
 }
 
