@@ -608,6 +608,14 @@ async fn process_partition(
             batch.clear();
             continue;
         }
+        if shared.commit == CommitStrategy::BeforeProcessing && messages.is_closed() {
+            // The partition was revoked or the host is stopping: these
+            // messages are not committed, so their next reader gets them;
+            // processing them now could repeat them.
+            shared.finished(count);
+            batch.clear();
+            continue;
+        }
         if shared.commit == CommitStrategy::BeforeProcessing
             && !commit_before_processing(&shared, &topic, partition, next_offset).await
         {
