@@ -31,28 +31,50 @@ pub struct MessageResult {
     pub failure: Option<MessageFailure>,
 }
 
+/// Output headers naming the plugin and the version that produced an output.
+/// The host sets them on every output, replacing any a plugin copied from its
+/// input, so they always say which version really ran.
+pub const PLUGIN_HEADER: &str = "runnel-plugin";
+pub const PLUGIN_VERSION_HEADER: &str = "runnel-plugin-version";
+
+/// The version label of a plugin loaded by path rather than from the plugin
+/// directory, which has no manifest to give one.
+pub const UNVERSIONED: &str = "unversioned";
+
+/// A plugin as a pipeline serves it: the compiled plugin and its version.
+#[derive(Debug, Clone)]
+pub struct ServedPlugin {
+    pub plugin: Arc<Plugin>,
+    pub version: Arc<str>,
+}
+
 /// The plugin a pipeline runs. Swapped whole: each batch takes the plugin
-/// current when it starts and finishes on it.
+/// current when it starts and finishes on it, so a swap lands at a batch
+/// boundary.
 pub struct PluginSlot {
-    current: RwLock<Arc<Plugin>>,
+    current: RwLock<ServedPlugin>,
 }
 
 impl PluginSlot {
-    pub fn new(plugin: Arc<Plugin>) -> Self {
+    pub fn new(plugin: ServedPlugin) -> Self {
         Self {
             current: RwLock::new(plugin),
         }
     }
 
-    pub fn current(&self) -> Arc<Plugin> {
+    pub fn current(&self) -> ServedPlugin {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn replace(&self, plugin: Arc<Plugin>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = plugin;
+    /// Installs `plugin` for the next batch and returns the one it replaces.
+    pub fn replace(&self, plugin: ServedPlugin) -> ServedPlugin {
+        std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            plugin,
+        )
     }
 }
 
@@ -78,10 +100,13 @@ impl Pipeline {
         let count = batch.count as usize;
         self.metrics.record_batch_size(&self.name, count);
         self.stats.set_current_batch_size(count);
-        let plugin = self.plugin.current();
+        let ServedPlugin { plugin, version } = self.plugin.current();
         let mut results: Vec<MessageResult> = Vec::with_capacity(count);
         match self.call(&plugin, batch).await {
-            Ok(handled) => self.emit_all(&plugin, batch, &handled, &mut results).await,
+            Ok(handled) => {
+                self.emit_all(&plugin, &version, batch, &handled, &mut results)
+                    .await
+            }
             Err(error) if count == 1 => {
                 results.push(MessageResult {
                     deliveries: Vec::new(),
@@ -107,7 +132,7 @@ impl Pipeline {
                     let single = codec::select(batch, &[index]);
                     match self.call(&plugin, &single).await {
                         Ok(handled) => {
-                            self.emit_all(&plugin, &single, &handled, &mut results)
+                            self.emit_all(&plugin, &version, &single, &handled, &mut results)
                                 .await
                         }
                         Err(error) => results.push(MessageResult {
@@ -165,6 +190,7 @@ impl Pipeline {
     async fn emit_all(
         &self,
         plugin: &Plugin,
+        version: &str,
         batch: &Batch,
         handled: &HandledBatch,
         results: &mut Vec<MessageResult>,
@@ -185,7 +211,9 @@ impl Pipeline {
                         }),
                     }
                 }
-                MessageOutcome::Outputs(outputs) => self.emit(outputs).await,
+                MessageOutcome::Outputs(outputs) => {
+                    self.emit(plugin.name(), version, outputs).await
+                }
             };
             results.push(result);
         }
@@ -193,6 +221,8 @@ impl Pipeline {
 
     async fn emit(
         &self,
+        plugin: &str,
+        version: &str,
         outputs: impl Iterator<Item = crate::runtime::OutputRef<'_>>,
     ) -> MessageResult {
         let mut result = MessageResult::default();
@@ -205,9 +235,16 @@ impl Pipeline {
                 });
                 break;
             };
+            let headers = output
+                .headers()
+                .filter(|(name, _)| *name != PLUGIN_HEADER && *name != PLUGIN_VERSION_HEADER)
+                .chain([
+                    (PLUGIN_HEADER, plugin.as_bytes()),
+                    (PLUGIN_VERSION_HEADER, version.as_bytes()),
+                ]);
             match self
                 .producer
-                .send(topic, output.key(), output.value(), output.headers())
+                .send(topic, output.key(), output.value(), headers)
                 .await
             {
                 Ok(pending) => result.deliveries.push(pending),
