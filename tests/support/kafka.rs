@@ -134,6 +134,19 @@ pub struct Record {
     pub key: Option<String>,
     pub value: String,
     pub headers: Vec<(String, String)>,
+    /// Milliseconds since the Unix epoch: when the producer created it.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// The values of every header called `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
 }
 
 /// Reads a topic from the beginning, keeping everything read so far.
@@ -193,6 +206,7 @@ impl TopicReader {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    timestamp: message.timestamp().to_millis(),
                 }),
                 Some(Err(error)) => panic!("reading the topic failed: {error}"),
                 None => {}
@@ -241,6 +255,50 @@ pub fn topic_size(topic: &str, partitions: i32) -> i64 {
                 .unwrap_or(0)
         })
         .sum()
+}
+
+/// The offsets a consumer group has committed for each partition of a
+/// topic; -1 where it has committed none.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("offsets client");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |partition| match committed.find_partition(topic, partition) {
+                Some(element) => match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => -1,
+                },
+                None => -1,
+            },
+        )
+        .collect()
+}
+
+/// The high watermark of each partition of a topic.
+pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("watermark client");
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .expect("watermarks")
+        })
+        .collect()
 }
 
 /// A directory for one test's files, removed at drop.
