@@ -243,7 +243,7 @@ fn version_of(record: &Record) -> &str {
 async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     const PARTITIONS: i32 = 4;
     const RATE: usize = 12_000;
-    const SECONDS: usize = 11;
+    const SECONDS: usize = 12;
     const COUNT: usize = RATE * SECONDS;
     let _serial = serial();
     let dir = kafka::scratch_dir();
@@ -270,27 +270,17 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     // The load: RATE messages a second for SECONDS seconds, paced in slices.
     let producing = {
         let input = input.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let slice = RATE / 20;
-            for (n, chunk) in (0..COUNT)
-                .map(|i| (format!("key-{}", i % 1000), value_of(i)))
-                .collect::<Vec<_>>()
-                .chunks(slice)
-                .enumerate()
-            {
-                kafka::produce(&input, chunk.iter().cloned());
-                let due = Duration::from_millis(50 * (n as u64 + 1));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            started.elapsed()
-        })
+        let messages: Vec<_> = (0..COUNT)
+            .map(|i| (format!("key-{}", i % 1000), value_of(i)))
+            .collect();
+        std::thread::spawn(move || kafka::produce_at_rate(&input, &messages, RATE))
     };
+    // A swap every 1.7 s of the load, each served before the next lands.
+    let load_started = Instant::now();
     let mut landed = BTreeMap::new();
     for version in 2..=6 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let due = Duration::from_millis(1700 * (version as u64 - 1));
+        tokio::time::sleep(due.saturating_sub(load_started.elapsed())).await;
         let at = plugins.install("echo", &version.to_string(), component(version), &pipeline);
         landed.insert(version.to_string(), at);
         host.wait_for_version("echo", &version.to_string()).await;

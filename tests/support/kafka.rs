@@ -104,6 +104,41 @@ pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>
         .expect("all test messages acknowledged");
 }
 
+/// Produces `messages` at `per_second`, paced in twentieths of a second,
+/// through one producer, and waits until all are acknowledged. Returns how
+/// long that took.
+pub fn produce_at_rate(topic: &str, messages: &[(String, String)], per_second: usize) -> Duration {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("test producer");
+    let started = Instant::now();
+    for (slice, chunk) in messages.chunks((per_second / 20).max(1)).enumerate() {
+        for (key, value) in chunk {
+            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, returned)) => {
+                        record = returned;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let due = Duration::from_millis(50 * (slice as u64 + 1));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("all test messages acknowledged");
+    started.elapsed()
+}
+
 /// Produces one message with headers.
 pub fn produce_with_headers(topic: &str, key: &str, value: &str, headers: &[(&str, &str)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
