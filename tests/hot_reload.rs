@@ -12,20 +12,22 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
 use support::plugin_bytes;
+use tokio::sync::Mutex;
 
 const VERSION_HEADER: &str = "runnel-plugin-version";
 const PLUGIN_HEADER: &str = "runnel-plugin";
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Held for a whole test. Each test has a runtime of its own; tokio's mutex
+/// works across them.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 /// A plugin directory the test writes into the way a deployment should:
@@ -245,7 +247,7 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     const RATE: usize = 12_000;
     const SECONDS: usize = 12;
     const COUNT: usize = RATE * SECONDS;
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = kafka::scratch_dir();
     let input = kafka::unique_topic("swap-in");
     let output = kafka::unique_topic("swap-out");
@@ -351,7 +353,7 @@ fn served_by(input: &str, reader: &mut TopicReader, value: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = kafka::scratch_dir();
     let input = kafka::unique_topic("reject-in");
     let output = kafka::unique_topic("reject-out");
@@ -450,7 +452,7 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
 async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes() {
     const PARTITIONS: i32 = 2;
     const COUNT: usize = 5_000;
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = kafka::scratch_dir();
     let input = kafka::unique_topic("delete-in");
     let output = kafka::unique_topic("delete-out");
@@ -513,7 +515,7 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
 /// host config and names its plugin, whose manifest has no pipeline.
 #[tokio::test(flavor = "multi_thread")]
 async fn hosts_sharing_a_directory_converge_on_its_version() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = kafka::scratch_dir();
     let input = kafka::unique_topic("shared-in");
     let output = kafka::unique_topic("shared-out");
