@@ -445,6 +445,24 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
     assert_eq!(served_by(&input, &mut reader, "after-5"), "5");
     let (status, body) = host.post("/plugins/echo/reload").await;
     assert_eq!((status, &body["version"]), (200, &Value::from("5")));
+
+    // New pipeline settings: the pipeline drains and restarts with them.
+    let batched = pipeline.replace("batch_size = 1", "batch_size = 5");
+    plugins.write_manifest("echo", "6", None, &batched);
+    host.wait_for_version("echo", "6").await;
+    assert!(host.process.wait_for_log(
+        "pipeline settings changed; draining the pipeline to restart it",
+        Duration::from_secs(5)
+    ));
+    let stats = host.get("/messages/v1/stats/echo").await;
+    assert_eq!(stats["batch_size_threshold"], 5);
+    assert_eq!(served_by(&input, &mut reader, "after-6"), "6");
+    reader.poll_for(Duration::from_secs(1));
+    assert_eq!(
+        reader.records.len(),
+        reader.value_counts().len(),
+        "nothing processed twice across the restart"
+    );
     drop(host);
 }
 

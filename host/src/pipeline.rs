@@ -69,12 +69,8 @@ impl PluginSlot {
             .clone()
     }
 
-    /// Installs `plugin` for the next batch and returns the one it replaces.
-    pub fn replace(&self, plugin: ServedPlugin) -> ServedPlugin {
-        std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
-            plugin,
-        )
+    pub fn replace(&self, plugin: ServedPlugin) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = plugin;
     }
 }
 

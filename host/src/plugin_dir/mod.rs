@@ -15,7 +15,6 @@ pub mod check;
 pub mod manifest;
 mod registry;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,15 +94,9 @@ async fn settle(received: &mut UnboundedReceiver<()>, quiet: Duration) {
     }
 }
 
-/// Whether a notice may mean a plugin changed: not a mere read (the host's
-/// own reads would wake it), and about a file that is not hidden (writers'
-/// temporary files often are).
+/// Whether a notice may mean a plugin changed: anything but a mere read
+/// (the host's own reads would wake it). Hidden files count: some volumes
+/// (Kubernetes config maps) change only a hidden symlink.
 fn is_change(event: &Event) -> bool {
-    !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|path| !is_hidden(path))
-}
-
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with('.'))
+    !matches!(event.kind, EventKind::Access(_))
 }
