@@ -290,6 +290,13 @@ impl PluginRegistry {
             let manifest = manifest?;
             let wasm = component.unwrap_or_else(|| Err("no component".into()))?;
             let ready = self.prepare(name, &manifest, wasm).await?;
+            let same_version = entry
+                .serving
+                .as_ref()
+                .is_some_and(|serving| *serving.version == *manifest.version);
+            if same_version && !force {
+                tracing::warn!(plugin = name, version = %manifest.version, "plugin files changed but its version did not; outputs of both builds carry the same version");
+            }
             self.install(entry, name, manifest, ready).await
         }
         .await;
