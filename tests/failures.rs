@@ -222,7 +222,7 @@ fn a_transient_failure_is_retried_with_backoff_and_processed_once() {
     let input_time = TopicReader::new(&scenario.input, 1, "read_uncommitted");
     let mut input_time = input_time;
     input_time.read_until(Duration::from_secs(10), |records| records.len() >= 3);
-    let waited = outputs.records[0].timestamp - input_time.records[0].timestamp;
+    let waited = outputs.records[0].timestamp.unwrap() - input_time.records[0].timestamp.unwrap();
     assert!(
         waited >= 1200,
         "processed after {waited} ms, before the backoff of 1200 ms"

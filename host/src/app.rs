@@ -1,26 +1,22 @@
 //! Assembles a host from its configuration and runs it until shutdown.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::producer::Producer;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use std::collections::{BTreeMap, HashMap};
-
-use crate::batch::BatchPolicy;
-use crate::config::{Config, ResolvedPipeline};
+use crate::config::{Config, PluginSource, ResolvedPipeline};
 use crate::http::{self, HttpState};
-use crate::metrics::{Metrics, Mode};
-use crate::pipeline::{FailurePolicy, Pipeline, PluginSlot};
-use crate::runtime::{EngineSettings, Plugin, PluginEngine};
-use crate::sink::{DaprOutput, OutputProducer};
-use crate::source::dapr::BindingInput;
-use crate::source::kafka::KafkaInput;
-use crate::stats::PipelineStats;
+use crate::launcher::{LauncherSettings, PipelineLauncher};
+use crate::metrics::Metrics;
+use crate::pipeline::{ServedPlugin, UNVERSIONED};
+use crate::plugin_dir::{self, PluginRegistry};
+use crate::runtime::{EngineSettings, PluginEngine};
+use crate::sink::OutputProducer;
 
 /// What readiness depends on.
 #[derive(Debug, Default)]
@@ -62,57 +58,51 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
-    let mut pipelines = BTreeMap::new();
-    let mut bindings = HashMap::new();
-    let mut kafka_inputs = Vec::new();
+    let launcher = Arc::new(PipelineLauncher::new(LauncherSettings {
+        brokers: config.kafka.brokers.clone(),
+        producer_options: config.kafka.producer.clone(),
+        dapr_sidecar: config.dapr.sidecar.clone(),
+        drain_timeout: config.drain_timeout,
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    }));
+    let mut references = Vec::new();
     for name in config.pipelines.keys() {
         let settings = config.resolve(name)?;
-        let plugin = load_plugin(&engine, &settings, &metrics).await?;
-        let pipeline = Arc::new(Pipeline {
-            name: name.clone(),
-            plugin: PluginSlot::new(plugin),
-            default_output: settings.output.clone(),
-            producer: producer.clone(),
-            output_binding: settings
-                .output_binding
-                .as_deref()
-                .map(|binding| DaprOutput::new(&config.dapr.sidecar, binding)),
-            stats: Arc::new(PipelineStats::new(
-                settings.batch_size,
-                settings.batch_timeout,
-            )),
-            metrics: metrics.clone(),
-            mode: Mode::for_batch_size(settings.batch_size),
-            concurrency: Semaphore::new(settings.max_concurrent),
-            failure_policy: FailurePolicy {
-                retry: settings.retry.clone(),
-                dead_letter_topic: settings.dead_letter_topic.clone(),
-                on_failure: settings.on_failure,
-            },
-        });
-        let policy = BatchPolicy {
-            batch_size: settings.batch_size,
-            batch_timeout: settings.batch_timeout,
-        };
-        for binding in &settings.bindings {
-            let input = BindingInput::start(binding, pipeline.clone(), policy, shutdown.clone());
-            bindings.insert(binding.clone(), input);
+        match &settings.plugin {
+            PluginSource::File(path) => {
+                let plugin = load_plugin(&engine, &settings, path, &metrics).await?;
+                launcher.start(settings, plugin)?;
+            }
+            // Started by the plugin directory below.
+            PluginSource::Directory(_) => references.push(settings),
         }
-        if !settings.inputs.is_empty() {
-            let input = KafkaInput::new(
-                &config.kafka.brokers,
-                &config.kafka.producer,
-                settings,
-                pipeline.clone(),
-                config.drain_timeout,
-            )?;
-            kafka_inputs.push(tokio::spawn(input.run(shutdown.clone())));
-        }
-        pipelines.insert(name.clone(), pipeline);
     }
+    let registry = match &config.plugins {
+        Some(plugins) => {
+            let registry = Arc::new(PluginRegistry::new(
+                plugins.dir.clone(),
+                engine.clone(),
+                config.clone(),
+                references,
+                launcher.clone(),
+                metrics.clone(),
+            ));
+            registry.start().await?;
+            plugin_dir::watch(
+                registry.clone(),
+                plugins.debounce,
+                plugins.rescan_interval,
+                shutdown.clone(),
+            );
+            Some(registry)
+        }
+        None => None,
+    };
     health.plugins_loaded.store(true, Ordering::Relaxed);
 
-    let state = HttpState::new(bindings, pipelines.clone(), metrics.clone(), health.clone());
+    let state = HttpState::new(launcher.live(), registry, metrics.clone(), health.clone());
     let (address, server) = http::serve(
         config.http.listen,
         http::router(state, config.http.max_body_bytes),
@@ -121,14 +111,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await
     .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     tracing::info!(%address, "http listening");
-    tracing::info!(pipelines = pipelines.len(), brokers = %config.kafka.brokers, "runnel started");
+    tracing::info!(
+        pipelines = launcher.live().pipelines().len(),
+        brokers = %config.kafka.brokers,
+        "runnel started"
+    );
 
     shutdown.cancelled().await;
     let drain = async {
-        let mut drained = true;
-        for input in kafka_inputs {
-            drained &= input.await.unwrap_or(false);
-        }
+        let drained = launcher.stop_all().await;
         // The server finishes the binding requests in flight.
         drained & server.await.is_ok()
     };
@@ -141,12 +132,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(drained)
 }
 
+/// Loads a plugin named by path in the host config: once, at start.
 async fn load_plugin(
     engine: &PluginEngine,
     settings: &ResolvedPipeline,
+    path: &Path,
     metrics: &Metrics,
-) -> anyhow::Result<Arc<Plugin>> {
-    let path = &settings.plugin_path;
+) -> anyhow::Result<ServedPlugin> {
     let name = path
         .file_stem()
         .and_then(|stem| stem.to_str())
@@ -173,7 +165,10 @@ async fn load_plugin(
     metrics.record_plugin_load(&name, loaded.is_ok());
     let plugin = loaded.with_context(|| format!("pipeline {}", settings.name))?;
     tracing::info!(pipeline = %settings.name, plugin = %name, path = %path.display(), "plugin loaded");
-    Ok(Arc::new(plugin))
+    Ok(ServedPlugin {
+        plugin: Arc::new(plugin),
+        version: UNVERSIONED.into(),
+    })
 }
 
 /// Checks every few seconds that a broker answers, for readiness, and says

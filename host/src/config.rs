@@ -53,6 +53,9 @@ pub struct Config {
     /// The pipelines, by name.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// A plugin directory to watch: plugins added, changed or removed there
+    /// start, swap or stop their pipelines while the host runs.
+    pub plugins: Option<PluginDirConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +100,72 @@ impl Default for DaprConfig {
         }
     }
 }
+
+// ---- plugin directory (hot reload) ----
+
+/// The `[plugins]` table. Each plugin in `dir` is a manifest `NAME.toml`
+/// (name, version, component, and optionally a `[pipeline]` table with the
+/// settings of a pipeline table here) beside its component (`NAME.wasm`
+/// unless the manifest names another file). The manifest is the commit
+/// point: write the component first, then the manifest, each by writing a
+/// temporary file and renaming it into place.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDirConfig {
+    /// The directory, relative to the config file. Hosts that mount the
+    /// same directory serve the same versions.
+    pub dir: PathBuf,
+    /// Quiet time after the last change in the directory before it is read,
+    /// so that a file being written is read once it is complete.
+    #[serde(default = "default_plugin_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// How often the whole directory is read again even without a change
+    /// notice: network filesystems do not always deliver them.
+    #[serde(default = "default_plugin_rescan", with = "humantime_serde")]
+    pub rescan_interval: Duration,
+}
+
+fn default_plugin_debounce() -> Duration {
+    // Long enough for a copy of a few megabytes to finish, short next to the
+    // time a component takes to compile.
+    Duration::from_millis(250)
+}
+
+fn default_plugin_rescan() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Where a pipeline's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A component file, loaded once at start.
+    File(PathBuf),
+    /// A plugin of the plugin directory, by name: swapped when it changes,
+    /// stopped when it is removed.
+    Directory(String),
+}
+
+impl PluginSource {
+    /// A value containing `/` or ending in `.wasm` is a path; a plain name
+    /// (letters, digits, `-`, `_`) names a plugin of the plugin directory.
+    fn parse(plugin: &Path) -> Option<Self> {
+        let text = plugin.to_string_lossy();
+        if text.ends_with(".wasm") || text.contains('/') {
+            return Some(Self::File(plugin.to_owned()));
+        }
+        is_plugin_name(&text).then(|| Self::Directory(text.into_owned()))
+    }
+}
+
+/// Whether `name` can name a plugin (and its manifest file).
+pub fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+// ---- end plugin directory ----
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,7 +362,10 @@ pub struct PipelineConfig {
     pub bindings: Vec<String>,
     /// Consumer group; defaults to `runnel-<pipeline name>`.
     pub group: Option<String>,
-    /// Path of the plugin's component (`.wasm`), relative to the config file.
+    /// Path of the plugin's component (`.wasm`), relative to the config file;
+    /// or the name of a plugin in the plugin directory (`plugin = "orders"`),
+    /// which is then swapped when it changes there.
+    #[serde(default)]
     pub plugin: PathBuf,
     /// Configuration handed to the plugin's `init`.
     #[serde(default)]
@@ -361,7 +433,7 @@ pub struct ResolvedPipeline {
     pub inputs: Vec<String>,
     pub bindings: Vec<String>,
     pub group: String,
-    pub plugin_path: PathBuf,
+    pub plugin: PluginSource,
     pub plugin_config: Vec<(String, String)>,
     pub output: Option<String>,
     pub output_binding: Option<String>,
@@ -397,9 +469,18 @@ impl Config {
         // Plugin paths are relative to the file that names them.
         let base = path.parent().unwrap_or(Path::new("."));
         for pipeline in config.pipelines.values_mut() {
-            if pipeline.plugin.is_relative() {
+            let is_file = matches!(
+                PluginSource::parse(&pipeline.plugin),
+                Some(PluginSource::File(_))
+            );
+            if is_file && pipeline.plugin.is_relative() {
                 pipeline.plugin = base.join(&pipeline.plugin);
             }
+        }
+        if let Some(plugins) = &mut config.plugins
+            && plugins.dir.is_relative()
+        {
+            plugins.dir = base.join(&plugins.dir);
         }
         Ok(config)
     }
@@ -451,6 +532,42 @@ impl Config {
             .pipelines
             .get(name)
             .ok_or_else(|| invalid("no such pipeline".into()))?;
+        self.resolve_pipeline(name, pipeline)
+    }
+
+    /// `pipeline`, named `name`, with its profile and defaults applied: a
+    /// pipeline of this file or of a plugin manifest.
+    pub fn resolve_pipeline(
+        &self,
+        name: &str,
+        pipeline: &PipelineConfig,
+    ) -> Result<ResolvedPipeline, ConfigError> {
+        let invalid = |message: String| ConfigError::Pipeline {
+            pipeline: name.to_owned(),
+            message,
+        };
+        if pipeline.plugin.as_os_str().is_empty() {
+            return Err(invalid(
+                "needs `plugin`: a path to a `.wasm` component or the name of a plugin in the \
+                 plugin directory"
+                    .into(),
+            ));
+        }
+        let plugin = PluginSource::parse(&pipeline.plugin).ok_or_else(|| {
+            invalid(format!(
+                "`plugin` must be a path to a `.wasm` component or the name of a plugin in the \
+                 plugin directory, not `{}`",
+                pipeline.plugin.display()
+            ))
+        })?;
+        if let PluginSource::Directory(plugin) = &plugin
+            && self.plugins.is_none()
+        {
+            return Err(invalid(format!(
+                "`plugin = \"{plugin}\"` names a plugin of the plugin directory, but `[plugins] dir` \
+                 is not set (a path to a component ends in `.wasm`)"
+            )));
+        }
         if pipeline.inputs.is_empty() && pipeline.bindings.is_empty() {
             return Err(invalid(
                 "needs `inputs` (Kafka topics) or `bindings` (Dapr input bindings)".into(),
@@ -536,7 +653,7 @@ impl Config {
                 .group
                 .clone()
                 .unwrap_or_else(|| format!("runnel-{name}")),
-            plugin_path: pipeline.plugin.clone(),
+            plugin,
             plugin_config: pipeline
                 .config
                 .iter()
@@ -744,6 +861,32 @@ mod tests {
                 .to_string()
                 .contains("exactly_once")
         );
+    }
+
+    #[test]
+    fn plugin_is_a_path_or_the_name_of_a_directory_plugin() {
+        let config = Config::parse(
+            "[plugins]\ndir = \"plugins\"\n[pipelines.a]\ninputs = [\"in\"]\nplugin = \"orders\"\n\
+             [pipelines.b]\ninputs = [\"in\"]\nplugin = \"./build/orders\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.resolve("a").unwrap().plugin,
+            PluginSource::Directory("orders".into())
+        );
+        assert_eq!(
+            config.resolve("b").unwrap().plugin,
+            PluginSource::File("./build/orders".into())
+        );
+        let plugins = config.plugins.unwrap();
+        assert_eq!(plugins.debounce, Duration::from_millis(250));
+        assert_eq!(plugins.rescan_interval, Duration::from_secs(30));
+
+        let error = Config::parse(&MINIMAL.replace("uppercase.wasm", "orders"), &[]).unwrap_err();
+        assert!(error.to_string().contains("`[plugins] dir`"), "{error}");
+        let error = Config::parse(&MINIMAL.replace("uppercase.wasm", "or ders"), &[]).unwrap_err();
+        assert!(error.to_string().contains("not `or ders`"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `runnel` binary: parses the command line and calls into the library,
 //! so tests drive exactly what the binary runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -48,6 +48,25 @@ enum Command {
     /// Run the main job on an embedded Kafka-protocol cluster: no broker to
     /// install. Feeds sample messages through a plugin and prints the outputs.
     Dev(runnel::dev::DevOptions),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a plugin the way a host checks a new version before serving
+    /// it: the component implements the WIT world, the manifest is valid,
+    /// and `init` accepts the manifest's configuration. Prints
+    /// `ok: NAME VERSION` and exits 0, or prints `error: ...` lines and
+    /// exits 1.
+    Validate {
+        /// The component (`.wasm`), or a manifest (`.toml`) naming one.
+        file: PathBuf,
+        /// The plugin's manifest, checked too and its configuration used.
+        #[arg(long, short)]
+        manifest: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,21 +94,48 @@ fn main() -> ExitCode {
                 }
                 let config = Config::load(&config, &overrides)?;
                 let shutdown = shutdown_on_signal();
-                runnel::app::run(config, shutdown).await
+                runnel::app::run(config, shutdown).await.map(drained)
             }
-            Command::Dev(options) => runnel::dev::run(options, shutdown_on_signal()).await,
+            Command::Dev(options) => runnel::dev::run(options, shutdown_on_signal())
+                .await
+                .map(drained),
+            Command::Plugin(PluginCommand::Validate { file, manifest }) => {
+                Ok(validate_plugin(&file, manifest.as_deref()).await)
+            }
         }
     });
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            tracing::error!("shutdown did not finish within the drain timeout");
-            ExitCode::FAILURE
-        }
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// The exit code of a host run: whether every pipeline drained in time.
+fn drained(drained: bool) -> ExitCode {
+    if drained {
+        ExitCode::SUCCESS
+    } else {
+        tracing::error!("shutdown did not finish within the drain timeout");
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints the verdict: exit 0 when the plugin passed, 1 when it did not.
+async fn validate_plugin(file: &Path, manifest: Option<&Path>) -> ExitCode {
+    match runnel::plugin_dir::check::validate(file, manifest).await {
+        Ok(plugin) => {
+            println!("ok: {plugin}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            ExitCode::FAILURE
         }
     }
 }

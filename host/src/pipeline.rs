@@ -57,27 +57,45 @@ enum Verdict {
     Failed(MessageFailure),
 }
 
+/// Output headers naming the plugin and the version that produced an output.
+/// The host sets them on every output, replacing any a plugin copied from its
+/// input, so they always say which version really ran.
+pub const PLUGIN_HEADER: &str = "runnel-plugin";
+pub const PLUGIN_VERSION_HEADER: &str = "runnel-plugin-version";
+
+/// The version label of a plugin loaded by path rather than from the plugin
+/// directory, which has no manifest to give one.
+pub const UNVERSIONED: &str = "unversioned";
+
+/// A plugin as a pipeline serves it: the compiled plugin and its version.
+#[derive(Debug, Clone)]
+pub struct ServedPlugin {
+    pub plugin: Arc<Plugin>,
+    pub version: Arc<str>,
+}
+
 /// The plugin a pipeline runs. Swapped whole: each batch takes the plugin
-/// current when it starts and finishes on it.
+/// current when it starts and finishes on it, so a swap lands at a batch
+/// boundary.
 pub struct PluginSlot {
-    current: RwLock<Arc<Plugin>>,
+    current: RwLock<ServedPlugin>,
 }
 
 impl PluginSlot {
-    pub fn new(plugin: Arc<Plugin>) -> Self {
+    pub fn new(plugin: ServedPlugin) -> Self {
         Self {
             current: RwLock::new(plugin),
         }
     }
 
-    pub fn current(&self) -> Arc<Plugin> {
+    pub fn current(&self) -> ServedPlugin {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn replace(&self, plugin: Arc<Plugin>) {
+    pub fn replace(&self, plugin: ServedPlugin) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = plugin;
     }
 }
@@ -107,7 +125,7 @@ impl Pipeline {
         let count = batch.count as usize;
         self.metrics.record_batch_size(&self.name, count);
         self.stats.set_current_batch_size(count);
-        let plugin = self.plugin.current();
+        let ServedPlugin { plugin, version } = self.plugin.current();
         let mut answers = Vec::new();
         let verdicts = self.decide(&plugin, batch, &mut answers).await;
         self.stats.set_current_batch_size(0);
@@ -119,13 +137,14 @@ impl Pipeline {
                     let MessageOutcome::Outputs(outputs) = answers[call].outcome(at) else {
                         unreachable!("an outputs verdict points at outputs")
                     };
-                    let mut sent = self.emit(outputs, producer).await;
+                    let mut sent = self.emit(outputs, producer, plugin.name(), &version).await;
                     match sent.failure.take() {
                         // Outputs Kafka refused (too large, no such topic):
                         // the message failed like any other.
                         Some(failure) => {
-                            let mut failed =
-                                self.fail(&plugin, batch, index, failure, producer).await;
+                            let mut failed = self
+                                .fail(&plugin, &version, batch, index, failure, producer)
+                                .await;
                             sent.deliveries.append(&mut failed.deliveries);
                             MessageResult {
                                 deliveries: sent.deliveries,
@@ -136,7 +155,8 @@ impl Pipeline {
                     }
                 }
                 Verdict::Failed(failure) => {
-                    self.fail(&plugin, batch, index, failure, producer).await
+                    self.fail(&plugin, &version, batch, index, failure, producer)
+                        .await
                 }
             };
             let stop = result.stop;
@@ -308,6 +328,7 @@ impl Pipeline {
     async fn fail(
         &self,
         plugin: &Plugin,
+        version: &str,
         batch: &Batch,
         index: usize,
         failure: MessageFailure,
@@ -334,7 +355,8 @@ impl Pipeline {
             let why = [
                 ("runnel-error", failure.message.as_bytes()),
                 ("runnel-error-kind", failure.kind.as_bytes()),
-                ("runnel-plugin", plugin.name().as_bytes()),
+                (PLUGIN_HEADER, plugin.name().as_bytes()),
+                (PLUGIN_VERSION_HEADER, version.as_bytes()),
                 ("runnel-source-topic", message.topic.as_bytes()),
                 ("runnel-source-partition", partition.as_bytes()),
                 ("runnel-source-offset", offset.as_bytes()),
@@ -369,12 +391,18 @@ impl Pipeline {
         &self,
         outputs: impl Iterator<Item = crate::runtime::OutputRef<'_>>,
         producer: &OutputProducer,
+        plugin: &str,
+        version: &str,
     ) -> MessageResult {
         let mut result = MessageResult::default();
         if let Some(binding) = &self.output_binding {
             for output in outputs {
                 let sent = binding
-                    .send(output.key(), output.value(), output.headers())
+                    .send(
+                        output.key(),
+                        output.value(),
+                        tagged(output.headers(), plugin, version),
+                    )
                     .await;
                 if let Err(error) = sent {
                     // The sidecar or its binding may come back: worth a retry.
@@ -400,7 +428,12 @@ impl Pipeline {
                 break;
             };
             match producer
-                .send(topic, output.key(), output.value(), output.headers())
+                .send(
+                    topic,
+                    output.key(),
+                    output.value(),
+                    tagged(output.headers(), plugin, version),
+                )
                 .await
             {
                 Ok(pending) => result.deliveries.push(pending),
@@ -416,4 +449,19 @@ impl Pipeline {
         }
         result
     }
+}
+
+/// An output's headers with the plugin's name and version set by the host,
+/// replacing any the plugin copied from its input.
+fn tagged<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + 'a,
+    plugin: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    headers
+        .filter(|(name, _)| *name != PLUGIN_HEADER && *name != PLUGIN_VERSION_HEADER)
+        .chain([
+            (PLUGIN_HEADER, plugin.as_bytes()),
+            (PLUGIN_VERSION_HEADER, version.as_bytes()),
+        ])
 }

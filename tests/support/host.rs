@@ -86,6 +86,27 @@ impl HostProcess {
     }
 }
 
+impl HostProcess {
+    /// The address the host's HTTP server listens on, from its log.
+    pub fn http_address(&self, timeout: Duration) -> String {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(line) = self
+                .log_lines()
+                .into_iter()
+                .find(|line| line["fields"]["message"] == "http listening")
+            {
+                return line["fields"]["address"]
+                    .as_str()
+                    .expect("address is a string")
+                    .to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the host never listened: {:?}", self.log_lines());
+    }
+}
+
 impl Drop for HostProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

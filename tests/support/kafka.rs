@@ -104,6 +104,41 @@ pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>
         .expect("all test messages acknowledged");
 }
 
+/// Produces `messages` at `per_second`, paced in twentieths of a second,
+/// through one producer, and waits until all are acknowledged. Returns how
+/// long that took.
+pub fn produce_at_rate(topic: &str, messages: &[(String, String)], per_second: usize) -> Duration {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("test producer");
+    let started = Instant::now();
+    for (slice, chunk) in messages.chunks((per_second / 20).max(1)).enumerate() {
+        for (key, value) in chunk {
+            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, returned)) => {
+                        record = returned;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let due = Duration::from_millis(50 * (slice as u64 + 1));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("all test messages acknowledged");
+    started.elapsed()
+}
+
 /// Produces one message with headers.
 pub fn produce_with_headers(topic: &str, key: &str, value: &str, headers: &[(&str, &str)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -129,13 +164,24 @@ pub fn produce_with_headers(topic: &str, key: &str, value: &str, headers: &[(&st
 /// One record read back from a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Milliseconds since the Unix epoch (the producer's create time).
-    pub timestamp: i64,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
     pub value: String,
     pub headers: Vec<(String, String)>,
+    /// Milliseconds since the Unix epoch: when the producer created it.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// The values of every header called `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
 }
 
 /// Reads a topic from the beginning, keeping everything read so far.
@@ -173,7 +219,6 @@ impl TopicReader {
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => self.records.push(Record {
-                    timestamp: message.timestamp().to_millis().unwrap_or(-1),
                     partition: message.partition(),
                     offset: message.offset(),
                     key: message
@@ -196,6 +241,7 @@ impl TopicReader {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    timestamp: message.timestamp().to_millis(),
                 }),
                 Some(Err(error)) => panic!("reading the topic failed: {error}"),
                 None => {}
@@ -246,6 +292,50 @@ pub fn topic_size(topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
+/// The offsets a consumer group has committed for each partition of a
+/// topic; -1 where it has committed none.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("offsets client");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |partition| match committed.find_partition(topic, partition) {
+                Some(element) => match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => -1,
+                },
+                None => -1,
+            },
+        )
+        .collect()
+}
+
+/// The high watermark of each partition of a topic.
+pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("watermark client");
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .expect("watermarks")
+        })
+        .collect()
+}
+
 /// A directory for one test's files, removed at drop.
 /// Set RUNNEL_TEST_KEEP=1 to keep it (and the host logs in it) for a look.
 pub fn scratch_dir() -> tempfile::TempDir {
@@ -262,31 +352,4 @@ pub fn scratch_dir() -> tempfile::TempDir {
 
 pub fn path_string(path: PathBuf) -> String {
     path.to_string_lossy().into_owned()
-}
-
-/// The offsets a consumer group has committed, by partition.
-pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .expect("offsets client");
-    let mut wanted = TopicPartitionList::new();
-    for partition in 0..partitions {
-        wanted.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(wanted, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|partition| {
-            match committed
-                .find_partition(topic, partition)
-                .map(|p| p.offset())
-            {
-                Some(Offset::Offset(offset)) => offset,
-                _ => -1,
-            }
-        })
-        .collect()
 }

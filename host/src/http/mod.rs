@@ -1,8 +1,10 @@
-//! The HTTP surface: Dapr input bindings, stats, Prometheus metrics and
-//! health. Every error is a JSON body `{"error": ...}` with a status that
+//! The HTTP surface: Dapr input bindings, stats, Prometheus metrics,
+//! health, and the plugin directory's plugins. Every error is a JSON body `{"error": ...}` with a status that
 //! says what went wrong.
 
-use std::collections::{BTreeMap, HashMap};
+mod plugins;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,9 +20,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Health;
+use crate::launcher::LivePipelines;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::source::dapr::BindingInput;
+use crate::plugin_dir::PluginRegistry;
 
 /// Request headers that describe the HTTP transport, not the message; the
 /// rest (Dapr's metadata among them) become message headers.
@@ -44,23 +47,24 @@ pub struct HttpState {
 }
 
 struct HttpInner {
-    bindings: HashMap<String, Arc<BindingInput>>,
-    pipelines: BTreeMap<String, Arc<Pipeline>>,
+    live: Arc<LivePipelines>,
+    /// The plugin directory, when the host has one.
+    plugins: Option<Arc<PluginRegistry>>,
     metrics: Metrics,
     health: Arc<Health>,
 }
 
 impl HttpState {
     pub fn new(
-        bindings: HashMap<String, Arc<BindingInput>>,
-        pipelines: BTreeMap<String, Arc<Pipeline>>,
+        live: Arc<LivePipelines>,
+        plugins: Option<Arc<PluginRegistry>>,
         metrics: Metrics,
         health: Arc<Health>,
     ) -> Self {
         Self {
             inner: Arc::new(HttpInner {
-                bindings,
-                pipelines,
+                live,
+                plugins,
                 metrics,
                 health,
             }),
@@ -75,6 +79,11 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/messages/v1/stats", get(all_stats))
         .route("/messages/v1/stats/{binding}", get(one_stats))
+        .route("/plugins", get(plugins::list))
+        .route(
+            "/plugins/{name}/reload",
+            axum::routing::post(plugins::reload),
+        )
         .route(
             "/{binding}",
             axum::routing::post(binding_message).options(binding_options),
@@ -142,13 +151,11 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 /// Stats are found by pipeline name or by the name of a Dapr binding that
 /// feeds a pipeline.
-fn find_pipeline<'a>(state: &'a HttpState, name: &str) -> Option<&'a Arc<Pipeline>> {
-    state
-        .inner
-        .bindings
-        .get(name)
-        .map(|binding| &binding.pipeline)
-        .or_else(|| state.inner.pipelines.get(name))
+fn find_pipeline(state: &HttpState, name: &str) -> Option<Arc<Pipeline>> {
+    let live = &state.inner.live;
+    live.binding(name)
+        .map(|binding| binding.pipeline.clone())
+        .or_else(|| live.pipeline(name))
 }
 
 async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
@@ -159,18 +166,19 @@ async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) 
 }
 
 async fn all_stats(State(state): State<HttpState>) -> Response {
-    let pipelines: BTreeMap<&str, _> = state
+    let pipelines: BTreeMap<String, _> = state
         .inner
-        .pipelines
-        .iter()
-        .map(|(name, pipeline)| (name.as_str(), pipeline.stats.snapshot()))
+        .live
+        .pipelines()
+        .into_iter()
+        .map(|(name, pipeline)| (name, pipeline.stats.snapshot()))
         .collect();
     Json(json!({ "pipelines": pipelines })).into_response()
 }
 
 /// Dapr asks this once at start-up for each binding it delivers.
 async fn binding_options(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
-    if state.inner.bindings.contains_key(&binding) {
+    if state.inner.live.binding(&binding).is_some() {
         StatusCode::OK.into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("unknown binding {binding}"))
@@ -183,7 +191,7 @@ async fn binding_message(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(input) = state.inner.bindings.get(&binding) else {
+    let Some(input) = state.inner.live.binding(&binding) else {
         return error(StatusCode::NOT_FOUND, format!("unknown binding {binding}"));
     };
     let body = match body {

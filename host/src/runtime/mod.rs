@@ -21,7 +21,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use bindings::{Batch, Failure, FailureKind};
 pub use codec::{BatchBuilder, HandledBatch, InputMessage, MessageOutcome, OutputRef};
 pub use limits::{PluginLimits, default_call_timeout, default_max_memory_bytes};
-pub use plugin::{CallError, CallErrorKind, Invocation, LoadError, Plugin};
+pub use plugin::{CallError, CallErrorKind, CompiledPlugin, Invocation, LoadError, Plugin};
 
 use plugin::InstanceState;
 
@@ -129,6 +129,13 @@ impl PluginEngine {
         limits: PluginLimits,
     ) -> Result<Plugin, LoadError> {
         Plugin::compile(self, name, wasm, config, limits)
+    }
+
+    /// Compiles a component and checks that it implements the `plugin`
+    /// world, leaving configuration for later ([`CompiledPlugin::configure`]).
+    /// CPU-heavy: call it off the async runtime's worker threads.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        CompiledPlugin::compile(self, name, wasm)
     }
 
     fn engine(&self) -> &Engine {

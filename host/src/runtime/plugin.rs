@@ -106,6 +106,93 @@ pub struct Invocation {
     pub memory_bytes: usize,
 }
 
+/// A component compiled and checked against the `plugin` world, before any
+/// configuration. Cheap to clone: pipelines that run the same component with
+/// different configurations share one compilation.
+#[derive(Clone)]
+pub struct CompiledPlugin {
+    name: Arc<str>,
+    engine: PluginEngine,
+    pre: PluginPre<InstanceState>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledPlugin {
+    pub(super) fn compile(
+        engine: &PluginEngine,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<Self, LoadError> {
+        let plugin = name.to_owned();
+        let component = Component::new(engine.engine(), wasm).map_err(|e| LoadError::Compile {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(Self {
+            name: name.into(),
+            engine: engine.clone(),
+            pre,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin with the configuration its `init` receives and the limits
+    /// it runs under. `init` runs when the first instance is created; call
+    /// [`Plugin::validate`] to run it now.
+    pub fn configure(
+        &self,
+        config: Vec<(String, String)>,
+        limits: PluginLimits,
+    ) -> Result<Plugin, LoadError> {
+        check_limits(&self.engine, &self.name, &limits)?;
+        Ok(Plugin {
+            name: self.name.clone(),
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            config,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// Refuses limits the engine cannot honour.
+fn check_limits(engine: &PluginEngine, name: &str, limits: &PluginLimits) -> Result<(), LoadError> {
+    let allowed = engine.settings().max_memory_bytes;
+    if limits.max_memory_bytes > allowed {
+        return Err(LoadError::MemoryLimitTooHigh {
+            plugin: name.to_owned(),
+            requested: limits.max_memory_bytes,
+            allowed,
+        });
+    }
+    if limits.fuel_per_call.is_some() && !engine.settings().fuel_metering {
+        return Err(LoadError::FuelMeteringOff {
+            plugin: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// A compiled, pre-instantiated plugin. Cheap to share: clone the `Arc`.
 pub struct Plugin {
     name: Arc<str>,
@@ -133,39 +220,9 @@ impl Plugin {
         config: Vec<(String, String)>,
         limits: PluginLimits,
     ) -> Result<Self, LoadError> {
-        let plugin = name.to_owned();
-        let allowed = engine.settings().max_memory_bytes;
-        if limits.max_memory_bytes > allowed {
-            return Err(LoadError::MemoryLimitTooHigh {
-                plugin,
-                requested: limits.max_memory_bytes,
-                allowed,
-            });
-        }
-        if limits.fuel_per_call.is_some() && !engine.settings().fuel_metering {
-            return Err(LoadError::FuelMeteringOff { plugin });
-        }
-        let component = Component::new(engine.engine(), wasm).map_err(|e| LoadError::Compile {
-            plugin: plugin.clone(),
-            reason: format!("{e:#}"),
-        })?;
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-            plugin: plugin.clone(),
-            reason: format!("{e:#}"),
-        };
-        let instance_pre = engine
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(wrong_world)?;
-        let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
-        Ok(Self {
-            name: name.into(),
-            engine: engine.clone(),
-            pre,
-            config,
-            limits,
-            idle: Mutex::new(Vec::new()),
-        })
+        // The cheap checks first: no compilation for limits that cannot run.
+        check_limits(engine, name, &limits)?;
+        CompiledPlugin::compile(engine, name, wasm)?.configure(config, limits)
     }
 
     pub fn name(&self) -> &str {

@@ -1,0 +1,49 @@
+//! `runnel-bench`: how fast is Runnel, and what does it cost? One run on one
+//! real broker measures Runnel end to end against a raw rdkafka loop, the
+//! WebAssembly stage alone, latency at fixed rates and the footprint of an
+//! idle host, and writes a table with ratios and a chart.
+//!
+//! `bench/run.sh` builds everything, starts the broker and runs
+//! `runnel-bench run`; see `bench/README.md` for what each number means.
+
+mod baseline;
+mod footprint;
+mod kafka;
+mod latency;
+mod machine;
+mod processor;
+mod procfs;
+mod report;
+mod runnel_config;
+mod suite;
+mod targets;
+mod throughput;
+mod wasm_stage;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "runnel-bench",
+    about = "Measures Runnel against a raw rdkafka loop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the measurements and write the results.
+    Run(suite::RunOptions),
+    /// The baseline consume → produce loop; started by `run`, not by hand.
+    #[command(hide = true)]
+    Baseline(baseline::BaselineOptions),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(options) => suite::run(options),
+        Command::Baseline(options) => baseline::run(options),
+    }
+}

@@ -1,0 +1,276 @@
+//! What the end-to-end measurements run between an input and an output
+//! topic: the baseline loop or the real `runnel` binary, each as a child
+//! process that the harness watches from outside (`/proc`, the topics).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::kafka::{Cluster, TopicPair, unique_name};
+use crate::procfs::{self, Memory};
+use crate::runnel_config::{PipelineSpec, RunnelConfig};
+
+/// The default of `linger.ms` in Runnel's producer, which the baseline copies.
+pub const RUNNEL_LINGER_MS: u32 = 5;
+
+/// Everything a measurement needs from the outside world.
+pub struct Harness {
+    pub cluster: Cluster,
+    /// The `runnel` binary under test.
+    pub runnel: PathBuf,
+    /// Where the example plugins' `.wasm` files are.
+    pub plugins: PathBuf,
+    /// Generated configs and child logs.
+    pub work_dir: PathBuf,
+    /// The broker's JVM, for its CPU time.
+    pub broker_pid: Option<u32>,
+    /// `--set` overrides for the measured Runnel pipeline (named
+    /// `uppercase`), to try what a setting changes.
+    pub runnel_overrides: Vec<String>,
+}
+
+impl Harness {
+    pub fn plugin(&self, name: &str) -> PathBuf {
+        self.plugins
+            .join(format!("{}.wasm", name.replace('-', "_")))
+    }
+}
+
+/// Who turns the input topic into the output topic.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// The raw rdkafka loop of `baseline.rs`.
+    Baseline { gated: bool, linger_ms: u32 },
+    /// `runnel run` with the uppercase plugin, all else at its defaults
+    /// unless `max_in_flight` is set, which makes it a diagnostic run.
+    Runnel {
+        batch_size: usize,
+        batch_timeout: Duration,
+        linger_ms: u32,
+        max_in_flight: Option<usize>,
+    },
+}
+
+impl Subject {
+    pub fn label(&self) -> String {
+        match self {
+            Subject::Baseline { gated: true, .. } => "baseline (offsets after delivery)".into(),
+            Subject::Baseline { gated: false, .. } => {
+                "baseline, ungated (offsets on receipt)".into()
+            }
+            Subject::Runnel {
+                max_in_flight: Some(max_in_flight),
+                batch_size,
+                ..
+            } => format!(
+                "Runnel, batch {batch_size}, max_in_flight {max_in_flight} (diagnostic, not a default)"
+            ),
+            Subject::Runnel { batch_size: 1, .. } => "Runnel, per-message (batch 1)".into(),
+            Subject::Runnel {
+                batch_size,
+                batch_timeout,
+                ..
+            } => format!(
+                "Runnel, batch {batch_size} / {}ms",
+                batch_timeout.as_millis()
+            ),
+        }
+    }
+
+    /// Runs with a setting changed from Runnel's defaults: shown, but
+    /// counted for no target.
+    pub fn is_diagnostic(&self) -> bool {
+        matches!(
+            self,
+            Subject::Runnel {
+                max_in_flight: Some(_),
+                ..
+            }
+        )
+    }
+
+    pub fn batch_size(&self) -> Option<usize> {
+        match self {
+            Subject::Baseline { .. } => None,
+            Subject::Runnel { batch_size, .. } => Some(*batch_size),
+        }
+    }
+
+    pub fn linger_ms(&self) -> u32 {
+        match self {
+            Subject::Baseline { linger_ms, .. } | Subject::Runnel { linger_ms, .. } => *linger_ms,
+        }
+    }
+
+    /// Starts the subject reading `topics.input` from the beginning.
+    pub fn start(&self, harness: &Harness, topics: &TopicPair) -> anyhow::Result<Processor> {
+        let group = unique_name("group");
+        match self {
+            Subject::Baseline { gated, linger_ms } => {
+                let mut command = Command::new(
+                    std::env::current_exe().context("finding the harness's own binary")?,
+                );
+                command
+                    .args(["baseline", "--brokers", harness.cluster.brokers()])
+                    .args(["--input", &topics.input, "--output", &topics.output])
+                    .args(["--group", &group])
+                    .arg(format!("--producer=linger.ms={linger_ms}"));
+                if !gated {
+                    command.arg("--ungated");
+                }
+                Processor::spawn(command, &harness.work_dir.join(format!("{group}.log")))
+            }
+            Subject::Runnel {
+                batch_size,
+                batch_timeout,
+                linger_ms,
+                max_in_flight,
+            } => {
+                let config = RunnelConfig {
+                    brokers: harness.cluster.brokers().to_owned(),
+                    producer: vec![("linger.ms".into(), linger_ms.to_string())],
+                    pipelines: vec![PipelineSpec {
+                        name: "uppercase".into(),
+                        input: topics.input.clone(),
+                        output: topics.output.clone(),
+                        group: group.clone(),
+                        plugin: harness.plugin("uppercase"),
+                        batch_size: *batch_size,
+                        batch_timeout: *batch_timeout,
+                        max_in_flight: *max_in_flight,
+                        plugin_config: Vec::new(),
+                    }],
+                };
+                Processor::start_runnel(harness, &config, &group, &harness.runnel_overrides)
+            }
+        }
+    }
+}
+
+/// A running child process: the baseline or a Runnel host.
+pub struct Processor {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Processor {
+    /// Writes `config` and starts `runnel run` on it with JSON logs.
+    pub fn start_runnel(
+        harness: &Harness,
+        config: &RunnelConfig,
+        name: &str,
+        overrides: &[String],
+    ) -> anyhow::Result<Self> {
+        let config_path = harness.work_dir.join(format!("{name}.toml"));
+        config.write(&config_path)?;
+        let mut command = Command::new(&harness.runnel);
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(overrides.iter().flat_map(|spec| ["--set", spec]))
+            .env("RUNNEL_LOG_FORMAT", "json")
+            .env("RUNNEL_LOG", "info");
+        Processor::spawn(command, &harness.work_dir.join(format!("{name}.log")))
+    }
+
+    fn spawn(mut command: Command, log_path: &Path) -> anyhow::Result<Self> {
+        let log = File::create(log_path)
+            .with_context(|| format!("creating the log file {}", log_path.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
+        Ok(Self {
+            child,
+            log_path: log_path.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        procfs::cpu_seconds(self.pid())
+    }
+
+    pub fn memory(&self) -> Option<Memory> {
+        procfs::memory(self.pid())
+    }
+
+    /// Fails, with the end of the child's log, if it has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "process {} exited ({status}); the end of its log ({}):\n{}",
+                self.child.id(),
+                self.log_path.display(),
+                self.log_tail(20)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until Runnel logs a line whose message is `message`.
+    pub fn wait_for_log_message(&mut self, message: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.ensure_running()?;
+            if self.log_has_message(message) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "no `{message}` in the log within {timeout:?}; its end:\n{}",
+            self.log_tail(20)
+        )
+    }
+
+    fn log_has_message(&self, message: &str) -> bool {
+        let Ok(file) = File::open(&self.log_path) else {
+            return false;
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .any(|line| line["fields"]["message"] == message)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// SIGTERM (Runnel drains and commits; the baseline just ends), then
+    /// SIGKILL if it is still there after a while.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop within 10 s; killing it", self.child.id());
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,430 @@
+//! Turns the measurements into the results page: the machine, the targets
+//! (see `targets.rs`), one table per section and the chart.
+//! The page is Markdown, printed as is and written to `latest.md`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::footprint::Footprint;
+use crate::latency::LatencyRun;
+use crate::machine::Machine;
+use crate::processor::Subject;
+use crate::targets;
+use crate::throughput::ThroughputRun;
+use crate::wasm_stage::StageRun;
+
+/// How the measurements were made, for the text around the tables.
+#[derive(Debug, Clone)]
+pub struct Method {
+    pub command: String,
+    pub broker: String,
+    pub messages: usize,
+    pub rounds: usize,
+    pub throughput_batch_timeout: Duration,
+    pub latency_seconds: u64,
+    pub wasm_window: Duration,
+    /// `--set` overrides the measured Runnel ran with.
+    pub runnel_overrides: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ThroughputResult {
+    pub subject: Subject,
+    pub runs: Vec<ThroughputRun>,
+}
+
+impl ThroughputResult {
+    /// The run with the median rate (the lower middle for an even count).
+    pub fn median(&self) -> Option<&ThroughputRun> {
+        let mut runs: Vec<&ThroughputRun> = self.runs.iter().collect();
+        runs.sort_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec));
+        runs.get(runs.len().saturating_sub(1) / 2).copied()
+    }
+
+    fn range(&self) -> (f64, f64) {
+        let rates = self.runs.iter().map(|run| run.messages_per_sec);
+        let min = rates.clone().fold(f64::INFINITY, f64::min);
+        (min, rates.fold(0.0, f64::max))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LatencyResult {
+    pub subject: Subject,
+    pub runs: Vec<LatencyRun>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub machine: Machine,
+    pub method: Method,
+    pub throughput: Vec<ThroughputResult>,
+    pub stage: Vec<StageRun>,
+    pub latency: Vec<LatencyResult>,
+    pub footprint: Vec<Footprint>,
+    pub elapsed: Duration,
+    /// /proc/loadavg when the run ended.
+    pub load_average_at_end: String,
+}
+
+impl Results {
+    /// The gated baseline's median rate: what every ratio divides by.
+    pub(crate) fn baseline_rate(&self) -> Option<f64> {
+        self.throughput
+            .iter()
+            .find(|result| matches!(result.subject, Subject::Baseline { gated: true, .. }))
+            .and_then(ThroughputResult::median)
+            .map(|run| run.messages_per_sec)
+    }
+
+    pub(crate) fn stage_run(&self, value_bytes: usize, batch_size: usize) -> Option<&StageRun> {
+        self.stage.iter().find(|run| {
+            run.fuel_metering && run.value_bytes == value_bytes && run.batch_size == batch_size
+        })
+    }
+
+    /// The baseline's run at the same rate and producer linger.
+    pub(crate) fn latency_baseline(&self, linger_ms: u32, rate: u32) -> Option<&LatencyRun> {
+        self.latency
+            .iter()
+            .filter(|result| matches!(result.subject, Subject::Baseline { .. }))
+            .filter(|result| result.subject.linger_ms() == linger_ms)
+            .flat_map(|result| &result.runs)
+            .find(|run| run.rate == rate)
+    }
+}
+
+pub fn markdown(results: &Results) -> String {
+    let mut page = String::new();
+    let method = &results.method;
+    let machine = &results.machine;
+    let _ = writeln!(page, "# Runnel benchmark results\n");
+    let _ = writeln!(
+        page,
+        "Produced by `{}` in {:.0} s on commit `{}`.\n",
+        method.command,
+        results.elapsed.as_secs_f64(),
+        machine.commit
+    );
+    if !method.runnel_overrides.is_empty() {
+        let _ = writeln!(
+            page,
+            "**Not Runnel's defaults:** the measured pipeline ran with `{}`.\n",
+            method.runnel_overrides.join("`, `")
+        );
+    }
+    write_machine(&mut page, results);
+    write_targets(&mut page, results);
+    write_throughput(&mut page, results);
+    write_stage(&mut page, results);
+    write_latency(&mut page, results);
+    write_footprint(&mut page, results);
+    page
+}
+
+fn write_machine(page: &mut String, results: &Results) {
+    let machine = &results.machine;
+    let _ = writeln!(page, "## Machine\n");
+    let _ = writeln!(page, "- CPU: {} ({} cores)", machine.cpu, machine.cores);
+    let _ = writeln!(page, "- Memory: {:.1} GiB", machine.memory_gib);
+    let _ = writeln!(page, "- Kernel: Linux {}", machine.kernel);
+    let _ = writeln!(page, "- Rust: {}", machine.rustc);
+    let _ = writeln!(page, "- Broker: {}", results.method.broker);
+    let busy = machine
+        .busy_cores_before
+        .map_or("unknown".into(), |cores| format!("{cores:.1}"));
+    let _ = writeln!(
+        page,
+        "- Other load: {busy} of {} cores busy just before the run; load average \
+         {} at its end (this machine is shared: other work moves the numbers)\n",
+        machine.cores, results.load_average_at_end
+    );
+    if !results.throughput.is_empty() {
+        let _ = writeln!(
+            page,
+            "![End-to-end throughput against batch size](throughput.png)\n"
+        );
+    }
+}
+
+fn write_targets(page: &mut String, results: &Results) {
+    let rows = targets::rows(results);
+    let _ = writeln!(page, "## Targets\n");
+    let _ = writeln!(page, "| target | goal | measured | result | margin |");
+    let _ = writeln!(page, "|---|---|---|---|---|");
+    for row in rows {
+        let result = match row.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            page,
+            "| {} | {} | {} | {result} | {} |",
+            row.target, row.goal, row.measured, row.margin
+        );
+    }
+    let _ = writeln!(page);
+}
+
+fn write_throughput(page: &mut String, results: &Results) {
+    if results.throughput.is_empty() {
+        return;
+    }
+    let method = &results.method;
+    let _ = writeln!(page, "## 1–2. End-to-end throughput\n");
+    let _ = writeln!(
+        page,
+        "Messages (16-byte keys, {} B values, no headers) preloaded into a fresh \
+         4-partition topic per run: at least {}, and as many as the subject \
+         processed in {} s in its previous run (at most {}), so that no run is timed \
+         over a fraction of a second. Timed from the first output visible in the \
+         4-partition output topic (high watermarks) until all are, so start-up and \
+         the group join are left out and shown apart. Median of {} rounds, taken in \
+         turn, after one untimed run that warms the broker up. Both sides use Runnel's producer settings (idempotent, linger.ms=5) and \
+         store offsets only after outputs are acknowledged; Runnel runs the uppercase \
+         plugin with batch_timeout {} ms and otherwise default settings; the \
+         diagnostic row alone raises max_in_flight, to show what Runnel's in-flight \
+         bound costs (it counts for no target). The broker shares the machine. CPU is \
+         user + system time of the process per message while timed; other load is \
+         the cores that processes other than the harness, the subject and the broker \
+         kept busy meanwhile (above a few tenths, other work disturbed the run).\n",
+        crate::kafka::VALUE_BYTES,
+        method.messages,
+        crate::throughput::TARGET_TIMED_SECONDS,
+        crate::throughput::MAX_MESSAGES,
+        method.rounds,
+        method.throughput_batch_timeout.as_millis()
+    );
+    let _ = writeln!(
+        page,
+        "| subject | messages | messages/s | range | ratio to baseline | time to first output | \
+         subject CPU µs/msg | broker CPU µs/msg | subject peak RSS | other load |"
+    );
+    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|");
+    let baseline = results.baseline_rate();
+    for result in &results.throughput {
+        let Some(run) = result.median() else { continue };
+        let (low, high) = result.range();
+        let ratio = baseline.map_or("–".into(), |base| {
+            format!("{:.2}×", run.messages_per_sec / base)
+        });
+        let timed_out = if result.runs.iter().any(|run| run.timed_out) {
+            " (timed out)"
+        } else if result.runs.iter().any(|run| run.startup_included) {
+            " (too few messages: start-up included)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            page,
+            "| {}{timed_out} | {} | {} | {}–{} | {ratio} | {:.1} s | {} | {} | {} | {} |",
+            result.subject.label(),
+            run.messages,
+            rate(run.messages_per_sec),
+            rate(low),
+            rate(high),
+            run.time_to_first_output.as_secs_f64(),
+            optional(run.subject_cpu_us_per_message, |us| format!("{us:.1}")),
+            optional(run.broker_cpu_us_per_message, |us| format!("{us:.1}")),
+            optional(run.subject_peak_rss, |bytes| format!(
+                "{:.0} MiB",
+                mib(bytes)
+            )),
+            optional(run.other_load_cores, cores),
+        );
+    }
+    let _ = writeln!(page);
+}
+
+fn write_stage(page: &mut String, results: &Results) {
+    if results.stage.is_empty() {
+        return;
+    }
+    let _ = writeln!(page, "## 3. WASM stage alone (no Kafka), one core\n");
+    let _ = writeln!(
+        page,
+        "`Plugin::handle` with the uppercase plugin, back to back on a current-thread \
+         runtime, the batch built once outside the timing (as in \
+         `host/benches/runtime.rs`); 16-byte keys, no headers. Median of three {:.1} s \
+         windows. Per core means per second of the measuring thread's own CPU time \
+         (/proc/thread-self/schedstat), which other work on the machine does not \
+         dilute; the wall-clock rate is shown beside it. Fuel metering is Runnel's default; the fuel-off rows show its cost. \
+         Guest fuel is what one call used, about one unit per WebAssembly \
+         instruction the plugin ran (the SDK's decoding and encoding included).\n",
+        results.method.wasm_window.as_secs_f64()
+    );
+    let _ = writeln!(
+        page,
+        "| value | batch | fuel metering | messages/s per core | calls/s per core | ns/call | ns/message | messages/s wall-clock | guest fuel/call | guest fuel/message |"
+    );
+    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|");
+    for run in &results.stage {
+        let batch = run.batch_size as f64;
+        let _ = writeln!(
+            page,
+            "| {} B | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+            run.value_bytes,
+            run.batch_size,
+            if run.fuel_metering { "on" } else { "off" },
+            rate(run.messages_per_sec()),
+            rate(run.calls_per_sec),
+            1e9 / run.calls_per_sec,
+            1e9 / run.messages_per_sec(),
+            rate(run.calls_per_wall_sec * batch),
+            optional(run.fuel_per_call, |fuel| fuel.to_string()),
+            optional(run.fuel_per_call, |fuel| format!(
+                "{:.0}",
+                fuel as f64 / batch
+            )),
+        );
+    }
+    let _ = writeln!(page);
+}
+
+fn write_latency(page: &mut String, results: &Results) {
+    if results.latency.is_empty() {
+        return;
+    }
+    let _ = writeln!(page, "## 4. End-to-end latency\n");
+    let _ = writeln!(
+        page,
+        "A producer (linger.ms=0) sends {} B messages at a fixed rate for {} s per \
+         rate, each stamped with its send time; a consumer on the output topic takes \
+         the difference on receipt (one process, one clock). A warm-up until outputs \
+         flow is dropped. The subject's own producer runs at the linger.ms shown; \
+         Runnel's default is 5. Other load as in the throughput table: tail \
+         latencies of runs with other work beside them say more about the machine \
+         than about the subject.\n",
+        crate::kafka::VALUE_BYTES,
+        results.method.latency_seconds
+    );
+    let _ = writeln!(
+        page,
+        "| subject | linger.ms | rate/s | p50 | p90 | p99 | max | p99 − baseline p99 | received | other load |"
+    );
+    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|");
+    for result in &results.latency {
+        let linger_ms = result.subject.linger_ms();
+        for run in &result.runs {
+            let overhead = match (
+                &result.subject,
+                results.latency_baseline(linger_ms, run.rate),
+            ) {
+                (Subject::Runnel { .. }, Some(baseline)) => {
+                    format!("{:+} µs", run.p99_us as i64 - baseline.p99_us as i64)
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                page,
+                "| {} | {linger_ms} | {} | {} | {} | {} | {} | {overhead} | {}/{} | {} |",
+                result.subject.label(),
+                run.rate,
+                micros(run.p50_us),
+                micros(run.p90_us),
+                micros(run.p99_us),
+                micros(run.max_us),
+                run.received,
+                run.sent,
+                optional(run.other_load_cores, cores),
+            );
+        }
+    }
+    let _ = writeln!(page);
+}
+
+fn write_footprint(page: &mut String, results: &Results) {
+    if results.footprint.is_empty() {
+        return;
+    }
+    let _ = writeln!(page, "## 5. Footprint of an idle host\n");
+    let _ = writeln!(
+        page,
+        "`runnel run` with N pipelines, each with its own copy of an example plugin \
+         (uppercase, json-router, misbehave in turn, under distinct file names, so each \
+         is compiled and instantiated on its own) and its own empty input topic. VmRSS \
+         read from /proc after \"runnel started\" and 5 idle seconds; the peak (VmHWM) \
+         includes compiling the plugins.\n"
+    );
+    let _ = writeln!(page, "| plugins | resident (VmRSS) | peak (VmHWM) |");
+    let _ = writeln!(page, "|---|---|---|");
+    for footprint in &results.footprint {
+        let _ = writeln!(
+            page,
+            "| {} | {:.1} MiB | {:.1} MiB |",
+            footprint.plugins,
+            mib(footprint.memory.resident),
+            mib(footprint.memory.peak_resident)
+        );
+    }
+    let _ = writeln!(page);
+}
+
+/// The chart's data: one line per subject and batch size.
+pub fn throughput_csv(results: &Results) -> String {
+    let mut csv = String::from("subject,batch_size,median,min,max\n");
+    for result in &results.throughput {
+        let Some(run) = result.median() else { continue };
+        let (low, high) = result.range();
+        let subject = match result.subject {
+            Subject::Baseline { gated: true, .. } => "baseline",
+            Subject::Baseline { gated: false, .. } => "baseline_ungated",
+            Subject::Runnel { .. } if result.subject.is_diagnostic() => "runnel_diagnostic",
+            Subject::Runnel { .. } => "runnel",
+        };
+        let batch = result.subject.batch_size().unwrap_or(0);
+        let _ = writeln!(
+            csv,
+            "{subject},{batch},{:.0},{low:.0},{high:.0}",
+            run.messages_per_sec
+        );
+    }
+    csv
+}
+
+/// `1.23 M`, `456 k`, `789`.
+pub fn rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2} M", per_second / 1e6)
+    } else if per_second >= 1e3 {
+        format!("{:.0} k", per_second / 1e3)
+    } else {
+        format!("{per_second:.0}")
+    }
+}
+
+fn micros(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
+}
+
+/// Cores kept busy by other work, e.g. `0.3 cores`.
+fn cores(cores: f64) -> String {
+    format!("{cores:.1} cores")
+}
+
+pub(crate) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+pub(crate) fn optional<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or_else(|| "–".into(), show)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_at_a_glance() {
+        assert_eq!(rate(4_560_000.0), "4.56 M");
+        assert_eq!(rate(123_456.0), "123 k");
+        assert_eq!(rate(999.0), "999");
+        assert_eq!(micros(950), "950 µs");
+        assert_eq!(micros(12_345), "12.3 ms");
+    }
+}

@@ -1,0 +1,204 @@
+//! The WebAssembly stage alone, no Kafka: `Plugin::handle` on one thread,
+//! as a pipeline worker calls it, with the `uppercase` example plugin.
+//! Rates are per second of the thread's own CPU time, so "per core" holds
+//! on a machine that other work shares; wall-clock rates are kept beside.
+//!
+//! Like `host/benches/runtime.rs`: the batch is built once, outside the
+//! timing, and the idle instance is reused; the time covers copying the
+//! batch into the guest, the guest's work, copying the outcomes back and
+//! checking them, and dropping them. Messages are those of the end-to-end
+//! runs: a 16-byte key, no headers, and a value of the given size. The
+//! engine has Runnel's defaults (fuel metered, no budget); the fuel-off rows
+//! tell what metering costs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use runnel::runtime::{
+    Batch, BatchBuilder, EngineSettings, InputMessage, MessageOutcome, Plugin, PluginEngine,
+    PluginLimits,
+};
+use tokio::runtime::Runtime;
+
+use crate::kafka::{message_key, message_value};
+use crate::procfs::thread_cpu_ns;
+
+pub const VALUE_SIZES: [usize; 2] = [100, 1024];
+const WARM_UP: Duration = Duration::from_millis(300);
+/// Timed windows per point; the median is reported, which a burst of noise
+/// from other processes on a shared machine moves less than the mean.
+const WINDOWS: usize = 3;
+
+/// One point: a value size and a batch size.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    pub value_bytes: usize,
+    pub batch_size: usize,
+    pub fuel_metering: bool,
+    /// Calls per second of the thread's own CPU time: per core, whatever
+    /// else the machine was doing.
+    pub calls_per_sec: f64,
+    /// Calls per second of wall-clock time, which other processes on the
+    /// machine can lower.
+    pub calls_per_wall_sec: f64,
+    /// Fuel one call used (about one unit per WebAssembly instruction the
+    /// guest ran), when metered: how much of a call is the guest's work.
+    pub fuel_per_call: Option<u64>,
+}
+
+impl StageRun {
+    pub fn messages_per_sec(&self) -> f64 {
+        self.calls_per_sec * self.batch_size as f64
+    }
+}
+
+/// Measures every value size at every batch size with fuel metering, and
+/// without it at the smallest and largest batch with the smallest values
+/// (enough to see what metering costs per call and per message).
+pub fn measure(
+    wasm: &[u8],
+    batch_sizes: &[usize],
+    window: Duration,
+) -> anyhow::Result<Vec<StageRun>> {
+    // A current-thread runtime: one core, the scheduling a pipeline
+    // worker's task sees.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let smallest = batch_sizes.iter().copied().min();
+    let largest = batch_sizes.iter().copied().max();
+    let mut fuel_off_sizes: Vec<usize> = smallest.into_iter().chain(largest).collect();
+    fuel_off_sizes.dedup();
+    let mut runs = Vec::new();
+    for fuel_metering in [true, false] {
+        let plugin = load(wasm, fuel_metering)?;
+        let (value_sizes, batch_sizes): (&[usize], &[usize]) = if fuel_metering {
+            (&VALUE_SIZES, batch_sizes)
+        } else {
+            (&VALUE_SIZES[..1], &fuel_off_sizes)
+        };
+        for &value_bytes in value_sizes {
+            for &batch_size in batch_sizes {
+                let batch = batch(batch_size, value_bytes);
+                let fuel_per_call = check_uppercase(&runtime, &plugin, &batch)?;
+                let rates = calls_per_second(&runtime, &plugin, &batch, window)?;
+                runs.push(StageRun {
+                    value_bytes,
+                    batch_size,
+                    fuel_metering,
+                    calls_per_sec: rates.per_cpu_second,
+                    calls_per_wall_sec: rates.per_wall_second,
+                    fuel_per_call,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn load(wasm: &[u8], fuel_metering: bool) -> anyhow::Result<Plugin> {
+    let engine = PluginEngine::new(EngineSettings {
+        fuel_metering,
+        ..EngineSettings::default()
+    })?;
+    Ok(engine.load("uppercase", wasm, Vec::new(), PluginLimits::default())?)
+}
+
+fn batch(size: usize, value_bytes: usize) -> Batch {
+    let mut builder = BatchBuilder::new("bench");
+    for i in 0..size {
+        let key = message_key(i);
+        let value = message_value(i, value_bytes);
+        let message = InputMessage {
+            topic: "orders",
+            partition: 0,
+            offset: i as i64,
+            timestamp: Some(1_700_000_000_000 + i as i64),
+            key: Some(key.as_bytes()),
+            value: &value,
+        };
+        builder.push(&message, []);
+    }
+    builder.finish()
+}
+
+/// Two untimed calls proving the plugin does what is measured: one output
+/// per message, upper-cased. Returns the fuel the second call used: the
+/// first also pays for the guest's lazy set-up (its heap's first growth).
+fn check_uppercase(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    batch: &Batch,
+) -> anyhow::Result<Option<u64>> {
+    runtime.block_on(plugin.handle(batch)).result?;
+    let invocation = runtime.block_on(plugin.handle(batch));
+    let handled = invocation.result?;
+    ensure!(
+        handled.output_count() == batch.count as usize,
+        "uppercase returned {} outputs for {} messages",
+        handled.output_count(),
+        batch.count
+    );
+    let MessageOutcome::Outputs(mut outputs) = handled.outcome(0) else {
+        bail!("uppercase failed the first message");
+    };
+    let first = outputs.next().context("no output for the first message")?;
+    let expected = message_value(0, first.value().len()).to_ascii_uppercase();
+    ensure!(first.value() == expected, "uppercase did not upper-case");
+    Ok(invocation.fuel_used)
+}
+
+/// Calls per second, each the median over [`WINDOWS`] windows.
+struct CallRates {
+    per_cpu_second: f64,
+    per_wall_second: f64,
+}
+
+fn calls_per_second(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    batch: &Batch,
+    window: Duration,
+) -> anyhow::Result<CallRates> {
+    runtime.block_on(async {
+        call_for(plugin, batch, WARM_UP).await?;
+        let mut per_cpu = Vec::with_capacity(WINDOWS);
+        let mut per_wall = Vec::with_capacity(WINDOWS);
+        for _ in 0..WINDOWS {
+            let cpu_before = thread_cpu_ns().context("reading the thread's CPU time")?;
+            let started = Instant::now();
+            let calls = call_for(plugin, batch, window).await? as f64;
+            let wall = started.elapsed().as_secs_f64();
+            let cpu_after = thread_cpu_ns().context("reading the thread's CPU time")?;
+            let cpu = cpu_after.saturating_sub(cpu_before).max(1) as f64 / 1e9;
+            per_cpu.push(calls / cpu);
+            per_wall.push(calls / wall);
+        }
+        Ok(CallRates {
+            per_cpu_second: median(per_cpu),
+            per_wall_second: median(per_wall),
+        })
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Calls `handle` back to back until `window` has passed; returns how many
+/// calls were made. Reading the clock costs some tens of nanoseconds, under
+/// 5% of the cheapest call.
+async fn call_for(plugin: &Plugin, batch: &Batch, window: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + window;
+    let mut calls = 0;
+    while Instant::now() < deadline {
+        let invocation = plugin.handle(batch).await;
+        invocation
+            .result
+            .with_context(|| format!("uppercase failed a batch of {}", batch.count))?;
+        calls += 1;
+    }
+    Ok(calls)
+}

@@ -1,0 +1,98 @@
+//! `runnel plugin validate`: the checks a host runs on a version before it
+//! serves it, from the command line, so a team can check a build before
+//! shipping it.
+
+use std::path::{Path, PathBuf};
+
+use super::manifest::Manifest;
+use crate::config::{Config, ResolvedPipeline};
+use crate::pipeline::UNVERSIONED;
+use crate::runtime::{EngineSettings, PluginEngine, PluginLimits};
+
+/// Checks `file` (a component, or a manifest naming one) against the
+/// `plugin` world and, when there is a manifest, against it: the manifest
+/// parses, its pipeline resolves, and the component's `init` accepts the
+/// pipeline's configuration. Returns `NAME VERSION`, or every error found.
+pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Vec<String>> {
+    let mut errors = Vec::new();
+    let (manifest_path, component_path) = match manifest {
+        Some(manifest) => (Some(manifest), Some(file.to_owned())),
+        None if file.extension().is_some_and(|e| e == "toml") => (Some(file), None),
+        None => (None, Some(file.to_owned())),
+    };
+    let manifest = match manifest_path.map(read_manifest) {
+        Some(Ok(manifest)) => Some(manifest),
+        Some(Err(error)) => {
+            errors.push(error);
+            None
+        }
+        None => None,
+    };
+    let Some(component) = component_path.or_else(|| manifest.as_ref().map(|m| m.component.clone()))
+    else {
+        return Err(errors);
+    };
+    let name = match &manifest {
+        Some(manifest) => manifest.name.clone(),
+        None => stem(&component),
+    };
+    let version = manifest
+        .as_ref()
+        .map_or(UNVERSIONED.to_owned(), |m| m.version.clone());
+    let (config, limits) = match manifest.as_ref().and_then(|m| m.pipeline.as_ref()) {
+        Some(pipeline) => match resolve(&name, pipeline) {
+            Ok(settings) => (settings.plugin_config, settings.limits),
+            Err(error) => {
+                errors.push(error);
+                (Vec::new(), PluginLimits::default())
+            }
+        },
+        None => (Vec::new(), PluginLimits::default()),
+    };
+    if let Err(error) = load(&name, &component, config, limits).await {
+        errors.push(error);
+    }
+    if errors.is_empty() {
+        Ok(format!("{name} {version}"))
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, String> {
+    let manifest = Manifest::read(path).map_err(|e| e.to_string())?;
+    manifest.check_file_name(path).map_err(|e| e.to_string())?;
+    Ok(manifest)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_owned())
+}
+
+/// The manifest's pipeline as a host with default settings resolves it.
+fn resolve(
+    name: &str,
+    pipeline: &crate::config::PipelineConfig,
+) -> Result<ResolvedPipeline, String> {
+    let host = Config::parse("[plugins]\ndir = \".\"\n", &[]).map_err(|e| e.to_string())?;
+    host.resolve_pipeline(name, pipeline)
+        .map_err(|e| e.to_string())
+}
+
+async fn load(
+    name: &str,
+    component: &PathBuf,
+    config: Vec<(String, String)>,
+    limits: PluginLimits,
+) -> Result<(), String> {
+    let wasm = std::fs::read(component)
+        .map_err(|e| format!("cannot read component {}: {e}", component.display()))?;
+    let engine = PluginEngine::new(EngineSettings::default()).map_err(|e| e.to_string())?;
+    let plugin = engine
+        .compile(name, &wasm)
+        .and_then(|compiled| compiled.configure(config, limits))
+        .map_err(|e| e.to_string())?;
+    plugin.validate().await.map_err(|e| e.to_string())
+}

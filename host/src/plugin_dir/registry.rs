@@ -1,0 +1,503 @@
+//! The plugins of the plugin directory: what each serves, and how a new
+//! version gets there. A version is compiled on a blocking thread and
+//! started (`init`) once per pipeline before anything changes; only then is
+//! it swapped in, at a batch boundary. Whatever fails on the way leaves the
+//! version before it serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::manifest::Manifest;
+use crate::config::{Config, ResolvedPipeline, is_plugin_name};
+use crate::launcher::PipelineLauncher;
+use crate::metrics::Metrics;
+use crate::pipeline::ServedPlugin;
+use crate::runtime::{Plugin, PluginEngine};
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("cannot read the plugin directory {dir}: {source}")]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pipeline {pipeline}: plugin `{plugin}` cannot serve: {reason}")]
+    Reference {
+        pipeline: String,
+        plugin: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("no plugin named {name} in {dir}")]
+    Unknown { name: String, dir: String },
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// What `GET /plugins` shows of one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    /// The version serving (or, once stopped, last served); null when no
+    /// version has loaded yet.
+    pub version: Option<String>,
+    pub state: PluginState,
+    /// The pipelines running it.
+    pub pipelines: Vec<String>,
+    /// Why the latest version found in the directory was rejected; null
+    /// once a version loads.
+    pub last_error: Option<String>,
+    /// When the version serving was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Serving in one or more pipelines.
+    Running,
+    /// Loaded, but no pipeline runs it: its manifest has no `[pipeline]`
+    /// and no host-config pipeline names it.
+    Idle,
+    /// No version could be loaded; nothing serves.
+    Failed,
+    /// Removed from the directory; its pipelines drained and stopped.
+    Stopped,
+}
+
+pub struct PluginRegistry {
+    dir: PathBuf,
+    engine: PluginEngine,
+    /// Host-wide settings that manifest pipelines are resolved with.
+    config: Config,
+    /// Host-config pipelines naming a plugin of the directory, by plugin.
+    references: BTreeMap<String, Vec<ResolvedPipeline>>,
+    launcher: Arc<PipelineLauncher>,
+    metrics: Metrics,
+    /// One change is applied at a time, whether a notice, a rescan or a
+    /// reload request asked for it.
+    plugins: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+    /// Kept apart so that status reads never wait for a load.
+    status: Mutex<BTreeMap<String, PluginStatus>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// Fingerprint of the files last acted on, whatever came of it:
+    /// unchanged files are not loaded again (nor rejected again).
+    seen: Option<u64>,
+    serving: Option<Serving>,
+}
+
+struct Serving {
+    version: Arc<str>,
+    /// The manifest's pipeline settings, when it has its own pipeline.
+    settings: Option<toml::Table>,
+    pipelines: Vec<String>,
+}
+
+/// What came of looking at one plugin's files.
+enum Outcome {
+    Unchanged,
+    Served,
+    Rejected(String),
+    Removed,
+    Absent,
+}
+
+impl PluginRegistry {
+    pub fn new(
+        dir: PathBuf,
+        engine: PluginEngine,
+        config: Config,
+        references: Vec<ResolvedPipeline>,
+        launcher: Arc<PipelineLauncher>,
+        metrics: Metrics,
+    ) -> Self {
+        let mut by_plugin: BTreeMap<String, Vec<ResolvedPipeline>> = BTreeMap::new();
+        for pipeline in references {
+            if let crate::config::PluginSource::Directory(plugin) = &pipeline.plugin {
+                by_plugin.entry(plugin.clone()).or_default().push(pipeline);
+            }
+        }
+        Self {
+            dir,
+            engine,
+            config,
+            references: by_plugin,
+            launcher,
+            metrics,
+            plugins: tokio::sync::Mutex::new(BTreeMap::new()),
+            status: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads what the directory holds. A plugin that fails is logged and
+    /// left out; a host-config pipeline whose plugin cannot serve is a
+    /// start-up error.
+    pub async fn start(&self) -> Result<(), RegistryError> {
+        std::fs::read_dir(&self.dir).map_err(|source| RegistryError::ReadDir {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        self.sync().await;
+        let entries = self.plugins.lock().await;
+        for (plugin, pipelines) in &self.references {
+            if entries.get(plugin).is_some_and(|e| e.serving.is_some()) {
+                continue;
+            }
+            let reason = self
+                .status(plugin)
+                .and_then(|status| status.last_error)
+                .unwrap_or_else(|| format!("no {plugin}.toml in {}", self.dir.display()));
+            return Err(RegistryError::Reference {
+                pipeline: pipelines[0].name.clone(),
+                plugin: plugin.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the directory and applies whatever changed since the last
+    /// look: new plugins start, changed ones swap, removed ones stop.
+    pub async fn sync(&self) {
+        let mut entries = self.plugins.lock().await;
+        let found = match self.scan() {
+            Ok(found) => found,
+            Err(error) => {
+                // A network filesystem that hiccups must not stop every
+                // plugin: keep what runs and look again later.
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot read the plugin directory; keeping what runs");
+                return;
+            }
+        };
+        let mut names: BTreeSet<String> = found;
+        names.extend(entries.keys().cloned());
+        names.extend(self.references.keys().cloned());
+        for name in names {
+            self.refresh(&mut entries, &name, false).await;
+        }
+    }
+
+    /// Loads the plugin's files again even if they did not change, and
+    /// swaps the result in.
+    pub async fn reload(&self, name: &str) -> Result<PluginStatus, ReloadError> {
+        let unknown = || ReloadError::Unknown {
+            name: name.to_owned(),
+            dir: self.dir.display().to_string(),
+        };
+        if !is_plugin_name(name) {
+            return Err(unknown());
+        }
+        let mut entries = self.plugins.lock().await;
+        match self.refresh(&mut entries, name, true).await {
+            Outcome::Served | Outcome::Unchanged => self.status(name).ok_or_else(unknown),
+            Outcome::Rejected(error) => Err(ReloadError::Rejected(error)),
+            Outcome::Removed | Outcome::Absent => Err(unknown()),
+        }
+    }
+
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn status(&self, name: &str) -> Option<PluginStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The plugin names that have a manifest in the directory. Hidden and
+    /// temporary files (`.orders.toml`, `orders.toml.tmp`) are not manifests.
+    fn scan(&self) -> std::io::Result<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|extension| extension != "toml") {
+                continue;
+            }
+            if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str())
+                && is_plugin_name(stem)
+            {
+                names.insert(stem.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn refresh(
+        &self,
+        entries: &mut BTreeMap<String, Entry>,
+        name: &str,
+        force: bool,
+    ) -> Outcome {
+        let path = self.dir.join(format!("{name}.toml"));
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => Ok(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return self.remove(entries, name).await;
+            }
+            Err(error) => Err(format!("cannot read manifest {}: {error}", path.display())),
+        };
+        let manifest = text.as_ref().map_err(Clone::clone).and_then(|text| {
+            let manifest = Manifest::parse(text, &path).map_err(|e| e.to_string())?;
+            manifest.check_file_name(&path).map_err(|e| e.to_string())?;
+            Ok(manifest)
+        });
+        let component = match &manifest {
+            Ok(manifest) => Some(tokio::fs::read(&manifest.component).await.map_err(|e| {
+                format!(
+                    "cannot read component {}: {e}",
+                    manifest.component.display()
+                )
+            })),
+            Err(_) => None,
+        };
+        let fingerprint = {
+            let mut hasher = DefaultHasher::new();
+            text.hash(&mut hasher);
+            component.hash(&mut hasher);
+            hasher.finish()
+        };
+        let entry = entries.entry(name.to_owned()).or_default();
+        if !force && entry.seen == Some(fingerprint) {
+            return Outcome::Unchanged;
+        }
+        entry.seen = Some(fingerprint);
+        let version = manifest.as_ref().ok().map(|m| m.version.clone());
+        let loaded = async {
+            let manifest = manifest?;
+            let wasm = component.unwrap_or_else(|| Err("no component".into()))?;
+            let ready = self.prepare(name, &manifest, wasm).await?;
+            let same_version = entry
+                .serving
+                .as_ref()
+                .is_some_and(|serving| *serving.version == *manifest.version);
+            if same_version && !force {
+                tracing::warn!(plugin = name, version = %manifest.version, "plugin files changed but its version did not; outputs of both builds carry the same version");
+            }
+            self.install(entry, name, manifest, ready).await
+        }
+        .await;
+        self.metrics.record_plugin_load(name, loaded.is_ok());
+        match loaded {
+            Ok(()) => Outcome::Served,
+            Err(error) => {
+                self.reject(entry, name, version.as_deref(), &error);
+                Outcome::Rejected(error)
+            }
+        }
+    }
+
+    /// Compiles the component and starts an instance for each pipeline that
+    /// will run it, with that pipeline's configuration: nothing serving is
+    /// touched.
+    async fn prepare(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        wasm: Vec<u8>,
+    ) -> Result<Vec<(ResolvedPipeline, Plugin)>, String> {
+        let mut pipelines = Vec::new();
+        if let Some(pipeline) = &manifest.pipeline {
+            if self.config.pipelines.contains_key(name) {
+                return Err(format!(
+                    "the host config already has a pipeline named {name}: rename the plugin or \
+                     that pipeline"
+                ));
+            }
+            let settings = self
+                .config
+                .resolve_pipeline(name, pipeline)
+                .map_err(|e| e.to_string())?;
+            for binding in &settings.bindings {
+                let live = self.launcher.live().binding(binding);
+                if live.is_some_and(|input| input.pipeline.name != name) {
+                    return Err(format!(
+                        "pipeline {name}: Dapr binding `{binding}` already feeds another pipeline"
+                    ));
+                }
+            }
+            pipelines.push(settings);
+        }
+        pipelines.extend(self.references.get(name).into_iter().flatten().cloned());
+
+        let engine = self.engine.clone();
+        let plugin = name.to_owned();
+        let compiled = tokio::task::spawn_blocking(move || engine.compile(&plugin, &wasm))
+            .await
+            .map_err(|e| format!("compiling plugin {name} failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let mut ready = Vec::with_capacity(pipelines.len());
+        for settings in pipelines {
+            let in_pipeline =
+                |e: crate::runtime::LoadError| format!("pipeline {}: {e}", settings.name);
+            let plugin = compiled
+                .configure(settings.plugin_config.clone(), settings.limits.clone())
+                .map_err(in_pipeline)?;
+            plugin.validate().await.map_err(in_pipeline)?;
+            ready.push((settings, plugin));
+        }
+        Ok(ready)
+    }
+
+    /// Puts a prepared version to work: swapped into the pipelines already
+    /// running it, started where none runs, and its own pipeline restarted
+    /// (drained first) when its settings other than `config` and `limits`
+    /// changed.
+    async fn install(
+        &self,
+        entry: &mut Entry,
+        name: &str,
+        manifest: Manifest,
+        ready: Vec<(ResolvedPipeline, Plugin)>,
+    ) -> Result<(), String> {
+        let version: Arc<str> = manifest.version.as_str().into();
+        let previous = entry.serving.as_ref();
+        let own_settings_changed =
+            previous.is_some_and(|previous| previous.settings != manifest.pipeline_settings);
+        let mut pipelines = Vec::with_capacity(ready.len());
+        for (settings, plugin) in ready {
+            let pipeline_name = settings.name.clone();
+            let own = manifest.pipeline.is_some() && pipeline_name == name;
+            let served = ServedPlugin {
+                plugin: Arc::new(plugin),
+                version: version.clone(),
+            };
+            match self.launcher.pipeline(&pipeline_name) {
+                Some(pipeline) if !(own && own_settings_changed) => {
+                    pipeline.plugin.replace(served);
+                }
+                running => {
+                    if running.is_some() {
+                        tracing::info!(plugin = name, pipeline = %pipeline_name, "pipeline settings changed; draining the pipeline to restart it");
+                        self.launcher.stop(&pipeline_name).await;
+                    }
+                    self.launcher
+                        .start(settings, served)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            pipelines.push(pipeline_name);
+        }
+        // A pipeline of the previous version that this one no longer has.
+        if let Some(previous) = previous {
+            for pipeline in previous.pipelines.iter().filter(|p| !pipelines.contains(p)) {
+                self.launcher.stop(pipeline).await;
+            }
+        }
+        let previous_version = previous.map(|p| p.version.to_string());
+        tracing::info!(
+            plugin = name,
+            version = %version,
+            previous = previous_version.as_deref().unwrap_or("none"),
+            pipelines = ?pipelines,
+            "plugin version serving"
+        );
+        self.set_status(PluginStatus {
+            name: name.to_owned(),
+            version: Some(version.to_string()),
+            state: if pipelines.is_empty() {
+                PluginState::Idle
+            } else {
+                PluginState::Running
+            },
+            pipelines: pipelines.clone(),
+            last_error: None,
+            loaded_at: Some(now_rfc3339()),
+        });
+        entry.serving = Some(Serving {
+            version,
+            settings: manifest.pipeline_settings,
+            pipelines,
+        });
+        Ok(())
+    }
+
+    fn reject(&self, entry: &Entry, name: &str, version: Option<&str>, error: &str) {
+        let serving = entry.serving.as_ref().map(|s| s.version.to_string());
+        tracing::error!(
+            plugin = name,
+            version = version.unwrap_or("unknown"),
+            serving = serving.as_deref().unwrap_or("none"),
+            %error,
+            "plugin version rejected"
+        );
+        let mut status = self.status(name).unwrap_or_else(|| PluginStatus {
+            name: name.to_owned(),
+            version: None,
+            state: PluginState::Failed,
+            pipelines: Vec::new(),
+            last_error: None,
+            loaded_at: None,
+        });
+        if entry.serving.is_none() {
+            status.state = PluginState::Failed;
+        }
+        status.last_error = Some(match version {
+            Some(version) => format!("version {version}: {error}"),
+            None => error.to_owned(),
+        });
+        self.set_status(status);
+    }
+
+    /// The plugin's manifest is gone: its pipelines drain, commit and stop.
+    async fn remove(&self, entries: &mut BTreeMap<String, Entry>, name: &str) -> Outcome {
+        let Some(entry) = entries.remove(name) else {
+            return Outcome::Absent;
+        };
+        let mut status = self.status(name);
+        if let Some(serving) = entry.serving {
+            let mut drained = true;
+            for pipeline in &serving.pipelines {
+                drained &= self.launcher.stop(pipeline).await.unwrap_or(true);
+            }
+            tracing::info!(
+                plugin = name,
+                version = %serving.version,
+                pipelines = ?serving.pipelines,
+                drained,
+                "plugin removed; its pipelines stopped"
+            );
+        }
+        if let Some(status) = &mut status {
+            status.state = PluginState::Stopped;
+            status.pipelines.clear();
+            status.last_error = None;
+            self.set_status(status.clone());
+        }
+        Outcome::Removed
+    }
+
+    fn set_status(&self, status: PluginStatus) {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(status.name.clone(), status);
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
