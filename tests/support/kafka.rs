@@ -275,9 +275,8 @@ impl TopicReader {
     }
 }
 
-/// The sum of the high watermarks of a topic's partitions: how many records
-/// it holds.
-pub fn topic_size(topic: &str, partitions: i32) -> i64 {
+/// The high watermark of each partition of a topic, as the broker answers.
+fn fetch_high_watermarks(topic: &str, partitions: i32) -> Vec<rdkafka::error::KafkaResult<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -287,8 +286,16 @@ pub fn topic_size(topic: &str, partitions: i32) -> i64 {
             consumer
                 .fetch_watermarks(topic, partition, Duration::from_secs(10))
                 .map(|(_, high)| high)
-                .unwrap_or(0)
         })
+        .collect()
+}
+
+/// The sum of the high watermarks of a topic's partitions: how many records
+/// it holds (a partition that does not answer yet counts as empty).
+pub fn topic_size(topic: &str, partitions: i32) -> i64 {
+    fetch_high_watermarks(topic, partitions)
+        .into_iter()
+        .map(|high| high.unwrap_or(0))
         .sum()
 }
 
@@ -322,17 +329,9 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
 
 /// The high watermark of each partition of a topic.
 pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("watermark client");
-    (0..partitions)
-        .map(|partition| {
-            consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map(|(_, high)| high)
-                .expect("watermarks")
-        })
+    fetch_high_watermarks(topic, partitions)
+        .into_iter()
+        .map(|high| high.expect("watermarks"))
         .collect()
 }
 
