@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use runnel::runtime::{
-    Batch, BatchBuilder, CallErrorKind, EngineSettings, FailureKind, InputMessage, LoadError,
-    MessageOutcome, Plugin, PluginEngine, PluginLimits,
+    BatchWriter, CallErrorKind, EncodedBatch, EncodedOutcomes, EngineSettings, FailureKind,
+    LoadError, NewMessage, Outcome, Plugin, PluginEngine, PluginLimits,
 };
 use support::plugin_bytes;
 
@@ -35,11 +35,11 @@ fn load(engine: &PluginEngine, name: &str, config: &[(&str, &str)]) -> Plugin {
 
 /// A batch of values on topic `in`, partition 0, offsets from 0, keyed
 /// `k<i>`, each with one header.
-fn batch_of(values: &[&str]) -> Batch {
-    let mut builder = BatchBuilder::new("test-source");
+fn batch_of(values: &[&str]) -> EncodedBatch {
+    let mut builder = BatchWriter::new("test-source");
     for (i, value) in values.iter().enumerate() {
         let key = format!("k{i}");
-        let message = InputMessage {
+        let message = NewMessage {
             topic: "in",
             partition: 0,
             offset: i as i64,
@@ -54,14 +54,14 @@ fn batch_of(values: &[&str]) -> Batch {
 
 /// The values a message produced, or the failure it reported.
 fn outputs_of(
-    handled: &runnel::runtime::HandledBatch,
+    handled: &EncodedOutcomes,
     message: usize,
 ) -> Result<Vec<String>, (FailureKind, String)> {
     match handled.outcome(message) {
-        MessageOutcome::Outputs(outputs) => Ok(outputs
-            .map(|o| String::from_utf8_lossy(o.value()).into_owned())
+        Outcome::Outputs(outputs) => Ok(outputs
+            .map(|o| String::from_utf8_lossy(o.value).into_owned())
             .collect()),
-        MessageOutcome::Failed(failure) => Err((failure.kind, failure.message.clone())),
+        Outcome::Failed { kind, message } => Err((kind, message.to_owned())),
     }
 }
 
@@ -69,10 +69,10 @@ fn outputs_of(
 async fn uppercase_returns_one_outcome_per_message_keeping_key_and_headers() {
     let engine = engine();
     let plugin = load(&engine, "uppercase", &[]);
-    let mut builder = BatchBuilder::new("src");
+    let mut builder = BatchWriter::new("src");
     let values = ["hello", "", "MiXeD 123"];
     for (i, value) in values.iter().enumerate() {
-        let message = InputMessage {
+        let message = NewMessage {
             topic: "in",
             partition: 3,
             offset: 10 + i as i64,
@@ -88,17 +88,17 @@ async fn uppercase_returns_one_outcome_per_message_keeping_key_and_headers() {
     assert_eq!(handled.len(), 3);
     let expected = ["HELLO", "", "MIXED 123"];
     for (i, want) in expected.iter().enumerate() {
-        let MessageOutcome::Outputs(outputs) = handled.outcome(i) else {
+        let Outcome::Outputs(outputs) = handled.outcome(i) else {
             panic!("message {i} failed");
         };
         let outputs: Vec<_> = outputs.collect();
         assert_eq!(outputs.len(), 1);
-        let output = outputs[0];
-        assert_eq!(output.value(), want.as_bytes());
-        assert_eq!(output.topic(), None, "default topic");
+        let output = &outputs[0];
+        assert_eq!(output.value, want.as_bytes());
+        assert_eq!(output.topic, None, "default topic");
         let expected_key = (i != 1).then_some(b"key".as_slice());
-        assert_eq!(output.key(), expected_key);
-        let headers: Vec<_> = output.headers().collect();
+        assert_eq!(output.key, expected_key);
+        let headers: Vec<_> = output.headers.clone().collect();
         assert_eq!(
             headers,
             vec![("h1", b"v1".as_slice()), ("h2", b"".as_slice())]
@@ -145,10 +145,10 @@ async fn json_router_routes_drops_and_rejects_invalid_json_per_message() {
     let handled = plugin.handle(&batch).await.result.expect("call succeeds");
     assert_eq!(handled.len(), 5);
     let topics = |i| match handled.outcome(i) {
-        MessageOutcome::Outputs(outputs) => outputs
-            .map(|o| o.topic().map(str::to_owned))
+        Outcome::Outputs(outputs) => outputs
+            .map(|o| o.topic.map(str::to_owned))
             .collect::<Vec<_>>(),
-        MessageOutcome::Failed(f) => panic!("message {i} failed: {}", f.message),
+        Outcome::Failed { message, .. } => panic!("message {i} failed: {message}"),
     };
     assert_eq!(topics(0), vec![Some("orders".to_owned())]);
     assert_eq!(topics(1), vec![None], "no route field: the default topic");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use runnel::runtime::{
-    Batch, BatchBuilder, EngineSettings, InputMessage, MessageOutcome, Plugin, PluginEngine,
+    BatchWriter, EncodedBatch, EngineSettings, NewMessage, Outcome, Plugin, PluginEngine,
     PluginLimits,
 };
 use tokio::runtime::Runtime;
@@ -105,12 +105,12 @@ fn load(wasm: &[u8], fuel_metering: bool) -> anyhow::Result<Plugin> {
     Ok(engine.load("uppercase", wasm, Vec::new(), PluginLimits::default())?)
 }
 
-fn batch(size: usize, value_bytes: usize) -> Batch {
-    let mut builder = BatchBuilder::new("bench");
+fn batch(size: usize, value_bytes: usize) -> EncodedBatch {
+    let mut builder = BatchWriter::new("bench");
     for i in 0..size {
         let key = message_key(i);
         let value = message_value(i, value_bytes);
-        let message = InputMessage {
+        let message = NewMessage {
             topic: "orders",
             partition: 0,
             offset: i as i64,
@@ -129,23 +129,23 @@ fn batch(size: usize, value_bytes: usize) -> Batch {
 fn check_uppercase(
     runtime: &Runtime,
     plugin: &Plugin,
-    batch: &Batch,
+    batch: &EncodedBatch,
 ) -> anyhow::Result<Option<u64>> {
     runtime.block_on(plugin.handle(batch)).result?;
     let invocation = runtime.block_on(plugin.handle(batch));
     let handled = invocation.result?;
     ensure!(
-        handled.output_count() == batch.count as usize,
+        handled.output_count() == batch.len(),
         "uppercase returned {} outputs for {} messages",
         handled.output_count(),
-        batch.count
+        batch.len()
     );
-    let MessageOutcome::Outputs(mut outputs) = handled.outcome(0) else {
+    let Outcome::Outputs(mut outputs) = handled.outcome(0) else {
         bail!("uppercase failed the first message");
     };
     let first = outputs.next().context("no output for the first message")?;
-    let expected = message_value(0, first.value().len()).to_ascii_uppercase();
-    ensure!(first.value() == expected, "uppercase did not upper-case");
+    let expected = message_value(0, first.value.len()).to_ascii_uppercase();
+    ensure!(first.value == expected, "uppercase did not upper-case");
     Ok(invocation.fuel_used)
 }
 
@@ -158,7 +158,7 @@ struct CallRates {
 fn calls_per_second(
     runtime: &Runtime,
     plugin: &Plugin,
-    batch: &Batch,
+    batch: &EncodedBatch,
     window: Duration,
 ) -> anyhow::Result<CallRates> {
     runtime.block_on(async {
@@ -190,14 +190,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Calls `handle` back to back until `window` has passed; returns how many
 /// calls were made. Reading the clock costs some tens of nanoseconds, under
 /// 5% of the cheapest call.
-async fn call_for(plugin: &Plugin, batch: &Batch, window: Duration) -> anyhow::Result<u64> {
+async fn call_for(plugin: &Plugin, batch: &EncodedBatch, window: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + window;
     let mut calls = 0;
     while Instant::now() < deadline {
         let invocation = plugin.handle(batch).await;
         invocation
             .result
-            .with_context(|| format!("uppercase failed a batch of {}", batch.count))?;
+            .with_context(|| format!("uppercase failed a batch of {}", batch.len()))?;
         calls += 1;
     }
     Ok(calls)

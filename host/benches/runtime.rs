@@ -23,7 +23,7 @@
 //!   a 16-byte key, a 100-byte ASCII text value and one header. The batch is
 //!   built once, outside the timing; the time covers copying it into the guest,
 //!   the guest's work, copying the outcomes back and checking them
-//!   (`HandledBatch::new`), and dropping them. Throughput is in messages, so at
+//!   (`EncodedOutcomes::new`), and dropping them. Throughput is in messages, so at
 //!   N = 1 "elements per second" reads as calls per second. `fuel_on` is the
 //!   default engine (fuel metered, no budget); `fuel_off` the same engine with
 //!   `fuel_metering: false`, which tells what metering costs.
@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use runnel::runtime::{
-    Batch, BatchBuilder, EngineSettings, InputMessage, MessageOutcome, Plugin, PluginEngine,
+    BatchWriter, EncodedBatch, EngineSettings, NewMessage, Outcome, Plugin, PluginEngine,
     PluginLimits,
 };
 use tokio::runtime::Runtime;
@@ -84,12 +84,12 @@ fn value(i: usize) -> Vec<u8> {
 
 /// `size` messages on one topic and partition, keyed `customer-0000042`
 /// (16 bytes), each with one `trace-id` header.
-fn batch(size: usize) -> Batch {
-    let mut builder = BatchBuilder::new("bench");
+fn batch(size: usize) -> EncodedBatch {
+    let mut builder = BatchWriter::new("bench");
     for i in 0..size {
         let key = format!("customer-{i:07}");
         let value = value(i);
-        let message = InputMessage {
+        let message = NewMessage {
             topic: "orders",
             partition: 0,
             offset: i as i64,
@@ -104,17 +104,17 @@ fn batch(size: usize) -> Batch {
 
 /// One untimed call to prove the plugin does what is being measured: every
 /// message comes back once, upper-cased.
-fn check_uppercase(rt: &Runtime, plugin: &Plugin, batch: &Batch) {
+fn check_uppercase(rt: &Runtime, plugin: &Plugin, batch: &EncodedBatch) {
     let handled = rt
         .block_on(plugin.handle(batch))
         .result
         .expect("uppercase handles the batch");
-    assert_eq!(handled.output_count(), batch.count as usize);
-    let MessageOutcome::Outputs(mut outputs) = handled.outcome(0) else {
+    assert_eq!(handled.output_count(), batch.len());
+    let Outcome::Outputs(mut outputs) = handled.outcome(0) else {
         panic!("uppercase failed the first message");
     };
     let first = outputs.next().expect("one output");
-    assert_eq!(first.value(), value(0).to_ascii_uppercase());
+    assert_eq!(first.value, value(0).to_ascii_uppercase());
 }
 
 fn instantiate(c: &mut Criterion) {

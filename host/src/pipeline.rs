@@ -9,8 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{OnFailure, RetryConfig};
 use crate::metrics::{Metrics, Mode};
-use crate::runtime::codec;
-use crate::runtime::{Batch, CallError, FailureKind, HandledBatch, MessageOutcome, Plugin};
+use crate::runtime::{CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin};
 use crate::sink::{DaprOutput, OutputProducer, PendingDelivery};
 use crate::stats::PipelineStats;
 
@@ -121,8 +120,12 @@ impl Pipeline {
     /// isolating messages that break whole calls, then hands every output
     /// (and every dead letter) to `producer` in message order. Returns one
     /// result per message.
-    pub async fn process(&self, batch: &Batch, producer: &OutputProducer) -> Vec<MessageResult> {
-        let count = batch.count as usize;
+    pub async fn process(
+        &self,
+        batch: &EncodedBatch,
+        producer: &OutputProducer,
+    ) -> Vec<MessageResult> {
+        let count = batch.len();
         self.metrics.record_batch_size(&self.name, count);
         self.stats.set_current_batch_size(count);
         let ServedPlugin { plugin, version } = self.plugin.current();
@@ -134,7 +137,7 @@ impl Pipeline {
         for (index, verdict) in verdicts.into_iter().enumerate() {
             let result = match verdict {
                 Verdict::Outputs { call, index: at } => {
-                    let MessageOutcome::Outputs(outputs) = answers[call].outcome(at) else {
+                    let Outcome::Outputs(outputs) = answers[call].outcome(at) else {
                         unreachable!("an outputs verdict points at outputs")
                     };
                     let mut sent = self.emit(outputs, producer, plugin.name(), &version).await;
@@ -183,10 +186,10 @@ impl Pipeline {
     async fn decide(
         &self,
         plugin: &Plugin,
-        batch: &Batch,
-        answers: &mut Vec<HandledBatch>,
+        batch: &EncodedBatch,
+        answers: &mut Vec<EncodedOutcomes>,
     ) -> Vec<Verdict> {
-        let count = batch.count as usize;
+        let count = batch.len();
         let mut verdicts: Vec<Option<Verdict>> = (0..count).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..count).collect();
         let retry = &self.failure_policy.retry;
@@ -196,7 +199,7 @@ impl Pipeline {
             let current = if pending.len() == count {
                 batch
             } else {
-                subset = codec::select(batch, &pending);
+                subset = batch.view().select(&pending);
                 &subset
             };
             let mut again = Vec::new();
@@ -248,26 +251,23 @@ impl Pipeline {
     fn call_isolating<'a>(
         &'a self,
         plugin: &'a Plugin,
-        batch: &'a Batch,
-        answers: &'a mut Vec<HandledBatch>,
+        batch: &'a EncodedBatch,
+        answers: &'a mut Vec<EncodedOutcomes>,
     ) -> futures::future::BoxFuture<'a, Vec<Verdict>> {
         Box::pin(async move {
-            let count = batch.count as usize;
+            let count = batch.len();
             match self.call(plugin, batch).await {
                 Ok(handled) => {
                     let call = answers.len();
                     let verdicts = (0..count)
                         .map(|index| match handled.outcome(index) {
-                            MessageOutcome::Outputs(_) => Verdict::Outputs { call, index },
-                            MessageOutcome::Failed(failure) => {
-                                let kind = match failure.kind {
-                                    FailureKind::Transient => "transient",
-                                    FailureKind::Permanent => "permanent",
-                                };
+                            Outcome::Outputs(_) => Verdict::Outputs { call, index },
+                            Outcome::Failed { kind, message } => {
+                                let kind = kind.as_str();
                                 self.metrics.record_message_failure(plugin.name(), kind);
                                 Verdict::Failed(MessageFailure {
                                     kind,
-                                    message: failure.message.clone(),
+                                    message: message.to_owned(),
                                     attempts: 1,
                                 })
                             }
@@ -294,10 +294,10 @@ impl Pipeline {
                     let first: Vec<usize> = (0..middle).collect();
                     let second: Vec<usize> = (middle..count).collect();
                     let mut verdicts = self
-                        .call_isolating(plugin, &codec::select(batch, &first), answers)
+                        .call_isolating(plugin, &batch.view().select(&first), answers)
                         .await;
                     verdicts.extend(
-                        self.call_isolating(plugin, &codec::select(batch, &second), answers)
+                        self.call_isolating(plugin, &batch.view().select(&second), answers)
                             .await,
                     );
                     verdicts
@@ -306,7 +306,11 @@ impl Pipeline {
         })
     }
 
-    async fn call(&self, plugin: &Plugin, batch: &Batch) -> Result<HandledBatch, CallError> {
+    async fn call(
+        &self,
+        plugin: &Plugin,
+        batch: &EncodedBatch,
+    ) -> Result<EncodedOutcomes, CallError> {
         let invocation = {
             // Closed only at shutdown, after every caller is gone.
             let _permit = self.concurrency.acquire().await;
@@ -329,16 +333,15 @@ impl Pipeline {
         &self,
         plugin: &Plugin,
         version: &str,
-        batch: &Batch,
+        batch: &EncodedBatch,
         index: usize,
         failure: MessageFailure,
         producer: &OutputProducer,
     ) -> MessageResult {
-        // Header values outlive the borrowed message, so they come first.
-        let partition = batch.partitions[index].to_string();
-        let offset = batch.offsets[index].to_string();
+        let message = batch.view().message(index);
+        let partition = message.partition.to_string();
+        let offset = message.offset.to_string();
         let attempts = failure.attempts.to_string();
-        let (message, headers) = codec::message_at(batch, index);
         tracing::warn!(
             pipeline = %self.name,
             plugin = plugin.name(),
@@ -364,7 +367,12 @@ impl Pipeline {
             ];
             // The original message, untouched, plus why it is here.
             match producer
-                .send(topic, message.key, message.value, headers.chain(why))
+                .send(
+                    topic,
+                    message.key,
+                    message.value,
+                    message.headers.chain(why),
+                )
                 .await
             {
                 Ok(pending) => {
@@ -389,7 +397,7 @@ impl Pipeline {
 
     async fn emit(
         &self,
-        outputs: impl Iterator<Item = crate::runtime::OutputRef<'_>>,
+        outputs: impl Iterator<Item = OutputView<'_>>,
         producer: &OutputProducer,
         plugin: &str,
         version: &str,
@@ -399,9 +407,9 @@ impl Pipeline {
             for output in outputs {
                 let sent = binding
                     .send(
-                        output.key(),
-                        output.value(),
-                        tagged(output.headers(), plugin, version),
+                        output.key,
+                        output.value,
+                        tagged(output.headers, plugin, version),
                     )
                     .await;
                 if let Err(error) = sent {
@@ -418,7 +426,7 @@ impl Pipeline {
             return result;
         }
         for output in outputs {
-            let Some(topic) = output.topic().or(self.default_output.as_deref()) else {
+            let Some(topic) = output.topic.or(self.default_output.as_deref()) else {
                 result.failure = Some(MessageFailure {
                     kind: "permanent",
                     message: "the output names no topic and the pipeline has no default `output`"
@@ -430,9 +438,9 @@ impl Pipeline {
             match producer
                 .send(
                     topic,
-                    output.key(),
-                    output.value(),
-                    tagged(output.headers(), plugin, version),
+                    output.key,
+                    output.value,
+                    tagged(output.headers, plugin, version),
                 )
                 .await
             {

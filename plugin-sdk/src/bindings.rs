@@ -1,5 +1,5 @@
 //! The one `generate!` call for the Runnel WIT world. Everything else in the SDK imports the
-//! generated types from here; plugin authors never see them.
+//! generated code from here; plugin authors never see it.
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -10,8 +10,3 @@ wit_bindgen::generate!({
     export_macro_name: "export_plugin_world",
     default_bindings_module: "runnel_plugin_sdk::__private::bindings",
 });
-
-pub(crate) use runnel::plugin::types::{
-    Batch, BytesColumn, Failure as FailureRecord, FailureKind as FailureRecordKind, HeadersColumn,
-    Outcomes,
-};

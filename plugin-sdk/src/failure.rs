@@ -12,16 +12,7 @@ pub struct Failure {
     message: String,
 }
 
-/// Whether retrying the same message could succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// A temporary condition (a dependency was down, a rate limit): the host retries the message
-    /// according to the pipeline's policy.
-    Transient,
-    /// The message itself is bad (it does not parse, it breaks a rule): retrying cannot help, so
-    /// the host dead-letters or skips it.
-    Permanent,
-}
+pub use runnel_encoding::FailureKind;
 
 impl Failure {
     /// A failure that retrying the same message cannot fix.
@@ -51,11 +42,7 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            FailureKind::Transient => "transient",
-            FailureKind::Permanent => "permanent",
-        };
-        write!(f, "{kind} failure: {}", self.message)
+        write!(f, "{} failure: {}", self.kind.as_str(), self.message)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Write Runnel message handlers in Rust.
 //!
 //! A handler sees one message at a time and sends zero or more outputs for it. The SDK turns
-//! that into the batch-at-a-time, columnar WIT contract of `runnel:plugin`, so neither
+//! that into the batch-at-a-time WIT contract and its encoding of `runnel:plugin`, so neither
 //! wit-bindgen nor the encoding ever shows up in a plugin. A complete plugin:
 //!
 //! ```
@@ -122,7 +122,7 @@ macro_rules! export_handler {
                     HANDLER.with(|handler| $crate::__private::init(handler, config))
                 }
 
-                fn handle(batch: $crate::__private::Batch) -> $crate::__private::Outcomes {
+                fn handle(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     HANDLER.with(|handler| $crate::__private::handle(handler, batch))
                 }
             }
@@ -138,7 +138,6 @@ macro_rules! export_handler {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::exports::runnel::plugin::handler::Guest;
-    pub use crate::bindings::runnel::plugin::types::{Batch, Outcomes};
     pub use crate::runtime::{handle, init};
 
     pub mod bindings {

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 
-use crate::bindings::{Batch, Outcomes};
 use crate::codec::handle_batch;
 use crate::{Config, Handler};
 
@@ -20,16 +19,16 @@ pub fn init<H: Handler>(
     Ok(())
 }
 
-/// The `handle` export.
-pub fn handle<H: Handler>(instance: &RefCell<Option<H>>, batch: Batch) -> Outcomes {
+/// The `handle` export: an encoded batch in, the encoded answer out.
+pub fn handle<H: Handler>(instance: &RefCell<Option<H>>, batch: Vec<u8>) -> Vec<u8> {
     handle_batch(instance.borrow_mut().as_mut(), &batch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{BytesColumn, HeadersColumn};
     use crate::{Failure, Init, Message, Outputs};
+    use runnel_encoding::{BatchWriter, NewMessage, Outcome, OutcomesView};
 
     /// Prefixes every value with its configured `prefix`.
     struct Prefixer {
@@ -50,32 +49,22 @@ mod tests {
         }
     }
 
-    fn one_message(value: &str) -> Batch {
-        let one_entry = |entry: &[u8]| BytesColumn {
-            data: entry.to_vec(),
-            ends: vec![entry.len() as u32],
+    fn one_message(value: &str) -> Vec<u8> {
+        let mut writer = BatchWriter::new("test");
+        let message = NewMessage {
+            topic: "in",
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            value: value.as_bytes(),
         };
-        let no_entries = || BytesColumn {
-            data: Vec::new(),
-            ends: Vec::new(),
-        };
-        Batch {
-            count: 1,
-            source: "test".into(),
-            topics: vec!["in".into()],
-            topic_index: vec![0],
-            partitions: vec![0],
-            offsets: vec![0],
-            timestamps: vec![-1],
-            keys: one_entry(b""),
-            null_keys: vec![0],
-            values: one_entry(value.as_bytes()),
-            headers: HeadersColumn {
-                row_ends: vec![0],
-                names: no_entries(),
-                values: no_entries(),
-            },
-        }
+        writer.push(&message, []);
+        writer.finish().bytes().to_vec()
+    }
+
+    fn only_outcome(answer: &[u8]) -> Outcome<'_> {
+        OutcomesView::parse(answer, 1).unwrap().outcome(0)
     }
 
     #[test]
@@ -83,9 +72,11 @@ mod tests {
         let instance = RefCell::new(None);
         init::<Prefixer>(&instance, vec![("prefix".into(), "> ".into())]).unwrap();
 
-        let outcomes = handle(&instance, one_message("hi"));
-        assert_eq!(outcomes.values.data, b"> hi");
-        assert!(outcomes.failures.is_empty());
+        let answer = handle(&instance, one_message("hi"));
+        let Outcome::Outputs(mut outputs) = only_outcome(&answer) else {
+            panic!("the message succeeded")
+        };
+        assert_eq!(outputs.next().unwrap().value, b"> hi");
     }
 
     #[test]
@@ -96,9 +87,10 @@ mod tests {
         let error = init::<Prefixer>(&instance, Vec::new()).unwrap_err();
         assert!(error.contains("`prefix`"), "{error}");
 
-        let outcomes = handle(&instance, one_message("hi"));
-        assert_eq!(outcomes.output_ends, [0]);
-        assert_eq!(outcomes.failures.len(), 1);
-        assert!(outcomes.failures[0].message.contains("before init"));
+        let answer = handle(&instance, one_message("hi"));
+        let Outcome::Failed { message, .. } = only_outcome(&answer) else {
+            panic!("the message failed")
+        };
+        assert!(message.contains("before init"), "{message}");
     }
 }

@@ -1,5 +1,5 @@
-//! The one place the WIT contract becomes Rust types; every other module
-//! imports the generated types from here.
+//! The one place the WIT contract becomes Rust code; every other module
+//! imports the generated bindings from here.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -8,6 +8,3 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::runnel::plugin::log::Level as LogLevel;
-pub use self::runnel::plugin::types::{
-    Batch, BytesColumn, Failure, FailureKind, HeadersColumn, Outcomes,
-};

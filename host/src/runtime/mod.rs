@@ -7,7 +7,6 @@
 //! instance that failed a call is thrown away, never reused.
 
 mod bindings;
-pub mod codec;
 mod limits;
 mod plugin;
 
@@ -18,10 +17,13 @@ use thiserror::Error;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::{Batch, Failure, FailureKind};
-pub use codec::{BatchBuilder, HandledBatch, InputMessage, MessageOutcome, OutputRef};
+// Batches and answers in the encoding of `wit/ENCODING.md`.
 pub use limits::{PluginLimits, default_call_timeout, default_max_memory_bytes};
 pub use plugin::{CallError, CallErrorKind, CompiledPlugin, Invocation, LoadError, Plugin};
+pub use runnel_encoding::{
+    BatchView, BatchWriter, EncodedBatch, EncodedOutcomes, FailureKind, MessageView, NewMessage,
+    Outcome, OutputView,
+};
 
 use plugin::InstanceState;
 

@@ -9,8 +9,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::PluginEngine;
-use super::bindings::{self, Batch, LogLevel, PluginPre};
-use super::codec::{ContractViolation, HandledBatch};
+use runnel_encoding::{EncodedBatch, EncodedOutcomes};
+
+use super::bindings::{self, LogLevel, PluginPre};
 use super::limits::{MemoryLimiter, PluginLimits};
 
 /// Idle instances kept per plugin; more are created when calls overlap and
@@ -98,7 +99,7 @@ impl CallError {
 /// The result of one `handle` call with what it cost.
 #[derive(Debug)]
 pub struct Invocation {
-    pub result: Result<HandledBatch, CallError>,
+    pub result: Result<EncodedOutcomes, CallError>,
     pub elapsed: Duration,
     /// Fuel the call consumed, when fuel metering is on.
     pub fuel_used: Option<u64>,
@@ -242,7 +243,7 @@ impl Plugin {
     }
 
     /// Runs one batch through the plugin.
-    pub async fn handle(&self, batch: &Batch) -> Invocation {
+    pub async fn handle(&self, batch: &EncodedBatch) -> Invocation {
         let started = Instant::now();
         let mut instance = match self.take_idle() {
             Some(instance) => instance,
@@ -264,17 +265,18 @@ impl Plugin {
         };
         let fuel_before = self.prepare_call(&mut instance.store);
         let handler = instance.bindings.runnel_plugin_handler();
-        let call = handler.call_handle(&mut instance.store, batch);
+        let call = handler.call_handle(&mut instance.store, batch.bytes());
         let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
         let fuel_used =
             fuel_before.map(|before| before.saturating_sub(instance.store.get_fuel().unwrap_or(0)));
         let memory_bytes = instance.store.data().limiter.peak_memory_bytes();
         let result = match outcome {
-            Ok(Ok(outcomes)) => HandledBatch::new(outcomes, batch.count as usize).map_err(
-                |violation: ContractViolation| {
-                    CallError::new(CallErrorKind::ContractViolation, violation.to_string())
-                },
-            ),
+            Ok(Ok(answer)) => EncodedOutcomes::parse(answer, batch.len()).map_err(|violation| {
+                CallError::new(
+                    CallErrorKind::ContractViolation,
+                    format!("the plugin's answer breaks the encoding: {violation}"),
+                )
+            }),
             Ok(Err(error)) => Err(classify(&error, &instance.store, self.limits.call_timeout)),
             Err(_elapsed) => Err(deadline_error(self.limits.call_timeout)),
         };
@@ -420,9 +422,6 @@ impl WasiView for InstanceState {
         }
     }
 }
-
-// The shared types interface has no functions to implement.
-impl bindings::runnel::plugin::types::Host for InstanceState {}
 
 impl bindings::runnel::plugin::log::Host for InstanceState {
     fn log(&mut self, level: LogLevel, mut message: String) {

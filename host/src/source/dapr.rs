@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchPolicy;
 use crate::pipeline::{MessageFailure, Pipeline};
-use crate::runtime::{BatchBuilder, InputMessage};
+use crate::runtime::{BatchWriter, NewMessage};
 
 /// One request waiting for its outcome.
 struct BindingRequest {
@@ -156,10 +156,10 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
         .ok();
-    let mut builder = BatchBuilder::new(&binding);
+    let mut builder = BatchWriter::new(&binding);
     for request in &requests {
         let metadata = &request.metadata;
-        let message = InputMessage {
+        let message = NewMessage {
             topic: metadata.topic.as_deref().unwrap_or(&binding),
             partition: metadata.partition.unwrap_or(-1),
             offset: metadata.offset.unwrap_or(-1),

@@ -27,7 +27,7 @@ use crate::batch::BatchPolicy;
 use crate::config::{CommitStrategy, ResolvedPipeline};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::runtime::{BatchBuilder, InputMessage};
+use crate::runtime::{BatchWriter, NewMessage};
 use crate::sink::OutputProducer;
 use crate::stats::PipelineStats;
 
@@ -590,7 +590,7 @@ async fn process_partition(
             batch.clear();
             continue;
         }
-        let columnar = to_columnar(&shared.pipeline.name, &batch);
+        let encoded = encode(&shared.pipeline.name, &batch);
         if let Some(transactions) = &shared.transactions {
             if transactional.is_none() {
                 transactional = transactions
@@ -599,7 +599,7 @@ async fn process_partition(
             }
             match &transactional {
                 Some(producer) => {
-                    process_in_transaction(&shared, producer, &columnar, &batch, &topic, partition)
+                    process_in_transaction(&shared, producer, &encoded, &batch, &topic, partition)
                         .await;
                 }
                 None => shared.halt.cancel(),
@@ -628,7 +628,7 @@ async fn process_partition(
         }
         let mut results = shared
             .pipeline
-            .process(&columnar, &shared.pipeline.producer)
+            .process(&encoded, &shared.pipeline.producer)
             .await;
         // With `on_failure = "stop"`, the failed message is the first one
         // not committed.
@@ -661,7 +661,7 @@ async fn process_partition(
 async fn process_in_transaction(
     shared: &WorkerShared,
     producer: &OutputProducer,
-    columnar: &crate::runtime::Batch,
+    encoded: &crate::runtime::EncodedBatch,
     batch: &[OwnedMessage],
     topic: &str,
     partition: i32,
@@ -671,7 +671,7 @@ async fn process_in_transaction(
     loop {
         let attempt = async {
             producer.begin_transaction().await?;
-            let results = shared.pipeline.process(columnar, producer).await;
+            let results = shared.pipeline.process(encoded, producer).await;
             let next_offset = match results.iter().position(|result| result.stop) {
                 Some(stop) => {
                     shared.halt.cancel();
@@ -738,10 +738,14 @@ async fn commit_before_processing(
     false
 }
 
-fn to_columnar(source: &str, messages: &[OwnedMessage]) -> crate::runtime::Batch {
-    let mut builder = BatchBuilder::new(source);
+fn encode(source: &str, messages: &[OwnedMessage]) -> crate::runtime::EncodedBatch {
+    let data_bytes = messages
+        .iter()
+        .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
+        .sum();
+    let mut builder = BatchWriter::with_capacity(source, messages.len(), data_bytes);
     for message in messages {
-        let input = InputMessage {
+        let input = NewMessage {
             topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),

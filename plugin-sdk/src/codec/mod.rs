@@ -1,5 +1,5 @@
-//! The columnar form in which batches and outcomes cross the component boundary (see
-//! `wit/runnel.wit`), decoded into one [`Message`] at a time and encoded from [`Outputs`].
+//! The encoded form in which batches and answers cross the component boundary (see
+//! `wit/ENCODING.md`), decoded into one [`Message`] at a time and encoded from [`Outputs`].
 
 mod message;
 mod outputs;
@@ -7,20 +7,21 @@ mod outputs;
 pub use message::{Headers, Message};
 pub use outputs::{OutputBuilder, Outputs};
 
-use crate::Handler;
-use crate::bindings::{Batch, Outcomes};
-use crate::failure::Failure;
-use message::DecodedBatch;
+use runnel_encoding::BatchView;
 
-/// Runs `handler` over every message of `batch` and returns exactly one outcome per message,
-/// in order. `handler` is `None` when `init` has not succeeded.
-pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &Batch) -> Outcomes {
-    let decoded = match DecodedBatch::decode(batch) {
-        Ok(decoded) => decoded,
+use crate::Handler;
+use crate::failure::Failure;
+
+/// Runs `handler` over every message of the encoded `batch` and returns the encoded answer:
+/// exactly one outcome per message, in order. `handler` is `None` when `init` has not
+/// succeeded.
+pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &[u8]) -> Vec<u8> {
+    let view = match BatchView::parse(batch) {
+        Ok(view) => view,
         // Retrying the same batch against the same host cannot help, hence permanent.
         Err(malformed) => {
             return fail_every_message(
-                batch.count,
+                claimed_count(batch),
                 Failure::permanent(format!(
                     "the plugin received a malformed batch ({malformed}); this is a bug in the \
                      Runnel host or runnel-plugin-sdk"
@@ -30,31 +31,40 @@ pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &Batch) -
     };
     let Some(handler) = handler else {
         return fail_every_message(
-            batch.count,
+            view.len(),
             Failure::permanent(
                 "the plugin was not initialized: the host called handle before init succeeded",
             ),
         );
     };
 
-    let mut outputs = Outputs::with_capacity(
-        batch.count as usize,
-        batch.keys.data.len(),
-        batch.values.data.len(),
-    );
-    for message in decoded.messages() {
-        let outcome = handler.handle(&message, &mut outputs);
+    let mut outputs = Outputs::with_capacity(view.len(), batch.len());
+    let source = view.source();
+    for message in view.messages() {
+        let outcome = handler.handle(&Message::new(source, message), &mut outputs);
         outputs.finish_message(outcome);
     }
-    outputs.into_outcomes()
+    outputs.finish()
 }
 
-fn fail_every_message(count: u32, failure: Failure) -> Outcomes {
-    let mut outputs = Outputs::with_capacity(count as usize, 0, 0);
+/// The message count a batch's header claims, so that even a malformed batch gets one failure
+/// per message; 0 if not even that can be read (the host then sees the answer's count differ).
+fn claimed_count(batch: &[u8]) -> usize {
+    batch
+        .get(4..8)
+        .map_or(0, |count| {
+            u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize
+        })
+        // A corrupt count must not make the plugin allocate without bound.
+        .min(batch.len())
+}
+
+fn fail_every_message(count: usize, failure: Failure) -> Vec<u8> {
+    let mut outputs = Outputs::with_capacity(count, 0);
     for _ in 0..count {
         outputs.finish_message(Err(failure.clone()));
     }
-    outputs.into_outcomes()
+    outputs.finish()
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! Native tests of the columnar encoding: batches are built by hand, and every outcome is
-//! checked against all the conventions of `wit/runnel.wit` before its contents are.
+//! Native tests of the SDK's side of the encoding: batches are written with the host's
+//! writer, and every answer is read back with the host's checking reader.
 
-use super::message::DecodedBatch;
+use runnel_encoding::{BatchWriter, NewMessage, Outcome, OutcomesView};
+
 use super::*;
-use crate::Init;
-use crate::bindings::{BytesColumn, FailureRecordKind, HeadersColumn};
+use crate::{FailureKind, Init};
 
 /// One input message, as a test writes it.
 #[derive(Clone)]
@@ -13,7 +13,7 @@ struct Input {
     key: Option<&'static [u8]>,
     value: &'static [u8],
     headers: Vec<(&'static str, &'static [u8])>,
-    timestamp: i64,
+    timestamp: Option<i64>,
 }
 
 fn input(value: &'static str) -> Input {
@@ -22,148 +22,29 @@ fn input(value: &'static str) -> Input {
         key: None,
         value: value.as_bytes(),
         headers: Vec::new(),
-        timestamp: -1,
+        timestamp: None,
     }
 }
 
-/// Encodes `inputs` the way the host does: topics deduplicated, offsets `100 + i`.
-fn batch(inputs: &[Input]) -> Batch {
-    let mut topics: Vec<String> = Vec::new();
-    let mut topic_index = Vec::new();
-    let mut keys = Vec::new();
-    let mut null_keys = Vec::new();
-    let mut header_row_ends = Vec::new();
-    let mut header_names = Vec::new();
-    let mut header_values = Vec::new();
+/// Encodes `inputs` the way the host does: message `i` is at partition `i`, offset `100 + i`.
+fn batch(inputs: &[Input]) -> Vec<u8> {
+    let mut writer = BatchWriter::new("orders-consumer");
     for (index, input) in inputs.iter().enumerate() {
-        let topic = match topics.iter().position(|topic| topic == input.topic) {
-            Some(position) => position,
-            None => {
-                topics.push(input.topic.to_owned());
-                topics.len() - 1
-            }
+        let message = NewMessage {
+            topic: input.topic,
+            partition: index as i32,
+            offset: 100 + index as i64,
+            timestamp: input.timestamp,
+            key: input.key,
+            value: input.value,
         };
-        topic_index.push(topic as u32);
-        keys.push(input.key.unwrap_or_default());
-        if input.key.is_none() {
-            null_keys.push(index as u32);
-        }
-        for (name, value) in &input.headers {
-            header_names.push(name.as_bytes());
-            header_values.push(*value);
-        }
-        header_row_ends.push(header_names.len() as u32);
+        writer.push(&message, input.headers.iter().copied());
     }
-    Batch {
-        count: inputs.len() as u32,
-        source: "orders-consumer".to_owned(),
-        topics,
-        topic_index,
-        partitions: (0..inputs.len() as i32).collect(),
-        offsets: (0..inputs.len() as i64).map(|i| 100 + i).collect(),
-        timestamps: inputs.iter().map(|input| input.timestamp).collect(),
-        keys: column(&keys),
-        null_keys,
-        values: column(&inputs.iter().map(|input| input.value).collect::<Vec<_>>()),
-        headers: HeadersColumn {
-            row_ends: header_row_ends,
-            names: column(&header_names),
-            values: column(&header_values),
-        },
-    }
+    writer.finish().bytes().to_vec()
 }
 
-fn column(entries: &[&[u8]]) -> BytesColumn {
-    let mut data = Vec::new();
-    let mut ends = Vec::new();
-    for entry in entries {
-        data.extend_from_slice(entry);
-        ends.push(data.len() as u32);
-    }
-    BytesColumn { data, ends }
-}
-
-fn entry(column: &BytesColumn, row: usize) -> &[u8] {
-    let start = if row == 0 { 0 } else { column.ends[row - 1] } as usize;
-    &column.data[start..column.ends[row] as usize]
-}
-
-fn check_column(name: &str, column: &BytesColumn, rows: usize) {
-    assert_eq!(column.ends.len(), rows, "{name}: one end per row");
-    assert!(column.ends.is_sorted(), "{name}: ends non-decreasing");
-    assert_eq!(
-        column.ends.last().map_or(0, |&end| end as usize),
-        column.data.len(),
-        "{name}: last end is the data length"
-    );
-}
-
-/// Asserts every convention the host relies on for a batch of `count` messages.
-fn assert_well_formed(outcomes: &Outcomes, count: usize) {
-    assert_eq!(
-        outcomes.output_ends.len(),
-        count,
-        "one output-ends entry per message"
-    );
-    assert!(
-        outcomes.output_ends.is_sorted(),
-        "output-ends non-decreasing"
-    );
-    let outputs = outcomes.output_ends.last().map_or(0, |&end| end as usize);
-    assert_eq!(outcomes.topic_index.len(), outputs);
-    for &topic in &outcomes.topic_index {
-        assert!(
-            topic as usize <= outcomes.topics.len(),
-            "topic-index in range"
-        );
-    }
-    for (position, topic) in outcomes.topics.iter().enumerate() {
-        assert!(
-            !outcomes.topics[..position].contains(topic),
-            "topics distinct"
-        );
-    }
-    check_column("keys", &outcomes.keys, outputs);
-    check_column("values", &outcomes.values, outputs);
-    assert!(
-        outcomes.null_keys.windows(2).all(|pair| pair[0] < pair[1]),
-        "null-keys ascending"
-    );
-    for &output in &outcomes.null_keys {
-        assert!((output as usize) < outputs);
-        assert!(entry(&outcomes.keys, output as usize).is_empty());
-    }
-    let headers = &outcomes.headers;
-    assert_eq!(headers.row_ends.len(), outputs);
-    assert!(headers.row_ends.is_sorted());
-    let header_count = headers.row_ends.last().map_or(0, |&end| end as usize);
-    check_column("header names", &headers.names, header_count);
-    check_column("header values", &headers.values, header_count);
-    assert!(std::str::from_utf8(&headers.names.data).is_ok());
-    assert!(
-        outcomes
-            .failures
-            .windows(2)
-            .all(|pair| pair[0].index < pair[1].index),
-        "failures ascending, at most one per message"
-    );
-    for failure in &outcomes.failures {
-        let message = failure.index as usize;
-        assert!(message < count);
-        let start = if message == 0 {
-            0
-        } else {
-            outcomes.output_ends[message - 1]
-        };
-        assert_eq!(
-            start, outcomes.output_ends[message],
-            "failed message {message} produced no outputs"
-        );
-    }
-}
-
-/// One output decoded back from the columns, for readable assertions.
-#[derive(Debug, PartialEq, Eq)]
+/// One output, as a test compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Output {
     topic: Option<String>,
     key: Option<Vec<u8>>,
@@ -180,38 +61,35 @@ fn output(value: &str) -> Output {
     }
 }
 
-/// The outputs of each message, after checking the outcomes are well-formed.
-fn outputs_per_message(outcomes: &Outcomes, count: usize) -> Vec<Vec<Output>> {
-    assert_well_formed(outcomes, count);
-    let mut start = 0;
-    let mut header_start = 0;
-    let mut per_message = Vec::new();
-    for &end in &outcomes.output_ends {
-        let mut outputs = Vec::new();
-        for index in start..end as usize {
-            let header_end = outcomes.headers.row_ends[index] as usize;
-            outputs.push(Output {
-                topic: match outcomes.topic_index[index] {
-                    0 => None,
-                    topic => Some(outcomes.topics[topic as usize - 1].clone()),
-                },
-                key: (!outcomes.null_keys.contains(&(index as u32)))
-                    .then(|| entry(&outcomes.keys, index).to_vec()),
-                value: entry(&outcomes.values, index).to_vec(),
-                headers: (header_start..header_end)
-                    .map(|header| {
-                        let name = entry(&outcomes.headers.names, header);
-                        let value = entry(&outcomes.headers.values, header);
-                        (String::from_utf8(name.to_vec()).unwrap(), value.to_vec())
-                    })
-                    .collect(),
-            });
-            header_start = header_end;
-        }
-        per_message.push(outputs);
-        start = end as usize;
-    }
-    per_message
+type Answer = Vec<Result<Vec<Output>, (FailureKind, String)>>;
+
+/// The outcome of each message, after the host's reader has accepted the answer.
+fn read_answer(answer: &[u8], count: usize) -> Answer {
+    let view = OutcomesView::parse(answer, count).expect("the answer is well-formed");
+    (0..count)
+        .map(|index| match view.outcome(index) {
+            Outcome::Outputs(outputs) => Ok(outputs
+                .map(|output| Output {
+                    topic: output.topic.map(str::to_owned),
+                    key: output.key.map(<[u8]>::to_vec),
+                    value: output.value.to_vec(),
+                    headers: output
+                        .headers
+                        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+                        .collect(),
+                })
+                .collect()),
+            Outcome::Failed { kind, message } => Err((kind, message.to_owned())),
+        })
+        .collect()
+}
+
+/// The outputs of each message; panics if one failed.
+fn outputs_per_message(answer: &[u8], count: usize) -> Vec<Vec<Output>> {
+    read_answer(answer, count)
+        .into_iter()
+        .map(|outcome| outcome.expect("no message failed"))
+        .collect()
 }
 
 /// A handler written inline as a closure.
@@ -232,7 +110,7 @@ where
     }
 }
 
-fn run<F>(batch: &Batch, handle: F) -> Outcomes
+fn run<F>(batch: &[u8], handle: F) -> Vec<u8>
 where
     F: FnMut(&Message<'_>, &mut Outputs) -> Result<(), Failure> + 'static,
 {
@@ -247,11 +125,22 @@ fn echo(message: &Message<'_>, out: &mut Outputs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What the handler saw of each message.
+fn seen<T: 'static>(batch: &[u8], look: impl Fn(&Message<'_>) -> T + 'static) -> Vec<T> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let record = seen.clone();
+    run(batch, move |message, _| {
+        record.borrow_mut().push(look(message));
+        Ok(())
+    });
+    std::rc::Rc::try_unwrap(seen).ok().unwrap().into_inner()
+}
+
 #[test]
 fn decodes_metadata_of_every_message() {
     let inputs = [
         Input {
-            timestamp: 1_700_000_000_000,
+            timestamp: Some(1_700_000_000_000),
             ..input("a")
         },
         Input {
@@ -260,20 +149,26 @@ fn decodes_metadata_of_every_message() {
         },
         input("c"),
     ];
-    let batch = batch(&inputs);
-    let decoded = DecodedBatch::decode(&batch).unwrap();
-    let messages: Vec<_> = decoded.messages().collect();
+    let messages = seen(&batch(&inputs), |message| {
+        (
+            message.topic().to_owned(),
+            message.value().to_vec(),
+            message.partition(),
+            message.offset(),
+            message.timestamp(),
+            message.source().to_owned(),
+        )
+    });
 
     assert_eq!(messages.len(), 3);
-    let topics: Vec<_> = messages.iter().map(Message::topic).collect();
+    let topics: Vec<_> = messages.iter().map(|m| m.0.as_str()).collect();
     assert_eq!(topics, ["in", "other", "in"]);
-    let values: Vec<_> = messages.iter().map(Message::value).collect();
+    let values: Vec<_> = messages.iter().map(|m| m.1.as_slice()).collect();
     assert_eq!(values, [b"a", b"b", b"c"]);
-    assert_eq!(messages[2].partition(), 2);
-    assert_eq!(messages[2].offset(), 102);
-    assert_eq!(messages[0].timestamp(), Some(1_700_000_000_000));
-    assert_eq!(messages[1].timestamp(), None, "-1 means unknown");
-    assert_eq!(messages[0].source(), "orders-consumer");
+    assert_eq!((messages[2].2, messages[2].3), (2, 102));
+    assert_eq!(messages[0].4, Some(1_700_000_000_000));
+    assert_eq!(messages[1].4, None, "unknown timestamps stay unknown");
+    assert_eq!(messages[0].5, "orders-consumer");
 }
 
 #[test]
@@ -291,23 +186,19 @@ fn null_key_differs_from_empty_key() {
         input("no key again"),
     ];
     let batch = batch(&inputs);
-    assert_eq!(batch.null_keys, [0, 3]);
-    let decoded = DecodedBatch::decode(&batch).unwrap();
-    let keys: Vec<_> = decoded.messages().map(|message| message.key()).collect();
-    assert_eq!(keys, [None, Some(&b""[..]), Some(&b"k"[..]), None]);
+    let keys = seen(&batch, |message| message.key().map(<[u8]>::to_vec));
+    assert_eq!(keys, [None, Some(vec![]), Some(b"k".to_vec()), None]);
 
-    let outcomes = run(&batch, echo);
-    assert_eq!(outcomes.null_keys, [0, 3]);
-    let outputs = outputs_per_message(&outcomes, 4);
+    let outputs = outputs_per_message(&run(&batch, echo), 4);
     let output_keys: Vec<_> = outputs
         .iter()
         .map(|outputs| outputs[0].key.clone())
         .collect();
-    assert_eq!(output_keys, [None, Some(vec![]), Some(b"k".to_vec()), None]);
+    assert_eq!(output_keys, keys);
 }
 
 #[test]
-fn headers_belong_to_their_row() {
+fn headers_belong_to_their_message() {
     let inputs = [
         Input {
             headers: vec![("trace", b"1"), ("kind", b"a"), ("kind", b"b")],
@@ -320,30 +211,33 @@ fn headers_belong_to_their_row() {
         },
     ];
     let batch = batch(&inputs);
-    let decoded = DecodedBatch::decode(&batch).unwrap();
-    let messages: Vec<_> = decoded.messages().collect();
-
-    let first: Vec<_> = messages[0].headers().collect();
+    let looks = seen(&batch, |message| {
+        (
+            message.headers().len(),
+            message.header("kind").map(<[u8]>::to_vec),
+            message.header("Kind").is_some(),
+            message.header("ünïcode").map(<[u8]>::to_vec),
+        )
+    });
     assert_eq!(
-        first,
-        [("trace", &b"1"[..]), ("kind", b"a"), ("kind", b"b")]
+        looks[0],
+        (3, Some(b"b".to_vec()), false, None),
+        "last one wins"
     );
-    assert_eq!(messages[0].headers().len(), 3);
-    assert_eq!(messages[0].header("kind"), Some(&b"b"[..]), "last one wins");
-    assert_eq!(messages[0].header("Kind"), None, "names are case-sensitive");
-    assert_eq!(messages[1].headers().count(), 0);
-    assert_eq!(messages[2].header("ünïcode"), Some(&b""[..]));
+    assert_eq!(looks[1], (0, None, false, None));
+    assert_eq!(looks[2], (1, None, false, Some(vec![])));
 
     let outputs = outputs_per_message(&run(&batch, echo), 3);
-    assert_eq!(outputs[0][0].headers.len(), 3);
+    let names: Vec<_> = outputs[0][0].headers.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(names, ["trace", "kind", "kind"], "order is kept");
     assert_eq!(outputs[1][0].headers, []);
     assert_eq!(outputs[2][0].headers, [("ünïcode".to_owned(), vec![])]);
 }
 
 #[test]
-fn output_ends_has_one_entry_per_message_however_many_outputs() {
+fn each_message_may_send_any_number_of_outputs() {
     let inputs = [input("0"), input("2"), input("0"), input("3"), input("1")];
-    let outcomes = run(&batch(&inputs), |message, out| {
+    let answer = run(&batch(&inputs), |message, out| {
         let copies: usize = std::str::from_utf8(message.value())
             .unwrap()
             .parse()
@@ -354,15 +248,16 @@ fn output_ends_has_one_entry_per_message_however_many_outputs() {
         Ok(())
     });
 
-    assert_eq!(outcomes.output_ends, [0, 2, 2, 5, 6]);
-    let outputs = outputs_per_message(&outcomes, inputs.len());
+    let outputs = outputs_per_message(&answer, inputs.len());
+    let counts: Vec<_> = outputs.iter().map(Vec::len).collect();
+    assert_eq!(counts, [0, 2, 0, 3, 1]);
     assert_eq!(outputs[3], [output("0"), output("1"), output("2")]);
 }
 
 #[test]
-fn topics_are_deduplicated_and_numbered_from_one() {
+fn outputs_go_to_the_default_topic_unless_routed() {
     let inputs = [input("b"), input("a"), input(""), input("b")];
-    let outcomes = run(&batch(&inputs), |message, out| {
+    let answer = run(&batch(&inputs), |message, out| {
         let output = out.send(message.value());
         if !message.value().is_empty() {
             output.topic(std::str::from_utf8(message.value()).unwrap());
@@ -370,14 +265,19 @@ fn topics_are_deduplicated_and_numbered_from_one() {
         Ok(())
     });
 
-    assert_eq!(outcomes.topics, ["b", "a"]);
-    assert_eq!(outcomes.topic_index, [1, 2, 0, 1], "0 is the default topic");
-    assert_well_formed(&outcomes, inputs.len());
+    let topics: Vec<_> = outputs_per_message(&answer, inputs.len())
+        .into_iter()
+        .map(|outputs| outputs[0].topic.clone())
+        .collect();
+    assert_eq!(
+        topics,
+        [Some("b".into()), Some("a".into()), None, Some("b".into())]
+    );
 }
 
 #[test]
 fn builder_rewrites_only_the_last_output() {
-    let outcomes = run(&batch(&[input("x")]), |_, out| {
+    let answer = run(&batch(&[input("x")]), |_, out| {
         out.send("first").key(Some(b"k1")).header("h", "1");
         out.send("second")
             .key(Some(b"long key"))
@@ -391,7 +291,7 @@ fn builder_rewrites_only_the_last_output() {
         Ok(())
     });
 
-    let outputs = outputs_per_message(&outcomes, 1);
+    let outputs = outputs_per_message(&answer, 1);
     let header = |name: &str, value: &str| (name.to_owned(), value.as_bytes().to_vec());
     assert_eq!(
         outputs[0],
@@ -426,7 +326,7 @@ fn failed_message_outputs_are_rolled_back() {
             ..input("ok")
         },
     ];
-    let outcomes = run(&batch(&inputs), |message, out| {
+    let answer = run(&batch(&inputs), |message, out| {
         let topic = if message.value() == b"fail" {
             "only-failed"
         } else {
@@ -445,25 +345,22 @@ fn failed_message_outputs_are_rolled_back() {
         Ok(())
     });
 
-    assert_eq!(outcomes.output_ends, [2, 2, 4]);
-    assert_eq!(
-        outcomes.topics,
-        ["kept"],
+    let outcomes = read_answer(&answer, 3);
+    assert_eq!(outcomes[1], Err((FailureKind::Permanent, "bad".to_owned())));
+    let first = outcomes[0].as_ref().unwrap();
+    let third = outcomes[2].as_ref().unwrap();
+    assert_eq!((first.len(), third.len()), (2, 2));
+    assert_eq!(first[0].key, Some(b"k".to_vec()));
+    assert_eq!(third[1].headers.len(), 2);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        !text.contains("only-failed"),
         "a topic only failed outputs used is gone"
     );
-    assert_eq!(outcomes.null_keys, [1, 2, 3]);
-    let outputs = outputs_per_message(&outcomes, 3);
-    assert!(outputs[1].is_empty());
-    assert_eq!(outputs[0].len(), 2);
-    assert_eq!(outputs[2][1].headers.len(), 2);
-    assert_eq!(outcomes.failures.len(), 1);
-    assert_eq!(outcomes.failures[0].index, 1);
-    assert_eq!(outcomes.failures[0].kind, FailureRecordKind::Permanent);
-    assert_eq!(outcomes.failures[0].message, "bad");
 }
 
 #[test]
-fn failures_are_ascending_with_their_kind() {
+fn failures_keep_their_kind_and_position() {
     let inputs = [
         input("ok"),
         input("transient"),
@@ -471,7 +368,7 @@ fn failures_are_ascending_with_their_kind() {
         input("permanent"),
         input("transient"),
     ];
-    let outcomes = run(&batch(&inputs), |message, out| {
+    let answer = run(&batch(&inputs), |message, out| {
         out.send(message.value());
         match message.value() {
             b"transient" => Err(Failure::transient("try later")),
@@ -480,100 +377,71 @@ fn failures_are_ascending_with_their_kind() {
         }
     });
 
-    assert_well_formed(&outcomes, inputs.len());
-    let failures: Vec<_> = outcomes
-        .failures
-        .iter()
-        .map(|failure| (failure.index, failure.kind))
+    let kinds: Vec<_> = read_answer(&answer, inputs.len())
+        .into_iter()
+        .map(|outcome| {
+            outcome
+                .map(|outputs| outputs.len())
+                .map_err(|(kind, _)| kind)
+        })
         .collect();
     assert_eq!(
-        failures,
+        kinds,
         [
-            (1, FailureRecordKind::Transient),
-            (3, FailureRecordKind::Permanent),
-            (4, FailureRecordKind::Transient),
+            Ok(1),
+            Err(FailureKind::Transient),
+            Ok(1),
+            Err(FailureKind::Permanent),
+            Err(FailureKind::Transient),
         ]
     );
-    assert_eq!(outcomes.output_ends, [1, 1, 2, 2, 2]);
 }
 
 #[test]
-fn empty_batch_has_empty_outcomes() {
-    let outcomes = run(&batch(&[]), echo);
-    assert_well_formed(&outcomes, 0);
-    assert!(outcomes.output_ends.is_empty());
+fn empty_batch_has_an_empty_answer() {
+    let answer = run(&batch(&[]), echo);
+    assert!(read_answer(&answer, 0).is_empty());
 }
 
 #[test]
 fn handle_before_init_fails_every_message() {
     let batch = batch(&[input("a"), input("b")]);
-    let outcomes =
-        handle_batch::<ClosureHandler<fn(&Message<'_>, &mut Outputs) -> _>>(None, &batch);
+    let answer = handle_batch::<ClosureHandler<fn(&Message<'_>, &mut Outputs) -> _>>(None, &batch);
 
-    assert_well_formed(&outcomes, 2);
-    assert_eq!(outcomes.failures.len(), 2);
-    for failure in &outcomes.failures {
-        assert_eq!(failure.kind, FailureRecordKind::Permanent);
-        assert!(
-            failure.message.contains("before init"),
-            "{}",
-            failure.message
-        );
+    for outcome in read_answer(&answer, 2) {
+        let (kind, message) = outcome.unwrap_err();
+        assert_eq!(kind, FailureKind::Permanent);
+        assert!(message.contains("before init"), "{message}");
     }
 }
 
 #[test]
 fn malformed_batches_fail_every_message_without_panicking() {
-    type Breakage = fn(&mut Batch);
-    let breakages: [(&str, Breakage); 12] = [
-        ("count", |batch| batch.count += 1),
-        ("timestamps", |batch| {
-            batch.timestamps.pop();
-        }),
-        ("values ends past data", |batch| batch.values.ends[2] += 1),
-        ("values ends decreasing", |batch| batch.values.ends[1] = 2),
-        ("keys data too long", |batch| batch.keys.data.push(b'x')),
-        ("topic index", |batch| batch.topic_index[1] = 7),
-        ("null keys order", |batch| batch.null_keys = vec![2, 0]),
-        ("null key repeated", |batch| batch.null_keys = vec![0, 0]),
-        ("null key with a key", |batch| batch.null_keys = vec![1]),
-        ("header rows", |batch| {
-            batch.headers.row_ends = vec![1, 0, 2]
-        }),
-        ("header name not utf-8", |batch| {
-            batch.headers.names.data[0] = 0xff
-        }),
-        ("header name splits a char", |batch| {
-            batch.headers.names.ends[0] = 1;
-        }),
-    ];
-    for (breakage, break_batch) in breakages {
-        let inputs = [
-            Input {
-                key: Some(b"key"),
-                headers: vec![("é", b"1")],
-                ..input("one")
-            },
-            Input {
-                key: Some(b"k"),
-                ..input("two")
-            },
-            Input {
-                headers: vec![("x", b"2")],
-                ..input("three")
-            },
-        ];
-        let mut batch = batch(&inputs);
-        break_batch(&mut batch);
-        assert!(
-            DecodedBatch::decode(&batch).is_err(),
-            "{breakage} is detected"
-        );
-
-        let outcomes = run(&batch, echo);
-        let count = batch.count as usize;
-        assert_well_formed(&outcomes, count);
-        assert_eq!(outcomes.failures.len(), count, "{breakage}");
-        assert!(outcomes.failures[0].message.contains("malformed batch"));
+    let good = batch(&[input("one"), input("two"), input("three")]);
+    let messages_at = u32::from_le_bytes(good[20..24].try_into().unwrap()) as usize;
+    let mut breakages: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut patch = |name, at: usize, value: u32| {
+        let mut bytes = good.clone();
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        breakages.push((name, bytes));
+    };
+    patch("magic", 0, 0);
+    patch("topics table past the end", 16, u32::MAX);
+    patch("data area past the end", 28, u32::MAX);
+    patch("value past the data area", messages_at + 36, 1 << 30);
+    patch("unknown topic", messages_at + 20, 5);
+    for (breakage, bytes) in breakages {
+        let outcomes = read_answer(&run(&bytes, echo), 3);
+        for outcome in outcomes {
+            let (kind, message) = outcome.expect_err(breakage);
+            assert_eq!(kind, FailureKind::Permanent);
+            assert!(message.contains("malformed batch"), "{breakage}: {message}");
+        }
     }
+}
+
+#[test]
+fn an_unreadable_batch_gets_an_empty_answer() {
+    let answer = run(b"RNB", echo);
+    assert!(read_answer(&answer, 0).is_empty());
 }
