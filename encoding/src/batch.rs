@@ -2,8 +2,9 @@
 //! of a batch or dead-letters a message).
 
 use crate::buffer::{
-    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, SPAN_LEN, Span, Table,
-    check_header_range, check_headers, intern, read_preamble, span_table, to_u32, write_header,
+    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, Record, RecordWriter, SPAN_LEN,
+    Span, Table, check_header_range, check_headers, intern, read_preamble, span_table, to_u32,
+    write_header,
 };
 
 pub use crate::buffer::Headers;
@@ -84,15 +85,17 @@ impl BatchWriter {
             write_header(&mut self.headers, name, value);
             self.header_count += 1;
         }
-        let record = &mut self.messages;
-        record.extend_from_slice(&message.offset.to_le_bytes());
-        record.extend_from_slice(&message.timestamp.unwrap_or(-1).to_le_bytes());
-        record.extend_from_slice(&message.partition.to_le_bytes());
-        record.extend_from_slice(&topic.to_le_bytes());
-        key.write(record);
-        value.write(record);
-        record.extend_from_slice(&first_header.to_le_bytes());
-        record.extend_from_slice(&(self.header_count - first_header).to_le_bytes());
+        let mut record = RecordWriter::<MESSAGE_LEN>::new();
+        record
+            .i64(message.offset)
+            .i64(message.timestamp.unwrap_or(-1))
+            .i32(message.partition)
+            .u32(topic)
+            .span(key)
+            .span(value)
+            .u32(first_header)
+            .u32(self.header_count - first_header);
+        self.messages.extend_from_slice(&record.finish());
         self.count += 1;
     }
 
@@ -252,19 +255,75 @@ impl std::fmt::Debug for BatchView<'_> {
     }
 }
 
-/// One message of a batch, borrowed from it.
-#[derive(Debug, Clone)]
+/// One message of a batch, borrowed from it. Fields are read when asked for, so a handler
+/// pays only for what it looks at.
+#[derive(Clone, Copy)]
 pub struct MessageView<'a> {
-    pub topic: &'a str,
+    batch: BatchView<'a>,
+    record: Record<'a>,
+}
+
+impl<'a> MessageView<'a> {
+    pub fn topic(&self) -> &'a str {
+        let index = self.record.u32(20) as usize;
+        let span = self
+            .batch
+            .layout
+            .topics
+            .record(self.batch.buffer, index)
+            .span(0);
+        self.batch.data().get_str(span)
+    }
+
     /// -1 for inputs without partitions.
-    pub partition: i32,
+    pub fn partition(&self) -> i32 {
+        self.record.i32(16)
+    }
+
     /// -1 for inputs without offsets.
-    pub offset: i64,
+    pub fn offset(&self) -> i64 {
+        self.record.i64(0)
+    }
+
     /// Milliseconds since the Unix epoch, when known.
-    pub timestamp: Option<i64>,
-    pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
-    pub headers: Headers<'a>,
+    pub fn timestamp(&self) -> Option<i64> {
+        Some(self.record.i64(8)).filter(|&millis| millis != -1)
+    }
+
+    /// `None` when the message has no key, which differs from an empty key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.batch.data().get_key(self.record.span(24))
+    }
+
+    pub fn value(&self) -> &'a [u8] {
+        self.batch.data().get(self.record.span(32))
+    }
+
+    /// The headers in the order the producer wrote them; a name may repeat.
+    pub fn headers(&self) -> Headers<'a> {
+        let batch = &self.batch;
+        Headers::new(
+            batch.buffer,
+            batch.layout.headers,
+            batch.data(),
+            self.record.u32(40),
+            self.record.u32(44),
+        )
+    }
+}
+
+impl std::fmt::Debug for MessageView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageView")
+            .field("topic", &self.topic())
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
+            .field("timestamp", &self.timestamp())
+            .field("key", &self.key())
+            .field("value", &self.value())
+            .field("headers", &self.headers())
+            .finish()
+    }
 }
 
 impl<'a> BatchView<'a> {
@@ -289,28 +348,9 @@ impl<'a> BatchView<'a> {
 
     /// Message `index`, which must be below [`BatchView::len`].
     pub fn message(&self, index: usize) -> MessageView<'a> {
-        let layout = &self.layout;
-        let data = self.data();
-        let record = layout.messages.record(self.buffer, index);
-        let topic = layout
-            .topics
-            .record(self.buffer, record.u32(20) as usize)
-            .span(0);
-        let timestamp = record.i64(8);
         MessageView {
-            topic: data.get_str(topic),
-            partition: record.i32(16),
-            offset: record.i64(0),
-            timestamp: (timestamp != -1).then_some(timestamp),
-            key: data.get_key(record.span(24)),
-            value: data.get(record.span(32)),
-            headers: Headers::new(
-                self.buffer,
-                layout.headers,
-                data,
-                record.u32(40),
-                record.u32(44),
-            ),
+            batch: *self,
+            record: self.layout.messages.record(self.buffer, index),
         }
     }
 
@@ -326,14 +366,14 @@ impl<'a> BatchView<'a> {
             let message = self.message(index);
             writer.push(
                 &NewMessage {
-                    topic: message.topic,
-                    partition: message.partition,
-                    offset: message.offset,
-                    timestamp: message.timestamp,
-                    key: message.key,
-                    value: message.value,
+                    topic: message.topic(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp: message.timestamp(),
+                    key: message.key(),
+                    value: message.value(),
                 },
-                message.headers,
+                message.headers(),
             );
         }
         writer.finish()

@@ -53,7 +53,7 @@ impl Span {
 
 /// One fixed-size record, read field by field.
 #[derive(Clone, Copy)]
-pub(crate) struct Record<'a>(&'a [u8]);
+pub(crate) struct Record<'a>(pub &'a [u8]);
 
 impl<'a> Record<'a> {
     pub fn u32(self, at: usize) -> u32 {
@@ -79,6 +79,48 @@ impl<'a> Record<'a> {
         let mut bytes = [0; N];
         bytes.copy_from_slice(&self.0[at..at + N]);
         bytes
+    }
+}
+
+/// Builds one fixed-size record field by field, to append it with a single copy.
+pub(crate) struct RecordWriter<const N: usize> {
+    bytes: [u8; N],
+    at: usize,
+}
+
+impl<const N: usize> RecordWriter<N> {
+    pub fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            at: 0,
+        }
+    }
+
+    fn put<const M: usize>(&mut self, field: [u8; M]) -> &mut Self {
+        self.bytes[self.at..self.at + M].copy_from_slice(&field);
+        self.at += M;
+        self
+    }
+
+    pub fn u32(&mut self, value: u32) -> &mut Self {
+        self.put(value.to_le_bytes())
+    }
+
+    pub fn i32(&mut self, value: i32) -> &mut Self {
+        self.put(value.to_le_bytes())
+    }
+
+    pub fn i64(&mut self, value: i64) -> &mut Self {
+        self.put(value.to_le_bytes())
+    }
+
+    pub fn span(&mut self, span: Span) -> &mut Self {
+        self.u32(span.offset).u32(span.length)
+    }
+
+    /// The record; fields not written are zero.
+    pub fn finish(&self) -> [u8; N] {
+        self.bytes
     }
 }
 
@@ -303,6 +345,11 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
+    /// A buffer that holds nothing yet, not even the preamble; it allocates nothing.
+    pub fn empty() -> Self {
+        Self { bytes: Vec::new() }
+    }
+
     pub fn with_capacity(data_bytes: usize) -> Self {
         let mut bytes = Vec::with_capacity(PREAMBLE_LEN + data_bytes);
         bytes.resize(PREAMBLE_LEN, 0);
@@ -321,6 +368,12 @@ impl Buffer {
 
     pub fn data(&self) -> &[u8] {
         &self.bytes[PREAMBLE_LEN..]
+    }
+
+    /// The bytes of a span this buffer handed out.
+    pub fn data_mut(&mut self, span: Span) -> &mut [u8] {
+        let start = PREAMBLE_LEN + span.offset as usize;
+        &mut self.bytes[start..start + span.length as usize]
     }
 
     pub fn data_len(&self) -> usize {
@@ -378,8 +431,9 @@ pub(crate) fn span_table(spans: &[Span]) -> Vec<u8> {
 
 /// Appends a header record.
 pub(crate) fn write_header(out: &mut Vec<u8>, name: Span, value: Span) {
-    name.write(out);
-    value.write(out);
+    let mut record = RecordWriter::<HEADER_RECORD_LEN>::new();
+    record.span(name).span(value);
+    out.extend_from_slice(&record.finish());
 }
 
 /// Lengths and offsets in the encoding are `u32`: a buffer cannot exceed 4 GiB. A WebAssembly

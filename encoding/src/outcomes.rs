@@ -3,8 +3,9 @@
 
 use crate::FailureKind;
 use crate::buffer::{
-    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, SPAN_LEN, Span, Table,
-    check_header_range, check_headers, intern, read_preamble, span_table, to_u32, write_header,
+    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, Record, RecordWriter, SPAN_LEN,
+    Span, Table, check_header_range, check_headers, intern, read_preamble, span_table, to_u32,
+    write_header,
 };
 
 pub use crate::buffer::Headers;
@@ -47,17 +48,37 @@ impl OutcomesWriter {
     /// A writer sized for `messages` messages with about `data_bytes` bytes of output keys,
     /// values and headers.
     pub fn with_capacity(messages: usize, data_bytes: usize) -> Self {
-        Self {
-            buffer: Buffer::with_capacity(data_bytes),
+        let mut writer = Self {
+            buffer: Buffer::empty(),
             topics: Vec::new(),
-            outcomes: Vec::with_capacity(messages * OUTCOME_LEN),
-            outputs: Vec::with_capacity(messages * OUTPUT_LEN),
+            outcomes: Vec::new(),
+            outputs: Vec::new(),
             headers: Vec::new(),
             count: 0,
             output_count: 0,
             header_count: 0,
             message_start: Mark::default(),
-        }
+        };
+        writer.begin(messages, data_bytes);
+        writer
+    }
+
+    /// Starts a new answer after [`OutcomesWriter::finish`], keeping the memory of the tables:
+    /// a plugin keeps one writer for all its batches.
+    pub fn begin(&mut self, messages: usize, data_bytes: usize) {
+        // Room for the tables too, which are appended after the data when the answer is done.
+        let tables = messages * (OUTCOME_LEN + OUTPUT_LEN);
+        self.buffer = Buffer::with_capacity(data_bytes + tables);
+        self.topics.clear();
+        self.outcomes.clear();
+        self.outcomes.reserve(messages * OUTCOME_LEN);
+        self.outputs.clear();
+        self.outputs.reserve(messages * OUTPUT_LEN);
+        self.headers.clear();
+        self.count = 0;
+        self.output_count = 0;
+        self.header_count = 0;
+        self.message_start = Mark::default();
     }
 
     /// Messages whose outcome is written.
@@ -73,13 +94,15 @@ impl OutcomesWriter {
     /// or headers.
     pub fn send(&mut self, value: &[u8]) {
         let value = self.buffer.push(value);
-        let record = &mut self.outputs;
-        record.extend_from_slice(&0u32.to_le_bytes());
-        Span::NO_KEY.write(record);
-        value.write(record);
-        record.extend_from_slice(&self.header_count.to_le_bytes());
-        record.extend_from_slice(&0u32.to_le_bytes());
-        record.extend_from_slice(&0u32.to_le_bytes());
+        let mut record = RecordWriter::<OUTPUT_LEN>::new();
+        // Default topic, no key, no headers yet; the last field is reserved.
+        record
+            .u32(0)
+            .span(Span::NO_KEY)
+            .span(value)
+            .u32(self.header_count)
+            .u32(0);
+        self.outputs.extend_from_slice(&record.finish());
         self.output_count += 1;
     }
 
@@ -103,6 +126,14 @@ impl OutcomesWriter {
         let record = self.last_output();
         let count = u32::from_le_bytes([record[24], record[25], record[26], record[27]]);
         record[24..28].copy_from_slice(&(count + 1).to_le_bytes());
+    }
+
+    /// The value of the last output, to change in place. Panics if the current message has no
+    /// output yet.
+    pub fn last_value_mut(&mut self) -> &mut [u8] {
+        let record = self.last_output();
+        let value = Record(record).span(12);
+        self.buffer.data_mut(value)
     }
 
     /// Sends the last output to `topic` instead of the default output topic. Panics if the
@@ -132,10 +163,9 @@ impl OutcomesWriter {
                 (kind, self.buffer.push(message.as_bytes()))
             }
         };
-        let record = &mut self.outcomes;
-        record.extend_from_slice(&self.output_count.to_le_bytes());
-        record.extend_from_slice(&kind.to_le_bytes());
-        message.write(record);
+        let mut record = RecordWriter::<OUTCOME_LEN>::new();
+        record.u32(self.output_count).u32(kind).span(message);
+        self.outcomes.extend_from_slice(&record.finish());
         self.count += 1;
         self.message_start = Mark {
             data_len: self.buffer.data_len(),
@@ -145,15 +175,17 @@ impl OutcomesWriter {
         };
     }
 
-    /// The encoded answer. A message still in progress is not part of it.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The encoded answer. A message still in progress is not part of it. Call
+    /// [`OutcomesWriter::begin`] before writing the next answer.
+    pub fn finish(&mut self) -> Vec<u8> {
         self.roll_back_message();
+        let mut buffer = std::mem::replace(&mut self.buffer, Buffer::empty());
         let topic_count = to_u32(self.topics.len());
-        let topics_at = self.buffer.append_table(&span_table(&self.topics));
-        let outcomes_at = self.buffer.append_table(&self.outcomes);
-        let outputs_at = self.buffer.append_table(&self.outputs);
-        let headers_at = self.buffer.append_table(&self.headers);
-        self.buffer.finish(
+        let topics_at = buffer.append_table(&span_table(&self.topics));
+        let outcomes_at = buffer.append_table(&self.outcomes);
+        let outputs_at = buffer.append_table(&self.outputs);
+        let headers_at = buffer.append_table(&self.headers);
+        buffer.finish(
             MAGIC,
             [
                 self.count,

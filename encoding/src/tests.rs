@@ -35,30 +35,33 @@ fn a_batch_reads_back_as_written() {
     assert_eq!(view.source(), "orders-in");
 
     let first = view.message(0);
-    assert_eq!((first.topic, first.partition, first.offset), ("a", 3, 42));
-    assert_eq!(first.timestamp, Some(1_700_000_000_000));
-    assert_eq!((first.key, first.value), (Some(&b"k1"[..]), &b"v1"[..]));
-    assert_eq!(first.headers.collect::<Vec<_>>(), [("h", &b"1"[..])]);
+    assert_eq!(
+        (first.topic(), first.partition(), first.offset()),
+        ("a", 3, 42)
+    );
+    assert_eq!(first.timestamp(), Some(1_700_000_000_000));
+    assert_eq!((first.key(), first.value()), (Some(&b"k1"[..]), &b"v1"[..]));
+    assert_eq!(first.headers().collect::<Vec<_>>(), [("h", &b"1"[..])]);
 
     let second = view.message(1);
     assert_eq!(
-        (second.topic, second.key, second.value),
+        (second.topic(), second.key(), second.value()),
         ("b", None, &b""[..])
     );
-    assert_eq!(second.headers.count(), 0);
+    assert_eq!(second.headers().count(), 0);
 
     let third = view.message(2);
     assert_eq!(
-        third.key,
+        third.key(),
         Some(&b""[..]),
         "an empty key is not a missing key"
     );
     assert_eq!(
-        (third.partition, third.offset, third.timestamp),
+        (third.partition(), third.offset(), third.timestamp()),
         (-1, -1, None)
     );
     assert_eq!(
-        third.headers.rev().collect::<Vec<_>>(),
+        third.headers().rev().collect::<Vec<_>>(),
         [("x", &b"2"[..]), ("x", &b""[..])]
     );
 }
@@ -77,9 +80,9 @@ fn select_keeps_the_chosen_messages_in_the_given_order() {
     let view = picked.view();
     assert_eq!(view.len(), 2);
     assert_eq!(view.source(), "orders-in");
-    assert_eq!(view.message(0).value, b"v3");
-    assert_eq!(view.message(1).value, b"v1");
-    assert_eq!(view.message(1).headers.count(), 1);
+    assert_eq!(view.message(0).value(), b"v3");
+    assert_eq!(view.message(1).value(), b"v1");
+    assert_eq!(view.message(1).headers().count(), 1);
     // What the writer laid out is what a parser finds.
     assert!(EncodedBatch::parse(picked.bytes().to_vec()).is_ok());
 }
@@ -306,4 +309,44 @@ fn truncated_buffers_never_panic() {
     for len in 0..answer.len() {
         let _ = OutcomesView::parse(&answer[..len], 3);
     }
+}
+
+#[test]
+fn a_writer_serves_one_answer_after_another() {
+    let mut writer = OutcomesWriter::with_capacity(1, 0);
+    writer.send(b"first answer");
+    writer.set_topic("t");
+    writer.finish_message(None);
+    let first = writer.finish();
+
+    writer.begin(2, 0);
+    writer.send(b"second");
+    writer.finish_message(None);
+    writer.finish_message(Some((FailureKind::Permanent, "no")));
+    let second = writer.finish();
+
+    assert!(OutcomesView::parse(&first, 1).is_ok());
+    let view = OutcomesView::parse(&second, 2).unwrap();
+    assert_eq!(view.output_count(), 1);
+    let Outcome::Outputs(mut outputs) = view.outcome(0) else {
+        panic!()
+    };
+    let output = outputs.next().unwrap();
+    assert_eq!((output.topic, output.value), (None, &b"second"[..]));
+}
+
+#[test]
+fn the_last_value_can_be_edited_in_place() {
+    let mut writer = OutcomesWriter::with_capacity(1, 0);
+    writer.send(b"abc");
+    writer.set_key(Some(b"key"));
+    writer.last_value_mut().make_ascii_uppercase();
+    writer.finish_message(None);
+    let bytes = writer.finish();
+    let view = OutcomesView::parse(&bytes, 1).unwrap();
+    let Outcome::Outputs(mut outputs) = view.outcome(0) else {
+        panic!()
+    };
+    let output = outputs.next().unwrap();
+    assert_eq!((output.key, output.value), (Some(&b"key"[..]), &b"ABC"[..]));
 }

@@ -339,15 +339,15 @@ impl Pipeline {
         producer: &OutputProducer,
     ) -> MessageResult {
         let message = batch.view().message(index);
-        let partition = message.partition.to_string();
-        let offset = message.offset.to_string();
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
         let attempts = failure.attempts.to_string();
         tracing::warn!(
             pipeline = %self.name,
             plugin = plugin.name(),
-            topic = message.topic,
-            partition = message.partition,
-            offset = message.offset,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
             kind = failure.kind,
             attempts = failure.attempts,
             error = %failure.message,
@@ -360,7 +360,7 @@ impl Pipeline {
                 ("runnel-error-kind", failure.kind.as_bytes()),
                 (PLUGIN_HEADER, plugin.name().as_bytes()),
                 (PLUGIN_VERSION_HEADER, version.as_bytes()),
-                ("runnel-source-topic", message.topic.as_bytes()),
+                ("runnel-source-topic", message.topic().as_bytes()),
                 ("runnel-source-partition", partition.as_bytes()),
                 ("runnel-source-offset", offset.as_bytes()),
                 ("runnel-attempts", attempts.as_bytes()),
@@ -369,9 +369,9 @@ impl Pipeline {
             match producer
                 .send(
                     topic,
-                    message.key,
-                    message.value,
-                    message.headers.chain(why),
+                    message.key(),
+                    message.value(),
+                    message.headers().chain(why),
                 )
                 .await
             {

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use crate::codec::handle_batch;
-use crate::{Config, Handler};
+use crate::{Config, Handler, Outputs};
 
 /// The `init` export: builds the handler that every later batch uses.
 pub fn init<H: Handler>(
@@ -19,9 +19,14 @@ pub fn init<H: Handler>(
     Ok(())
 }
 
+thread_local! {
+    // One writer for every batch of the instance, so that its tables are allocated once.
+    static OUTPUTS: RefCell<Outputs> = RefCell::new(Outputs::new());
+}
+
 /// The `handle` export: an encoded batch in, the encoded answer out.
 pub fn handle<H: Handler>(instance: &RefCell<Option<H>>, batch: Vec<u8>) -> Vec<u8> {
-    handle_batch(instance.borrow_mut().as_mut(), &batch)
+    OUTPUTS.with_borrow_mut(|outputs| handle_batch(instance.borrow_mut().as_mut(), &batch, outputs))
 }
 
 #[cfg(test)]

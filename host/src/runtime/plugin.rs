@@ -1,6 +1,7 @@
 //! A compiled plugin and its instances.
 
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -263,22 +264,23 @@ impl Plugin {
                 }
             },
         };
-        let fuel_before = self.prepare_call(&mut instance.store);
+        let deadline = started + self.limits.call_timeout;
+        let fuel_before = self.prepare_call(&mut instance.store, deadline);
         let handler = instance.bindings.runnel_plugin_handler();
         let call = handler.call_handle(&mut instance.store, batch.bytes());
-        let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
+        let outcome = within_deadline(call, deadline).await;
         let fuel_used =
             fuel_before.map(|before| before.saturating_sub(instance.store.get_fuel().unwrap_or(0)));
         let memory_bytes = instance.store.data().limiter.peak_memory_bytes();
         let result = match outcome {
-            Ok(Ok(answer)) => EncodedOutcomes::parse(answer, batch.len()).map_err(|violation| {
+            Some(Ok(answer)) => EncodedOutcomes::parse(answer, batch.len()).map_err(|violation| {
                 CallError::new(
                     CallErrorKind::ContractViolation,
                     format!("the plugin's answer breaks the encoding: {violation}"),
                 )
             }),
-            Ok(Err(error)) => Err(classify(&error, &instance.store, self.limits.call_timeout)),
-            Err(_elapsed) => Err(deadline_error(self.limits.call_timeout)),
+            Some(Err(error)) => Err(classify(&error, &instance.store, self.limits.call_timeout)),
+            None => Err(deadline_error(self.limits.call_timeout)),
         };
         // An instance whose call failed may hold broken state: drop it.
         if result.is_ok() {
@@ -330,30 +332,34 @@ impl Plugin {
             plugin: self.name.to_string(),
             source,
         };
-        self.prepare_call(&mut store);
-        let started = tokio::time::timeout(self.limits.call_timeout, async {
-            let bindings = self.pre.instantiate_async(&mut store).await?;
-            let init = bindings
-                .runnel_plugin_handler()
-                .call_init(&mut store, &self.config)
-                .await?;
-            Ok::<_, wasmtime::Error>((bindings, init))
-        })
+        let deadline = Instant::now() + self.limits.call_timeout;
+        self.prepare_call(&mut store, deadline);
+        let started = within_deadline(
+            async {
+                let bindings = self.pre.instantiate_async(&mut store).await?;
+                let init = bindings
+                    .runnel_plugin_handler()
+                    .call_init(&mut store, &self.config)
+                    .await?;
+                Ok::<_, wasmtime::Error>((bindings, init))
+            },
+            deadline,
+        )
         .await;
         match started {
-            Ok(Ok((bindings, Ok(())))) => Ok(PluginInstance { store, bindings }),
-            Ok(Ok((_, Err(message)))) => Err(LoadError::InitRefused {
+            Some(Ok((bindings, Ok(())))) => Ok(PluginInstance { store, bindings }),
+            Some(Ok((_, Err(message)))) => Err(LoadError::InitRefused {
                 plugin: self.name.to_string(),
                 message,
             }),
-            Ok(Err(error)) => Err(failed(classify(&error, &store, self.limits.call_timeout))),
-            Err(_elapsed) => Err(failed(deadline_error(self.limits.call_timeout))),
+            Some(Err(error)) => Err(failed(classify(&error, &store, self.limits.call_timeout))),
+            None => Err(failed(deadline_error(self.limits.call_timeout))),
         }
     }
 
     /// Arms the deadline and fuel for one call; returns the fuel given.
-    fn prepare_call(&self, store: &mut Store<InstanceState>) -> Option<u64> {
-        store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
+    fn prepare_call(&self, store: &mut Store<InstanceState>, deadline: Instant) -> Option<u64> {
+        store.data_mut().deadline = deadline;
         store.set_epoch_deadline(1);
         if !self.engine.settings().fuel_metering {
             return None;
@@ -363,6 +369,20 @@ impl Plugin {
         store.set_fuel(fuel).ok()?;
         Some(fuel)
     }
+}
+
+/// Runs `call` until `deadline`; `None` if it is still running then.
+///
+/// The epoch callback stops WebAssembly code at the deadline, but not a call
+/// blocked in an asynchronous host function (a WASI sleep, say): only a timer
+/// can. Almost every call finishes on its first poll, without ever waiting,
+/// so the timer is armed only for one that does wait.
+async fn within_deadline<T>(call: impl Future<Output = T>, deadline: Instant) -> Option<T> {
+    let mut call = std::pin::pin!(call);
+    if let Poll::Ready(done) = futures::poll!(call.as_mut()) {
+        return Some(done);
+    }
+    tokio::time::timeout_at(deadline.into(), call).await.ok()
 }
 
 fn deadline_error(timeout: Duration) -> CallError {

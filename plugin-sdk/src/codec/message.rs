@@ -19,17 +19,17 @@ impl<'a> Message<'a> {
     /// The key, or `None` when the message has no key (which Kafka distinguishes from an
     /// empty key).
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.view.key
+        self.view.key()
     }
 
     /// The payload.
     pub fn value(&self) -> &'a [u8] {
-        self.view.value
+        self.view.value()
     }
 
     /// Every header in the order the producer wrote them; a name may repeat.
     pub fn headers(&self) -> Headers<'a> {
-        self.view.headers.clone()
+        self.view.headers()
     }
 
     /// The value of the last header called `name` (names are case-sensitive), like Kafka's
@@ -43,22 +43,22 @@ impl<'a> Message<'a> {
 
     /// The topic the message was read from.
     pub fn topic(&self) -> &'a str {
-        self.view.topic
+        self.view.topic()
     }
 
     /// The Kafka partition, or -1 for inputs without partitions.
     pub fn partition(&self) -> i32 {
-        self.view.partition
+        self.view.partition()
     }
 
     /// The Kafka offset, or -1 for inputs without offsets.
     pub fn offset(&self) -> i64 {
-        self.view.offset
+        self.view.offset()
     }
 
     /// Milliseconds since the Unix epoch, when the input knows it.
     pub fn timestamp(&self) -> Option<i64> {
-        self.view.timestamp
+        self.view.timestamp()
     }
 
     /// The name of the pipeline input (Kafka consumer or Dapr binding) the message came from.

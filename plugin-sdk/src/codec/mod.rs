@@ -13,14 +13,19 @@ use crate::Handler;
 use crate::failure::Failure;
 
 /// Runs `handler` over every message of the encoded `batch` and returns the encoded answer:
-/// exactly one outcome per message, in order. `handler` is `None` when `init` has not
-/// succeeded.
-pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &[u8]) -> Vec<u8> {
+/// exactly one outcome per message, in order, written with `outputs`. `handler` is `None` when
+/// `init` has not succeeded.
+pub(crate) fn handle_batch<H: Handler>(
+    handler: Option<&mut H>,
+    batch: &[u8],
+    outputs: &mut Outputs,
+) -> Vec<u8> {
     let view = match BatchView::parse(batch) {
         Ok(view) => view,
         // Retrying the same batch against the same host cannot help, hence permanent.
         Err(malformed) => {
             return fail_every_message(
+                outputs,
                 claimed_count(batch),
                 Failure::permanent(format!(
                     "the plugin received a malformed batch ({malformed}); this is a bug in the \
@@ -31,6 +36,7 @@ pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &[u8]) ->
     };
     let Some(handler) = handler else {
         return fail_every_message(
+            outputs,
             view.len(),
             Failure::permanent(
                 "the plugin was not initialized: the host called handle before init succeeded",
@@ -38,10 +44,10 @@ pub(crate) fn handle_batch<H: Handler>(handler: Option<&mut H>, batch: &[u8]) ->
         );
     };
 
-    let mut outputs = Outputs::with_capacity(view.len(), batch.len());
+    outputs.begin(view.len(), batch.len());
     let source = view.source();
     for message in view.messages() {
-        let outcome = handler.handle(&Message::new(source, message), &mut outputs);
+        let outcome = handler.handle(&Message::new(source, message), outputs);
         outputs.finish_message(outcome);
     }
     outputs.finish()
@@ -59,8 +65,8 @@ fn claimed_count(batch: &[u8]) -> usize {
         .min(batch.len())
 }
 
-fn fail_every_message(count: usize, failure: Failure) -> Vec<u8> {
-    let mut outputs = Outputs::with_capacity(count, 0);
+fn fail_every_message(outputs: &mut Outputs, count: usize, failure: Failure) -> Vec<u8> {
+    outputs.begin(count, 0);
     for _ in 0..count {
         outputs.finish_message(Err(failure.clone()));
     }

@@ -20,12 +20,17 @@ pub struct OutputBuilder<'a> {
 }
 
 impl Outputs {
-    /// Sizes the answer for the common case of one output per message, about as large as its
-    /// input, so a typical batch is encoded without growing it.
-    pub(crate) fn with_capacity(messages: usize, data_bytes: usize) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            writer: OutcomesWriter::with_capacity(messages, data_bytes),
+            writer: OutcomesWriter::with_capacity(0, 0),
         }
+    }
+
+    /// Starts the answer to a batch, sized for the common case of one output per message about
+    /// as large as its input, so a typical batch is encoded without growing it. The tables'
+    /// memory is reused from the previous batch.
+    pub(crate) fn begin(&mut self, messages: usize, data_bytes: usize) {
+        self.writer.begin(messages, data_bytes);
     }
 
     /// Sends `value` to the default topic, without key or headers; the returned builder changes
@@ -48,7 +53,7 @@ impl Outputs {
         }
     }
 
-    pub(crate) fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         self.writer.finish()
     }
 }
@@ -58,6 +63,22 @@ impl OutputBuilder<'_> {
     /// distinguishes from an empty key.
     pub fn key(self, key: Option<&[u8]>) -> Self {
         self.writer.set_key(key);
+        self
+    }
+
+    /// Changes the value in place, without another copy: sending a copy of the input and editing
+    /// it is the cheapest way to transform a message.
+    ///
+    /// ```
+    /// # use runnel_plugin_sdk::{Message, Outputs};
+    /// # fn handle(message: &Message, out: &mut Outputs) {
+    /// out.send(message.value())
+    ///     .edit_value(|value| value.make_ascii_uppercase())
+    ///     .key(message.key());
+    /// # }
+    /// ```
+    pub fn edit_value(self, edit: impl FnOnce(&mut [u8])) -> Self {
+        edit(self.writer.last_value_mut());
         self
     }
 

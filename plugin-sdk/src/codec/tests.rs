@@ -114,7 +114,11 @@ fn run<F>(batch: &[u8], handle: F) -> Vec<u8>
 where
     F: FnMut(&Message<'_>, &mut Outputs) -> Result<(), Failure> + 'static,
 {
-    handle_batch(Some(&mut ClosureHandler(handle)), batch)
+    handle_batch(
+        Some(&mut ClosureHandler(handle)),
+        batch,
+        &mut Outputs::new(),
+    )
 }
 
 /// Sends the message back unchanged.
@@ -313,6 +317,36 @@ fn builder_rewrites_only_the_last_output() {
 }
 
 #[test]
+fn edit_value_changes_the_sent_copy_only() {
+    let inputs = [
+        Input {
+            key: Some(b"key"),
+            ..input("hello")
+        },
+        input("world"),
+    ];
+    let seen_after_edit = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let record = seen_after_edit.clone();
+    let answer = run(&batch(&inputs), move |message, out| {
+        out.send(message.value())
+            .key(message.key())
+            .edit_value(|value| value.make_ascii_uppercase());
+        record.borrow_mut().push(message.value().to_vec());
+        Ok(())
+    });
+
+    let outputs = outputs_per_message(&answer, 2);
+    assert_eq!(outputs[0][0].value, b"HELLO");
+    assert_eq!(outputs[0][0].key, Some(b"key".to_vec()));
+    assert_eq!(outputs[1][0].value, b"WORLD");
+    assert_eq!(
+        *seen_after_edit.borrow(),
+        [b"hello".to_vec(), b"world".to_vec()],
+        "the input is untouched"
+    );
+}
+
+#[test]
 fn failed_message_outputs_are_rolled_back() {
     let inputs = [
         Input {
@@ -406,7 +440,11 @@ fn empty_batch_has_an_empty_answer() {
 #[test]
 fn handle_before_init_fails_every_message() {
     let batch = batch(&[input("a"), input("b")]);
-    let answer = handle_batch::<ClosureHandler<fn(&Message<'_>, &mut Outputs) -> _>>(None, &batch);
+    let answer = handle_batch::<ClosureHandler<fn(&Message<'_>, &mut Outputs) -> _>>(
+        None,
+        &batch,
+        &mut Outputs::new(),
+    );
 
     for outcome in read_answer(&answer, 2) {
         let (kind, message) = outcome.unwrap_err();

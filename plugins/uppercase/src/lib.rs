@@ -7,8 +7,10 @@ struct Uppercase;
 
 impl Handler for Uppercase {
     fn handle(&mut self, message: &Message, out: &mut Outputs) -> Result<(), Failure> {
-        let upper = message.value().to_ascii_uppercase();
-        out.send(upper)
+        // Sending the value and editing the copy in place saves an allocation per message
+        // over `out.send(message.value().to_ascii_uppercase())`.
+        out.send(message.value())
+            .edit_value(|value| value.make_ascii_uppercase())
             .key(message.key())
             .headers(message.headers());
         Ok(())
