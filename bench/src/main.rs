@@ -39,11 +39,30 @@ enum Command {
     /// The baseline consume → produce loop; started by `run`, not by hand.
     #[command(hide = true)]
     Baseline(baseline::BaselineOptions),
+    /// Creates a 4-partition topic holding `count` benchmark messages, as the
+    /// throughput runs do: input for profiling a host by hand.
+    Preload {
+        #[arg(long, env = "RUNNEL_BENCH_BROKERS")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(options) => suite::run(options),
         Command::Baseline(options) => baseline::run(options),
+        Command::Preload {
+            brokers,
+            topic,
+            count,
+        } => {
+            let cluster = kafka::Cluster::new(&brokers);
+            cluster.create_topics(&[&topic], kafka::PARTITIONS)?;
+            cluster.preload(&topic, count)
+        }
     }
 }

@@ -250,9 +250,7 @@ struct WorkerShared {
     consumer: Arc<PipelineConsumer>,
     policy: BatchPolicy,
     commit: CommitStrategy,
-    in_flight: AtomicUsize,
-    /// Signalled whenever in-flight work finishes.
-    room: Notify,
+    in_flight: InFlight,
     /// Cancelled when a failure stops this pipeline (`on_failure = "stop"`).
     halt: CancellationToken,
     /// With exactly-once, each partition worker gets a transactional
@@ -261,10 +259,72 @@ struct WorkerShared {
 }
 
 impl WorkerShared {
-    /// `count` messages are done (committed, or given up on).
-    fn finished(&self, count: usize) {
-        self.in_flight.fetch_sub(count, Ordering::Relaxed);
+    /// `work` is done (committed, or given up on).
+    fn finished(&self, work: Work) {
+        self.in_flight.remove(work);
+    }
+}
+
+/// Messages received but not yet done, counted and weighed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    messages: usize,
+    /// Key and value bytes.
+    bytes: usize,
+}
+
+impl Work {
+    fn of(messages: &[OwnedMessage]) -> Self {
+        Self {
+            messages: messages.len(),
+            bytes: messages.iter().map(message_bytes).sum(),
+        }
+    }
+}
+
+fn message_bytes(message: &OwnedMessage) -> usize {
+    message.payload().map_or(0, <[u8]>::len) + message.key().map_or(0, <[u8]>::len)
+}
+
+/// The pipeline's back-pressure gauge: what is in flight, against the
+/// configured bounds.
+struct InFlight {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    max: Work,
+    /// Signalled whenever in-flight work finishes.
+    room: Notify,
+}
+
+impl InFlight {
+    fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max: Work {
+                messages: max_messages,
+                bytes: max_bytes,
+            },
+            room: Notify::new(),
+        }
+    }
+
+    fn add(&self, bytes: usize) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn remove(&self, work: Work) {
+        self.messages.fetch_sub(work.messages, Ordering::Relaxed);
+        self.bytes.fetch_sub(work.bytes, Ordering::Relaxed);
         self.room.notify_waiters();
+    }
+
+    /// Whether either count has reached `percent` of its bound.
+    fn at(&self, percent: usize) -> bool {
+        let messages = self.messages.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        messages * 100 >= self.max.messages * percent || bytes * 100 >= self.max.bytes * percent
     }
 }
 
@@ -376,8 +436,7 @@ impl KafkaInput {
                 batch_timeout: settings.batch_timeout,
             },
             commit: settings.commit,
-            in_flight: AtomicUsize::new(0),
-            room: Notify::new(),
+            in_flight: InFlight::new(settings.max_in_flight, settings.max_in_flight_bytes),
             halt: CancellationToken::new(),
             transactions,
         });
@@ -397,7 +456,6 @@ impl KafkaInput {
         let stats = self.shared.pipeline.stats.clone();
         let name = self.settings.name.clone();
         stats.set_running(true);
-        let max_in_flight = self.settings.max_in_flight;
         let mut paused = false;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut receive_errors = 0u32;
@@ -408,8 +466,8 @@ impl KafkaInput {
             // slow plugin) are the partitions paused, which keeps the
             // consumer polling (the group would evict a silent one) but
             // throws away prefetched data and refetches it on resume.
-            if !paused && self.shared.in_flight.load(Ordering::Relaxed) >= max_in_flight {
-                let drained = self.wait_for_room(max_in_flight * 3 / 4, &shutdown).await;
+            if !paused && self.shared.in_flight.at(100) {
+                let drained = self.wait_for_room(75, &shutdown).await;
                 if !drained && !shutdown.is_cancelled() {
                     paused = set_paused(&consumer, true, &name);
                 }
@@ -436,7 +494,7 @@ impl KafkaInput {
                     }
                 },
                 _ = tick.tick() => {
-                    if paused && self.shared.in_flight.load(Ordering::Relaxed) <= max_in_flight / 2 {
+                    if paused && !self.shared.in_flight.at(50) {
                         paused = !set_paused(&consumer, false, &name);
                     }
                 }
@@ -459,15 +517,16 @@ impl KafkaInput {
         drained
     }
 
-    /// Waits until in-flight work falls to `level`, for at most
-    /// `MAX_UNPOLLED` (well inside `max.poll.interval.ms`). Returns whether
-    /// it did.
-    async fn wait_for_room(&self, level: usize, shutdown: &CancellationToken) -> bool {
+    /// Waits until in-flight work falls below `percent` of its bounds, for
+    /// at most `MAX_UNPOLLED` (well inside `max.poll.interval.ms`). Returns
+    /// whether it did.
+    async fn wait_for_room(&self, percent: usize, shutdown: &CancellationToken) -> bool {
         let deadline = tokio::time::Instant::now() + MAX_UNPOLLED;
-        while self.shared.in_flight.load(Ordering::Relaxed) > level {
-            let notified = self.shared.room.notified();
+        let in_flight = &self.shared.in_flight;
+        while in_flight.at(percent) {
+            let notified = in_flight.room.notified();
             // Checked again after registering, so no wake-up is missed.
-            if self.shared.in_flight.load(Ordering::Relaxed) <= level {
+            if !in_flight.at(percent) {
                 break;
             }
             tokio::select! {
@@ -480,7 +539,7 @@ impl KafkaInput {
     }
 
     fn dispatch(&self, message: OwnedMessage) {
-        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shared.in_flight.add(message_bytes(&message));
         let key = (message.topic().to_owned(), message.partition());
         let mut map = self
             .workers
@@ -555,7 +614,7 @@ struct Acknowledgement {
     topic: String,
     partition: i32,
     next_offset: i64,
-    count: usize,
+    work: Work,
 }
 
 fn spawn_partition_worker(shared: Arc<WorkerShared>) -> PartitionWorker {
@@ -583,10 +642,10 @@ async fn process_partition(
         let Some(last) = batch.last() else { continue };
         let (topic, partition, next_offset) =
             (last.topic().to_owned(), last.partition(), last.offset() + 1);
-        let count = batch.len();
+        let work = Work::of(&batch);
         if shared.halt.is_cancelled() {
             // The pipeline stopped at a failure: leave the rest uncommitted.
-            shared.finished(count);
+            shared.finished(work);
             batch.clear();
             continue;
         }
@@ -604,7 +663,7 @@ async fn process_partition(
                 }
                 None => shared.halt.cancel(),
             }
-            shared.finished(count);
+            shared.finished(work);
             batch.clear();
             continue;
         }
@@ -612,7 +671,7 @@ async fn process_partition(
             // The partition was revoked or the host is stopping: these
             // messages are not committed, so their next reader gets them;
             // processing them now could repeat them.
-            shared.finished(count);
+            shared.finished(work);
             batch.clear();
             continue;
         }
@@ -621,8 +680,8 @@ async fn process_partition(
         {
             // At most once: a batch whose commit cannot be made durable is
             // not processed (the partition was most likely taken away).
-            tracing::error!(pipeline = %shared.pipeline.name, topic, partition, messages = count, "batch skipped: its offsets could not be committed before processing");
-            shared.finished(count);
+            tracing::error!(pipeline = %shared.pipeline.name, topic, partition, messages = work.messages, "batch skipped: its offsets could not be committed before processing");
+            shared.finished(work);
             batch.clear();
             continue;
         }
@@ -646,7 +705,7 @@ async fn process_partition(
             topic,
             partition,
             next_offset,
-            count,
+            work,
         };
         if acks.send(acknowledgement).is_err() {
             return;
@@ -789,7 +848,7 @@ async fn confirm_and_store(
                 acknowledgement.next_offset,
             );
         }
-        shared.finished(acknowledgement.count);
+        shared.finished(acknowledgement.work);
     }
 }
 
@@ -804,5 +863,30 @@ fn store_offset(shared: &WorkerShared, topic: &str, partition: i32, next_offset:
         // The partition was taken away before its work finished; the next
         // owner processes these messages again.
         tracing::warn!(pipeline = %shared.pipeline.name, topic, partition, %error, "could not store offset");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_is_bounded_by_messages_or_bytes_whichever_comes_first() {
+        let in_flight = InFlight::new(4, 1000);
+        for _ in 0..3 {
+            in_flight.add(10);
+        }
+        assert!(in_flight.at(75), "3 of 4 messages");
+        assert!(!in_flight.at(100));
+        in_flight.add(10);
+        assert!(in_flight.at(100), "4 of 4 messages");
+
+        in_flight.remove(Work {
+            messages: 3,
+            bytes: 30,
+        });
+        assert!(!in_flight.at(50), "1 message, 10 bytes");
+        in_flight.add(990);
+        assert!(in_flight.at(100), "2 messages, but 1000 bytes");
     }
 }
