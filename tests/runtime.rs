@@ -295,6 +295,25 @@ async fn a_component_of_another_world_is_refused_naming_the_plugin() {
 }
 
 #[tokio::test]
+async fn a_plugin_built_for_another_contract_version_is_told_to_rebuild() {
+    let engine = engine();
+    // The shape of a plugin built against an older SDK: its handler is
+    // exported under another version of the package.
+    let old = br#"(component
+        (instance $handler)
+        (export "runnel:plugin/handler@0.1.0" (instance $handler)))"#;
+    let error = engine
+        .load("old", old, Vec::new(), PluginLimits::default())
+        .expect_err("an old plugin is refused");
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("built for runnel:plugin@0.1.0") && message.contains("rebuild"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_corrupt_file_is_refused_naming_the_plugin() {
     let engine = engine();
     let mut bytes = plugin_bytes("uppercase");

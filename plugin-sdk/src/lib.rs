@@ -21,6 +21,11 @@
 //! ```
 //!
 //! Build it as a `cdylib` for `wasm32-wasip2`; the `.wasm` file is the component the host loads.
+//! Building with WebAssembly SIMD (`-C target-feature=+simd128`), which the host's engine always
+//! supports, lets the compiler vectorise byte loops.
+//!
+//! To transform a message, the cheapest way is to send the input and edit the copy in place with
+//! [`OutputBuilder::edit_value`]; `send` of a new `Vec` costs an allocation per message.
 //!
 //! # Configuration
 //!

@@ -139,7 +139,13 @@ impl CompiledPlugin {
         })?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             plugin: plugin.clone(),
-            reason: format!("{e:#}"),
+            reason: match contract_version(&component, engine.engine()) {
+                Some(version) if version != CONTRACT_VERSION => format!(
+                    "it was built for runnel:plugin@{version}, and this host runs plugins built \
+                     for runnel:plugin@{CONTRACT_VERSION}: rebuild it with an SDK for that version"
+                ),
+                _ => format!("{e:#}"),
+            },
         };
         let instance_pre = engine
             .linker()
@@ -175,6 +181,20 @@ impl CompiledPlugin {
             idle: Mutex::new(Vec::new()),
         })
     }
+}
+
+/// The version of the `runnel:plugin` package this host implements.
+const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The `runnel:plugin` version a component exports its handler for, if any.
+fn contract_version(component: &Component, engine: &wasmtime::Engine) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| {
+            name.strip_prefix("runnel:plugin/handler@")
+                .map(str::to_owned)
+        })
 }
 
 /// Refuses limits the engine cannot honour.
