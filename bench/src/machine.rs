@@ -57,6 +57,19 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Waits, for at most `patience`, until less than `threshold` cores are busy
+/// over a second (a broker that has just started burns a core or more for a
+/// while); returns the last sample.
+pub fn wait_until_quiet(threshold: f64, patience: Duration) -> Option<f64> {
+    let started = std::time::Instant::now();
+    loop {
+        let busy = busy_cores(Duration::from_secs(1))?;
+        if busy < threshold || started.elapsed() >= patience {
+            return Some(busy);
+        }
+    }
+}
+
 /// Cores busy (not idle, not waiting for I/O) on average over `window`,
 /// counting every process on the machine.
 fn busy_cores(window: Duration) -> Option<f64> {

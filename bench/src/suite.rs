@@ -228,7 +228,12 @@ fn measure_stage(
     options: &RunOptions,
     clock: &Progress,
 ) -> anyhow::Result<Vec<wasm_stage::StageRun>> {
-    clock.say("WASM stage alone");
+    clock.say("WASM stage alone: waiting for the machine to settle");
+    // One thread's speed depends on what its core's neighbours do, even when
+    // measured in its own CPU time.
+    if let Some(busy) = crate::machine::wait_until_quiet(0.3, Duration::from_secs(30)) {
+        clock.say(&format!("  {busy:.1} cores busy; measuring"));
+    }
     let path = harness.plugin("uppercase");
     let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let window = Duration::from_secs_f64(options.wasm_seconds);

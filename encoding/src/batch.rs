@@ -225,11 +225,11 @@ impl EncodedBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.layout.messages.len()
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.view().is_empty()
     }
 }
 

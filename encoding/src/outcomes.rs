@@ -356,16 +356,16 @@ impl EncodedOutcomes {
 
     /// Messages answered: the batch's size.
     pub fn len(&self) -> usize {
-        self.layout.outcomes.len()
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.view().is_empty()
     }
 
     /// Outputs over all messages.
     pub fn output_count(&self) -> usize {
-        self.layout.outputs.len()
+        self.view().output_count()
     }
 
     /// The outcome of message `index`, which must be below [`EncodedOutcomes::len`].
