@@ -22,8 +22,8 @@
 //!   and 1000), reusing the idle instance as the pipeline does. Each message has
 //!   a 16-byte key, a 100-byte ASCII text value and one header. The batch is
 //!   built once, outside the timing; the time covers copying it into the guest,
-//!   the guest's work, copying the outcomes back and checking them
-//!   (`EncodedOutcomes::new`), and dropping them. Throughput is in messages, so at
+//!   the guest's work, copying the answer back and checking it
+//!   (`EncodedOutcomes::parse`), and dropping it. Throughput is in messages, so at
 //!   N = 1 "elements per second" reads as calls per second. `fuel_on` is the
 //!   default engine (fuel metered, no budget); `fuel_off` the same engine with
 //!   `fuel_metering: false`, which tells what metering costs.
