@@ -237,7 +237,9 @@ fn sigterm_drains_and_a_restart_processes_nothing_twice() {
     const COUNT: usize = 50_000;
     let scenario = Scenario::new("sigterm");
     kafka::produce(&scenario.input, inputs(COUNT));
-    let config = scenario.config(1, "");
+    // An in-flight bound well below the backlog, so that the stop lands
+    // mid-stream: the drain finishes what is in flight and leaves the rest.
+    let config = scenario.config(1, "max_in_flight = 2000");
     let host = HostProcess::start(&config, &scenario.log("host-1.log"));
     wait_for_output_size(&scenario, 5_000, Duration::from_secs(120));
     let (status, took) = host
