@@ -295,6 +295,30 @@ async fn a_component_of_another_world_is_refused_naming_the_plugin() {
 }
 
 #[tokio::test]
+async fn an_answer_that_breaks_the_encoding_fails_the_call_as_a_contract_violation() {
+    let engine = engine();
+    let cases = [
+        ("empty", "shorter than its 40-byte header"),
+        ("wrong-magic", "does not start with"),
+        ("short-count", "0 outcomes for a batch of 3"),
+    ];
+    for (answer, reason) in cases {
+        let plugin = load(&engine, "broken-answer", &[("answer", answer)]);
+        let error = plugin
+            .handle(&batch_of(&["a", "b", "c"]))
+            .await
+            .result
+            .expect_err("a broken answer fails the call");
+        assert_eq!(error.kind, CallErrorKind::ContractViolation, "{answer}");
+        assert!(
+            error.message.contains(reason),
+            "{answer}: {}",
+            error.message
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_plugin_built_for_another_contract_version_is_told_to_rebuild() {
     let engine = engine();
     // The shape of a plugin built against an older SDK: its handler is
