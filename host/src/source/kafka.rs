@@ -76,24 +76,27 @@ struct PartitionWorker {
     finished: JoinHandle<()>,
 }
 
-/// Workers by partition, shared between the receive loop and the rebalance
-/// callback.
+/// Workers by topic and partition, shared between the receive loop and the
+/// rebalance callback. Keyed by topic first so that finding a message's
+/// worker, once per message, allocates nothing.
 #[derive(Default)]
 struct Workers {
-    by_partition: Mutex<HashMap<PartitionKey, PartitionWorker>>,
+    by_topic: Mutex<HashMap<String, HashMap<i32, PartitionWorker>>>,
 }
 
 impl Workers {
     fn take(&self, keys: impl IntoIterator<Item = PartitionKey>) -> Vec<PartitionWorker> {
-        let mut map = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
         keys.into_iter()
-            .filter_map(|key| map.remove(&key))
+            .filter_map(|(topic, partition)| map.get_mut(&topic)?.remove(&partition))
             .collect()
     }
 
     fn take_all(&self) -> Vec<PartitionWorker> {
-        let mut map = self.by_partition.lock().unwrap_or_else(|e| e.into_inner());
-        map.drain().map(|(_, worker)| worker).collect()
+        let mut map = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        map.drain()
+            .flat_map(|(_, partitions)| partitions.into_values())
+            .collect()
     }
 }
 
@@ -540,14 +543,17 @@ impl KafkaInput {
 
     fn dispatch(&self, message: OwnedMessage) {
         self.shared.in_flight.add(message_bytes(&message));
-        let key = (message.topic().to_owned(), message.partition());
         let mut map = self
             .workers
-            .by_partition
+            .by_topic
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let worker = map
-            .entry(key)
+        let partitions = match map.get_mut(message.topic()) {
+            Some(partitions) => partitions,
+            None => map.entry(message.topic().to_owned()).or_default(),
+        };
+        let worker = partitions
+            .entry(message.partition())
             .or_insert_with(|| spawn_partition_worker(self.shared.clone()));
         if let Err(returned) = worker.input.send(message) {
             // The worker stopped (it cannot, short of a panic): drop the
