@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
-use support::plugin_bytes;
+use support::{number_of, numbered_value, plugin_bytes};
 use tokio::sync::Mutex;
 
 const VERSION_HEADER: &str = "runnel-plugin-version";
@@ -214,19 +214,6 @@ impl Host {
     }
 }
 
-/// A 100-byte value that carries its message number.
-fn value_of(index: usize) -> String {
-    let head = format!("message-{index:07}-");
-    format!("{head}{}", "x".repeat(100 - head.len()))
-}
-
-/// The message number an output carries, whatever its case.
-fn index_of(output: &str) -> usize {
-    output["message-".len().."message-".len() + 7]
-        .parse()
-        .unwrap_or_else(|_| panic!("unexpected output {output}"))
-}
-
 fn version_of(record: &Record) -> &str {
     let versions = record.header_values(VERSION_HEADER);
     assert_eq!(
@@ -273,7 +260,7 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     let producing = {
         let input = input.clone();
         let messages: Vec<_> = (0..COUNT)
-            .map(|i| (format!("key-{}", i % 1000), value_of(i)))
+            .map(|i| (format!("key-{}", i % 1000), numbered_value(i)))
             .collect();
         std::thread::spawn(move || kafka::produce_at_rate(&input, &messages, RATE))
     };
@@ -308,11 +295,11 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
         assert_eq!(record.header_values(PLUGIN_HEADER), ["echo"]);
         let version = version_of(record);
         let number: usize = version.parse().expect("a version we wrote");
-        let index = index_of(&record.value.to_lowercase());
+        let index = number_of(&record.value.to_lowercase());
         let expected = if number % 2 == 1 {
-            value_of(index)
+            numbered_value(index)
         } else {
-            value_of(index).to_uppercase()
+            numbered_value(index).to_uppercase()
         };
         assert_eq!(record.value, expected, "version {version} ran other code");
         assert!(!seen[index], "message {index} processed twice");
@@ -484,7 +471,10 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
         &dir.path().join("host.log"),
     );
     host.wait_for_version("echo", "1").await;
-    kafka::produce(&input, (0..COUNT).map(|i| (format!("k{i}"), value_of(i))));
+    kafka::produce(
+        &input,
+        (0..COUNT).map(|i| (format!("k{i}"), numbered_value(i))),
+    );
     let mut reader = TopicReader::new(&output, PARTITIONS, "read_uncommitted");
     assert!(reader.read_until(Duration::from_secs(120), |r| r.len() >= COUNT));
 
@@ -510,7 +500,7 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     // Nothing runs the pipeline now.
     kafka::produce(
         &input,
-        (COUNT..COUNT + 100).map(|i| (format!("k{i}"), value_of(i))),
+        (COUNT..COUNT + 100).map(|i| (format!("k{i}"), numbered_value(i))),
     );
     reader.poll_for(Duration::from_secs(3));
     assert_eq!(reader.records.len(), COUNT, "a stopped pipeline consumed");

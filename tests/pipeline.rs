@@ -10,26 +10,13 @@ use std::time::{Duration, Instant};
 
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
-use support::plugin_path;
+use support::{number_of, numbered_value, plugin_path};
 
 const PARTITIONS: i32 = 4;
 
-/// A 100-byte value that carries its message number.
-fn value_of(index: usize) -> String {
-    let head = format!("message-{index:07}-");
-    format!("{head}{}", "x".repeat(100 - head.len()))
-}
-
-/// The message number an uppercased output carries.
-fn index_of(output: &str) -> usize {
-    output["MESSAGE-".len().."MESSAGE-".len() + 7]
-        .parse()
-        .unwrap_or_else(|_| panic!("unexpected output {output}"))
-}
-
 fn inputs(count: usize) -> Vec<(String, String)> {
     (0..count)
-        .map(|i| (format!("key-{}", i % 1000), value_of(i)))
+        .map(|i| (format!("key-{}", i % 1000), numbered_value(i)))
         .collect()
 }
 
@@ -110,8 +97,8 @@ fn assert_complete_and_ordered(records: &[Record], count: usize) {
     let mut seen = vec![false; count];
     let mut last_in_partition: HashMap<i32, usize> = HashMap::new();
     for record in records {
-        let index = index_of(&record.value);
-        assert_eq!(record.value, value_of(index).to_uppercase());
+        let index = number_of(&record.value);
+        assert_eq!(record.value, numbered_value(index).to_uppercase());
         assert_eq!(
             record.key.as_deref(),
             Some(format!("key-{}", index % 1000).as_str())
@@ -209,7 +196,7 @@ fn kill_9_at_three_points_loses_nothing() {
     });
     let counts = reader.value_counts();
     let missing: Vec<usize> = (0..COUNT)
-        .filter(|&i| !counts.contains_key(&value_of(i).to_uppercase()))
+        .filter(|&i| !counts.contains_key(&numbered_value(i).to_uppercase()))
         .collect();
     let duplicates = reader.records.len() - counts.len();
     eprintln!(

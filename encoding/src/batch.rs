@@ -45,7 +45,9 @@ impl BatchWriter {
     /// A writer sized for `messages` messages with `data_bytes` bytes of keys, values and
     /// headers in all.
     pub fn with_capacity(source: &str, messages: usize, data_bytes: usize) -> Self {
-        let mut buffer = Buffer::with_capacity(source.len() + data_bytes);
+        // Room for the message table too, which is appended after the data
+        // when the batch is done.
+        let mut buffer = Buffer::with_capacity(source.len() + data_bytes + messages * MESSAGE_LEN);
         let source = buffer.push(source.as_bytes());
         Self {
             buffer,

@@ -8,7 +8,7 @@ use crate::buffer::{
     write_header,
 };
 
-pub use crate::buffer::Headers;
+use crate::buffer::Headers;
 
 const MAGIC: [u8; 4] = *b"RNO1";
 const OUTCOME_LEN: usize = 16;
@@ -114,7 +114,7 @@ impl OutcomesWriter {
             None => Span::NO_KEY,
         };
         let record = self.last_output();
-        record[4..12].copy_from_slice(&span_bytes(span));
+        record[4..12].copy_from_slice(&RecordWriter::<SPAN_LEN>::new().span(span).finish());
     }
 
     /// Adds a header to the last output. Panics if the current message has no output yet.
@@ -221,13 +221,6 @@ impl OutcomesWriter {
         let start = self.outputs.len() - OUTPUT_LEN;
         &mut self.outputs[start..]
     }
-}
-
-fn span_bytes(span: Span) -> [u8; SPAN_LEN] {
-    let mut bytes = [0; SPAN_LEN];
-    bytes[..4].copy_from_slice(&span.offset.to_le_bytes());
-    bytes[4..].copy_from_slice(&span.length.to_le_bytes());
-    bytes
 }
 
 /// Where the parts of a checked answer are.

@@ -81,23 +81,9 @@ pub fn create_topic(name: &str, partitions: i32) {
 /// Produces `values` with their keys, in order, and waits until all are
 /// acknowledged.
 pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("test producer");
+    let producer = test_producer();
     for (key, value) in messages {
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        send_when_queue_has_room(&producer, topic, &key, &value);
     }
     producer
         .flush(Duration::from_secs(60))
@@ -108,25 +94,11 @@ pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>
 /// through one producer, and waits until all are acknowledged. Returns how
 /// long that took.
 pub fn produce_at_rate(topic: &str, messages: &[(String, String)], per_second: usize) -> Duration {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("test producer");
+    let producer = test_producer();
     let started = Instant::now();
     for (slice, chunk) in messages.chunks((per_second / 20).max(1)).enumerate() {
         for (key, value) in chunk {
-            let mut record = BaseRecord::to(topic).key(key).payload(value);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, returned)) => {
-                        record = returned;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-            }
+            send_when_queue_has_room(&producer, topic, key, value);
         }
         let due = Duration::from_millis(50 * (slice as u64 + 1));
         if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -137,6 +109,35 @@ pub fn produce_at_rate(topic: &str, messages: &[(String, String)], per_second: u
         .flush(Duration::from_secs(60))
         .expect("all test messages acknowledged");
     started.elapsed()
+}
+
+/// An idempotent producer, so test inputs arrive once and in order.
+fn test_producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("test producer")
+}
+
+/// Enqueues one message, waiting while librdkafka's queue is full.
+fn send_when_queue_has_room(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: &str,
+    value: &str,
+) {
+    let mut record = BaseRecord::to(topic).key(key).payload(value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// Produces one message with headers.

@@ -10,6 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// A 100-byte value that carries its message number, for tests that check
+/// every message arrives once and in order.
+pub fn numbered_value(index: usize) -> String {
+    let head = format!("message-{index:07}-");
+    format!("{head}{}", "x".repeat(100 - head.len()))
+}
+
+/// The message number a [`numbered_value`] carries, whatever its case.
+pub fn number_of(value: &str) -> usize {
+    value["message-".len().."message-".len() + 7]
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected value {value}"))
+}
+
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -655,7 +655,7 @@ async fn process_partition(
             batch.clear();
             continue;
         }
-        let encoded = encode(&shared.pipeline.name, &batch);
+        let encoded = encode(&shared.pipeline.name, &batch, work.bytes);
         if let Some(transactions) = &shared.transactions {
             if transactional.is_none() {
                 transactional = transactions
@@ -803,12 +803,14 @@ async fn commit_before_processing(
     false
 }
 
-fn encode(source: &str, messages: &[OwnedMessage]) -> crate::runtime::EncodedBatch {
-    let data_bytes = messages
-        .iter()
-        .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
-        .sum();
-    let mut builder = BatchWriter::with_capacity(source, messages.len(), data_bytes);
+/// Encodes a partition's batch for the plugin; `key_value_bytes` sizes the
+/// buffer.
+fn encode(
+    source: &str,
+    messages: &[OwnedMessage],
+    key_value_bytes: usize,
+) -> crate::runtime::EncodedBatch {
+    let mut builder = BatchWriter::with_capacity(source, messages.len(), key_value_bytes);
     for message in messages {
         let input = NewMessage {
             topic: message.topic(),
