@@ -4,10 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Plugins are WebAssembly components built for WASI preview 2.
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-    rustup target add wasm32-wasip2
-fi
+# The compiler rust-toolchain.toml names, with the WASI preview 2 target that
+# plugins are built for (a no-op when both are installed).
+rustup toolchain install >/dev/null
 
 # kcat: an independent Kafka client, used to check the test broker and to
 # feed the demo by hand.
