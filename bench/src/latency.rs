@@ -7,6 +7,12 @@
 //! its group) and a second longer; its numbers are dropped. Then each rate
 //! is one phase, and the phase number travels in the message so late
 //! outputs are counted where they belong.
+//!
+//! A machine shared with the broker stalls now and then for tens of
+//! milliseconds, and a stall sets the p99 of whichever subject happened to
+//! be running. So subjects are measured in several rounds, taken in turn,
+//! and each subject's samples are pooled: stalls then fall on every subject
+//! alike instead of on one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +43,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const PHASE_DIGITS: usize = 2;
 const STAMP_DIGITS: usize = 20;
 
-/// Latency at one rate for one subject.
+/// Latency at one rate for one subject, over every round.
 #[derive(Debug, Clone)]
 pub struct LatencyRun {
     pub rate: u32,
@@ -47,18 +53,72 @@ pub struct LatencyRun {
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    /// Cores other processes kept busy during the rate's run.
+    /// The p99 of each round alone: how much the machine moved it.
+    pub p99_by_round_us: Vec<u64>,
+    /// Cores other processes kept busy, the most of any round.
     pub other_load_cores: Option<f64>,
+    /// Cores the whole machine kept busy, the most of any round.
+    pub machine_busy_cores: Option<f64>,
+}
+
+impl LatencyRun {
+    /// Pools the rounds at one rate.
+    pub fn pooled(rate: u32, rounds: &[RateSamples]) -> Self {
+        let mut latencies: Vec<u64> = rounds
+            .iter()
+            .flat_map(|round| round.latencies_us.iter().copied())
+            .collect();
+        latencies.sort_unstable();
+        let p99_by_round_us = rounds.iter().map(RateSamples::p99_us).collect();
+        Self {
+            rate,
+            sent: rounds.iter().map(|round| round.sent).sum(),
+            received: latencies.len(),
+            p50_us: percentile(&latencies, 0.50),
+            p90_us: percentile(&latencies, 0.90),
+            p99_us: percentile(&latencies, 0.99),
+            max_us: latencies.last().copied().unwrap_or(0),
+            p99_by_round_us,
+            other_load_cores: rounds
+                .iter()
+                .filter_map(|round| round.other_load_cores)
+                .reduce(f64::max),
+            machine_busy_cores: rounds
+                .iter()
+                .filter_map(|round| round.machine_busy_cores)
+                .reduce(f64::max),
+        }
+    }
+}
+
+/// What one round at one rate saw.
+#[derive(Debug, Clone)]
+pub struct RateSamples {
+    pub rate: u32,
+    pub sent: usize,
+    pub latencies_us: Vec<u64>,
+    /// Cores other processes kept busy meanwhile.
+    pub other_load_cores: Option<f64>,
+    /// Cores the whole machine kept busy meanwhile.
+    pub machine_busy_cores: Option<f64>,
+}
+
+impl RateSamples {
+    pub fn p99_us(&self) -> u64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        percentile(&sorted, 0.99)
+    }
 }
 
 /// Measures `subject` at each of `rates` (messages per second) for
-/// `seconds` each.
+/// `seconds` each: one round.
 pub fn measure(
     harness: &Harness,
     subject: &Subject,
     rates: &[u32],
     seconds: u64,
-) -> anyhow::Result<Vec<LatencyRun>> {
+) -> anyhow::Result<Vec<RateSamples>> {
     let topics = harness.cluster.fresh_topics("latency")?;
     let arrivals = Arc::new(Arrivals::new(rates.len() + 1));
     let watcher = OutputWatcher::start(&harness.cluster, &topics.output, arrivals.clone())?;
@@ -89,9 +149,13 @@ pub fn measure(
         sender.send_at_rate(phase, rate as f64, count)?;
         arrivals.wait_for(phase, count, DRAIN_TIMEOUT);
         processor.ensure_running()?;
-        let mut run = arrivals.summary(phase, rate, count);
-        run.other_load_cores = other_load.and_then(|load| load.cores());
-        runs.push(run);
+        runs.push(RateSamples {
+            rate,
+            sent: count,
+            latencies_us: arrivals.take(phase),
+            other_load_cores: other_load.as_ref().and_then(OtherLoad::cores),
+            machine_busy_cores: other_load.as_ref().and_then(OtherLoad::machine_busy_cores),
+        });
     }
     processor.stop();
     watcher.stop();
@@ -129,19 +193,9 @@ impl Arrivals {
         }
     }
 
-    fn summary(&self, phase: usize, rate: u32, sent: usize) -> LatencyRun {
-        let mut latencies = self.by_phase.lock().unwrap_or_else(|e| e.into_inner())[phase].clone();
-        latencies.sort_unstable();
-        LatencyRun {
-            rate,
-            sent,
-            received: latencies.len(),
-            p50_us: percentile(&latencies, 0.50),
-            p90_us: percentile(&latencies, 0.90),
-            p99_us: percentile(&latencies, 0.99),
-            max_us: latencies.last().copied().unwrap_or(0),
-            other_load_cores: None,
-        }
+    fn take(&self, phase: usize) -> Vec<u64> {
+        let mut by_phase = self.by_phase.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut by_phase[phase])
     }
 }
 
@@ -289,6 +343,27 @@ mod tests {
         assert_eq!(value.len(), VALUE_BYTES);
         let upper = value.to_ascii_uppercase();
         assert_eq!(read_stamp(&upper), Some((3, 1_700_000_000_123_456)));
+    }
+
+    #[test]
+    fn rounds_are_pooled_and_kept_apart() {
+        let round = |latencies_us: Vec<u64>, load| RateSamples {
+            rate: 100,
+            sent: 100,
+            latencies_us,
+            other_load_cores: load,
+            machine_busy_cores: load.map(|other| other + 1.0),
+        };
+        let quiet = round((1..=100).collect(), Some(0.1));
+        let stalled = round((1..=99).chain([5000]).collect(), None);
+        let run = LatencyRun::pooled(100, &[quiet, stalled]);
+        assert_eq!((run.sent, run.received), (200, 200));
+        assert_eq!(run.p99_by_round_us, vec![99, 99]);
+        assert_eq!(run.p50_us, 50);
+        assert_eq!(run.p99_us, 99);
+        assert_eq!(run.max_us, 5000);
+        assert_eq!(run.other_load_cores, Some(0.1));
+        assert_eq!(run.machine_busy_cores, Some(1.1));
     }
 
     #[test]

@@ -108,17 +108,22 @@ impl OtherLoad {
 
     /// Cores busy with other work since the start, on average.
     pub fn cores(&self) -> Option<f64> {
+        let ours = (cpu_seconds_of(&self.pids) - self.ours) / self.started.elapsed().as_secs_f64();
+        Some((self.machine_busy_cores()? - ours).max(0.0))
+    }
+
+    /// Cores the whole machine kept busy since the start, on average, the
+    /// measured processes included: near the core count, work queued for a
+    /// CPU and every latency shows it.
+    pub fn machine_busy_cores(&self) -> Option<f64> {
         let (total_after, idle_after) = cpu_jiffies()?;
-        let wall = self.started.elapsed().as_secs_f64();
         let total = total_after.checked_sub(self.jiffies.0)? as f64;
         let idle = idle_after.checked_sub(self.jiffies.1)? as f64;
-        if total <= 0.0 || wall <= 0.0 {
+        if total <= 0.0 {
             return None;
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        let busy = (total - idle) / total * cores;
-        let ours = (cpu_seconds_of(&self.pids) - self.ours) / wall;
-        Some((busy - ours).max(0.0))
+        Some((total - idle) / total * cores)
     }
 }
 

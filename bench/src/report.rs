@@ -22,6 +22,7 @@ pub struct Method {
     pub rounds: usize,
     pub throughput_batch_timeout: Duration,
     pub latency_seconds: u64,
+    pub latency_rounds: usize,
     pub wasm_window: Duration,
     /// `--set` overrides the measured Runnel ran with.
     pub runnel_overrides: Vec<String>,
@@ -292,18 +293,24 @@ fn write_latency(page: &mut String, results: &Results) {
         "A producer (linger.ms=0) sends {} B messages at a fixed rate for {} s per \
          rate, each stamped with its send time; a consumer on the output topic takes \
          the difference on receipt (one process, one clock). A warm-up until outputs \
-         flow is dropped. The subject's own producer runs at the linger.ms shown; \
-         Runnel's default is 5. Other load as in the throughput table: tail \
-         latencies of runs with other work beside them say more about the machine \
-         than about the subject.\n",
+         flow is dropped. Every subject runs once per round, in turn, for {} rounds, \
+         and its rounds are pooled: a stall of the shared machine (tens of ms, now and \
+         then) lands on every subject alike instead of setting one subject's p99. \
+         The p99 of each round alone is shown beside. The subject's own producer runs \
+         at the linger.ms shown; Runnel's default is 5. Machine busy is the cores the \
+         whole machine kept busy (subject, broker and harness included) and other load \
+         the part of it no measured process used, the most of any round: as busy nears \
+         the core count, work waits for a CPU and the tail shows the machine's queueing \
+         more than the subject.\n",
         crate::kafka::VALUE_BYTES,
-        results.method.latency_seconds
+        results.method.latency_seconds,
+        results.method.latency_rounds
     );
     let _ = writeln!(
         page,
-        "| subject | linger.ms | rate/s | p50 | p90 | p99 | max | p99 − baseline p99 | received | other load |"
+        "| subject | linger.ms | rate/s | p50 | p90 | p99 | p99 by round | max | p99 − baseline p99 | received | machine busy | other load |"
     );
-    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for result in &results.latency {
         let linger_ms = result.subject.linger_ms();
         for run in &result.runs {
@@ -318,15 +325,21 @@ fn write_latency(page: &mut String, results: &Results) {
             };
             let _ = writeln!(
                 page,
-                "| {} | {linger_ms} | {} | {} | {} | {} | {} | {overhead} | {}/{} | {} |",
+                "| {} | {linger_ms} | {} | {} | {} | {} | {} | {} | {overhead} | {}/{} | {} | {} |",
                 result.subject.label(),
                 run.rate,
                 micros(run.p50_us),
                 micros(run.p90_us),
                 micros(run.p99_us),
+                run.p99_by_round_us
+                    .iter()
+                    .map(|&p99| micros(p99))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
                 micros(run.max_us),
                 run.received,
                 run.sent,
+                optional(run.machine_busy_cores, cores),
                 optional(run.other_load_cores, cores),
             );
         }

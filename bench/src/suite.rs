@@ -87,9 +87,13 @@ pub struct RunOptions {
     /// Fixed rates of the latency runs, messages per second.
     #[arg(long, value_delimiter = ',', default_value = "500,2000")]
     rates: Vec<u32>,
-    /// Seconds at each latency rate.
-    #[arg(long, default_value_t = 6)]
+    /// Seconds at each latency rate, in each round.
+    #[arg(long, default_value_t = 4)]
     latency_seconds: u64,
+    /// Rounds of latency runs (every subject once per round, in turn); each
+    /// subject's rounds are pooled.
+    #[arg(long, default_value_t = 3)]
+    latency_rounds: usize,
     /// Seconds per timed window of the WASM stage (three per point).
     #[arg(long, default_value_t = 1.0)]
     wasm_seconds: f64,
@@ -114,6 +118,7 @@ impl RunOptions {
     fn scale_down(&mut self) {
         self.messages = self.messages.min(30_000);
         self.rounds = 1;
+        self.latency_rounds = 1;
         self.latency_seconds = self.latency_seconds.min(2);
         self.wasm_seconds = self.wasm_seconds.min(0.2);
     }
@@ -218,6 +223,7 @@ fn method(options: &RunOptions) -> Method {
         rounds: options.rounds,
         throughput_batch_timeout: THROUGHPUT_BATCH_TIMEOUT,
         latency_seconds: options.latency_seconds,
+        latency_rounds: options.latency_rounds,
         wasm_window: Duration::from_secs_f64(options.wasm_seconds),
         runnel_overrides: options.runnel_set.clone(),
     }
@@ -353,23 +359,48 @@ fn measure_latency(
         baseline(0),
         per_message(0),
     ];
-    let mut results = Vec::new();
-    for subject in subjects {
-        let label = subject.label();
-        clock.say(&format!(
-            "latency: {label}, linger.ms={}",
-            subject.linger_ms()
-        ));
-        let runs = latency::measure(harness, &subject, &options.rates, options.latency_seconds)
-            .with_context(|| format!("latency of {label}"))?;
-        for run in &runs {
+    // samples[subject][round][rate]
+    let mut samples = vec![Vec::new(); subjects.len()];
+    for round in 1..=options.latency_rounds {
+        for (subject, rounds) in subjects.iter().zip(&mut samples) {
+            let label = subject.label();
             clock.say(&format!(
-                "  {}/s: p50 {} µs, p99 {} µs ({}/{} received)",
-                run.rate, run.p50_us, run.p99_us, run.received, run.sent
+                "latency round {round}/{}: {label}, linger.ms={}",
+                options.latency_rounds,
+                subject.linger_ms()
             ));
+            let by_rate =
+                latency::measure(harness, subject, &options.rates, options.latency_seconds)
+                    .with_context(|| format!("latency of {label}"))?;
+            for rate in &by_rate {
+                clock.say(&format!(
+                    "  {}/s: p99 {} µs ({}/{} received), machine busy {:.2} cores",
+                    rate.rate,
+                    rate.p99_us(),
+                    rate.latencies_us.len(),
+                    rate.sent,
+                    rate.machine_busy_cores.unwrap_or(f64::NAN)
+                ));
+            }
+            rounds.push(by_rate);
         }
-        results.push(LatencyResult { subject, runs });
     }
+    let results = subjects
+        .into_iter()
+        .zip(samples)
+        .map(|(subject, rounds)| {
+            let runs = options
+                .rates
+                .iter()
+                .enumerate()
+                .map(|(index, &rate)| {
+                    let at_rate: Vec<_> = rounds.iter().map(|round| round[index].clone()).collect();
+                    latency::LatencyRun::pooled(rate, &at_rate)
+                })
+                .collect();
+            LatencyResult { subject, runs }
+        })
+        .collect();
     Ok(results)
 }
 
