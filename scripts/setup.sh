@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The compiler rust-toolchain.toml names, with the WASI preview 2 target that
 # plugins are built for (a no-op when both are installed).
-rustup toolchain install >/dev/null
+rustup --quiet toolchain install >/dev/null
 
 # kcat: an independent Kafka client, used to check the test broker and to
 # feed the demo by hand.
