@@ -93,14 +93,19 @@ readonly DAPRD_BIN="${RUNNEL_DAPRD_BIN:-$DAPRD_CACHE/daprd}"
 readonly BUILD_NICE="${RUNNEL_DAPRD_NICE:-19}"
 readonly START_TIMEOUT="${RUNNEL_DAPRD_START_TIMEOUT:-60}"
 readonly LOG_LEVEL="${RUNNEL_DAPRD_LOG_LEVEL:-info}"
-readonly STOP_GRACE=15     # seconds between SIGTERM and SIGKILL
+# Seconds between SIGTERM and SIGKILL. SIGTERM starts daprd's graceful
+# shutdown: it closes the input binding (the Kafka consumer leaves its group)
+# and exits within --dapr-graceful-shutdown-seconds, which start sets below this.
+readonly STOP_GRACE=15
 readonly START_ATTEMPTS=3  # retries only for a lost race on a picked port
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 readonly SELF
-
-log() { printf 'daprd.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=SCRIPTDIR/../lib/service.sh
+source "$(dirname "$SELF")/../lib/service.sh"
+readonly SERVICE=daprd
+readonly SERVICE_FILES=(daprd.pid http_port)
+readonly SERVICE_ADDRESS=http_port
 
 usage() {
   cat >&2 <<EOF
@@ -115,7 +120,6 @@ EOF
   exit 2
 }
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH${2:+ ($2)}"; }
 
 # ---------------------------------------------------------------------------
 # build
@@ -218,100 +222,11 @@ cmd_build() {
   echo "$DAPRD_BIN"
 }
 
-# ---------------------------------------------------------------------------
-# Process helpers. PIDs can be reused, so before signalling anything we check
-# that it is still the process we started (by its command line), and the
-# watcher identifies the watched process by PID *and* start time.
-# ---------------------------------------------------------------------------
-pid_alive() {
-  # A zombie (exited, not yet reaped) counts as dead.
-  local state
-  [[ -r "/proc/$1/stat" ]] || return 1
-  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
-pid_starttime() {
-  # Field 22 of /proc/PID/stat; strip "pid (comm) " first because comm may
-  # contain spaces. Field 22 is then the 20th of what remains.
-  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
-}
-
-pid_cmdline_has() {
-  # pid_cmdline_has PID WORD...: is PID alive and does its argv contain all WORDs?
-  local pid=$1 cmd w
-  shift
-  pid_alive "$pid" || return 1
-  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  for w in "$@"; do [[ "$cmd" == *"$w"* ]] || return 1; done
-}
-
-read_pid() { [[ -f "$1" ]] && tr -dc '0-9' <"$1"; }
-
-daprd_pid_if_ours() {
+service_pid_if_ours() {
   # Prints daprd's PID if DIR/daprd.pid names a live daprd of DIR.
   local dir=$1 pid
   pid="$(read_pid "$dir/daprd.pid")" || return 1
   [[ -n "$pid" ]] && pid_cmdline_has "$pid" daprd "--resources-path $dir/components" && echo "$pid"
-}
-
-stop_daprd_in() {
-  local dir=$1 pid i
-  if pid="$(daprd_pid_if_ours "$dir")"; then
-    log "stopping daprd pid $pid ($dir)"
-    # SIGTERM starts daprd's graceful shutdown: it closes the input binding
-    # (the Kafka consumer leaves its group) and exits within
-    # --dapr-graceful-shutdown-seconds, which start sets below STOP_GRACE.
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_GRACE * 5; i++)); do
-      pid_alive "$pid" || break
-      sleep 0.2
-    done
-    if pid_alive "$pid"; then
-      log "daprd pid $pid ignored SIGTERM for ${STOP_GRACE}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-    fi
-  fi
-  rm -f "$dir/daprd.pid" "$dir/http_port"
-}
-
-stop_watcher_in() {
-  local dir=$1 pid
-  pid="$(read_pid "$dir/watcher.pid")" || true
-  if [[ -n "${pid:-}" ]] && pid_cmdline_has "$pid" "$SELF" _watch "$dir"; then
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/watcher.pid"
-}
-
-# ---------------------------------------------------------------------------
-# Ports. We pick ports below the kernel's ephemeral range (so outgoing
-# connections cannot grab them between our pick and daprd's bind) that no
-# socket in /proc/net/tcp{,6} uses. Another process can still win the race;
-# start_once sees daprd exit with "address already in use" and we retry.
-# ---------------------------------------------------------------------------
-used_ports() {
-  awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
-}
-
-pick_port() {
-  # pick_port EXCLUDED_PORT...
-  local lo hi used p i x ok
-  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
-  hi=$((lo - 1))
-  ((hi > 20000)) || hi=65000   # odd ephemeral ranges: fall back to any high port
-  used="$(used_ports)"
-  for ((i = 0; i < 500; i++)); do
-    p=$((10000 + (RANDOM * 32768 + RANDOM) % (hi - 10000)))
-    ok=1
-    for x in "$@"; do [[ "$p" == "$x" ]] && ok=0; done
-    ((ok)) || continue
-    grep -qix "$(printf '%04X' "$p")" <<<"$used" && continue
-    echo "$p"
-    return 0
-  done
-  die "could not find a free TCP port"
 }
 
 # HTTP status of GET URL, "000" if nothing answers. curl if installed,
@@ -495,14 +410,10 @@ cmd_start() {
     input | output | input,output | output,input | none) ;;
     *) die "--direction must be input, output, input,output or none (got '$direction')" ;;
   esac
-  if [[ -n "$watch" ]]; then
-    [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a numeric PID"
-    pid_alive "$watch" || die "--watch-pid $watch is not a running process"
-    wstart="$(pid_starttime "$watch")"
-  fi
+  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
-  if daprd_pid_if_ours "$dir" >/dev/null; then
+  if service_pid_if_ours "$dir" >/dev/null; then
     die "a daprd is already running for $dir (port $(cat "$dir/http_port" 2>/dev/null || echo '?')); stop it first"
   fi
   stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
@@ -522,69 +433,20 @@ cmd_start() {
   # If anything below fails (or we are interrupted), do not leave daprd
   # running behind the caller's back.
   START_DIR=$dir
-  trap 'stop_daprd_in "$START_DIR"' EXIT
+  trap 'stop_service_in "$START_DIR"' EXIT
   trap 'exit 130' INT TERM
   for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
     start_once "$dir" "$app_id" "$app_port" "$wait_app" "$binding"
     ((PORT_RACE)) || break
-    stop_daprd_in "$dir"
+    stop_service_in "$dir"
   done
   ((PORT_RACE == 0)) || die "could not start daprd after $START_ATTEMPTS attempts"
 
   echo "$HTTP_PORT" >"$dir/http_port"
-  if [[ -n "$watch" ]]; then
-    # The watcher is a separate, fully detached process so that it outlives
-    # this script; it stops daprd once the watched PID has gone.
-    bash "$SELF" _watch --dir "$dir" --watch-pid "$watch" --watch-start "$wstart" \
-      </dev/null >>"$dir/watcher.log" 2>&1 &
-    echo $! >"$dir/watcher.pid"
-  fi
+  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
   trap - EXIT INT TERM
   log "daprd pid $DAPRD_PID ready, Dapr HTTP API on 127.0.0.1:$HTTP_PORT (log: $dir/daprd.log)"
   echo "$HTTP_PORT"
-}
-
-cmd_watch() {
-  local dir=$1 watch=$2 wstart=$3 now
-  log "$(date '+%F %T') watching pid $watch for daprd in $dir"
-  while :; do
-    # daprd went away by itself (or was stopped): nothing left to do.
-    daprd_pid_if_ours "$dir" >/dev/null || exit 0
-    now="$(pid_starttime "$watch" || true)"
-    if ! pid_alive "$watch" || [[ -n "$wstart" && "$now" != "$wstart" ]]; then
-      log "$(date '+%F %T') pid $watch exited; stopping daprd"
-      stop_daprd_in "$dir"
-      rm -f "$dir/watcher.pid"
-      exit 0
-    fi
-    sleep 1
-  done
-}
-
-cmd_stop() {
-  local dir=$1
-  [[ -d "$dir" ]] || { log "no such directory $dir; nothing to stop"; return 0; }
-  dir="$(cd "$dir" && pwd)"
-  # Watcher first, so it does not race us to daprd.
-  stop_watcher_in "$dir"
-  if daprd_pid_if_ours "$dir" >/dev/null; then
-    stop_daprd_in "$dir"
-  else
-    log "no daprd running for $dir"
-    rm -f "$dir/daprd.pid" "$dir/http_port"
-  fi
-}
-
-cmd_status() {
-  local dir=$1 pid
-  dir="$(cd "$dir" 2>/dev/null && pwd)" || { log "not running"; return 1; }
-  if pid="$(daprd_pid_if_ours "$dir")"; then
-    log "running, pid $pid"
-    cat "$dir/http_port"
-  else
-    log "not running"
-    return 1
-  fi
 }
 
 # ---------------------------------------------------------------------------

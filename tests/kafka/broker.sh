@@ -54,14 +54,18 @@ readonly STORAGE_MAIN=kafka.tools.StorageTool
 readonly HEAP_OPTS="${RUNNEL_KAFKA_HEAP:--Xmx512m -Xms512m}"
 readonly START_TIMEOUT="${RUNNEL_KAFKA_START_TIMEOUT:-90}"
 readonly PROBE="${RUNNEL_KAFKA_PROBE:-auto}"
-readonly STOP_GRACE=20   # seconds between SIGTERM and SIGKILL
+# Seconds between SIGTERM and SIGKILL. Kafka shuts down cleanly on SIGTERM
+# (flushes logs, resigns as controller); a single node takes a few seconds.
+readonly STOP_GRACE=20
 readonly START_ATTEMPTS=3  # retries only for a lost race on a picked port
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 readonly SELF
-
-log() { printf 'broker.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=SCRIPTDIR/../lib/service.sh
+source "$(dirname "$SELF")/../lib/service.sh"
+readonly SERVICE=broker
+readonly SERVICE_FILES=(broker.pid)
+readonly SERVICE_ADDRESS=bootstrap
 
 usage() {
   cat >&2 <<EOF
@@ -73,7 +77,6 @@ EOF
   exit 2
 }
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH${2:+ ($2)}"; }
 
 # ---------------------------------------------------------------------------
 # fetch: resolve kafka_2.13 + runtime deps + logging binding into $LIBS.
@@ -140,100 +143,11 @@ EOF
   libs_ready || die "fetch did not complete"
 }
 
-# ---------------------------------------------------------------------------
-# Process helpers. PIDs can be reused, so before signalling anything we check
-# that it is still the process we started (by its command line), and the
-# watcher identifies the watched process by PID *and* start time.
-# ---------------------------------------------------------------------------
-pid_alive() {
-  # A zombie (exited, not yet reaped) counts as dead.
-  local state
-  [[ -r "/proc/$1/stat" ]] || return 1
-  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
-pid_starttime() {
-  # Field 22 of /proc/PID/stat; strip "pid (comm) " first because comm may
-  # contain spaces. Field 22 is then the 20th of what remains.
-  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
-}
-
-pid_cmdline_has() {
-  # pid_cmdline_has PID WORD...: is PID alive and does its argv contain all WORDs?
-  local pid=$1 cmd w
-  shift
-  pid_alive "$pid" || return 1
-  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  for w in "$@"; do [[ "$cmd" == *"$w"* ]] || return 1; done
-}
-
-read_pid() { [[ -f "$1" ]] && tr -dc '0-9' <"$1"; }
-
-broker_pid_if_ours() {
+service_pid_if_ours() {
   # Prints the broker's PID if DIR/broker.pid names a live broker of DIR.
   local dir=$1 pid
   pid="$(read_pid "$dir/broker.pid")" || return 1
   [[ -n "$pid" ]] && pid_cmdline_has "$pid" "$BROKER_MAIN" "$dir/server.properties" && echo "$pid"
-}
-
-stop_broker_in() {
-  local dir=$1 pid i
-  if pid="$(broker_pid_if_ours "$dir")"; then
-    log "stopping broker pid $pid ($dir)"
-    kill -TERM "$pid" 2>/dev/null || true
-    # Kafka shuts down cleanly on SIGTERM (flushes logs, resigns as
-    # controller); a single node normally takes a few seconds.
-    for ((i = 0; i < STOP_GRACE * 5; i++)); do
-      pid_alive "$pid" || break
-      sleep 0.2
-    done
-    if pid_alive "$pid"; then
-      log "broker pid $pid ignored SIGTERM for ${STOP_GRACE}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-    fi
-  fi
-  rm -f "$dir/broker.pid"
-}
-
-stop_watcher_in() {
-  local dir=$1 pid
-  pid="$(read_pid "$dir/watcher.pid")" || true
-  if [[ -n "${pid:-}" ]] && pid_cmdline_has "$pid" "$SELF" _watch "$dir"; then
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/watcher.pid"
-}
-
-# ---------------------------------------------------------------------------
-# Ports. We pick ports below the kernel's ephemeral range (so outgoing
-# connections cannot grab them between our pick and the broker's bind) that
-# no socket in /proc/net/tcp{,6} uses. Another process can still win the race
-# for the port; start_once detects "Address already in use" and we retry.
-# ---------------------------------------------------------------------------
-used_ports() {
-  # Local ports (hex) of every TCP socket, any state, v4 and v6.
-  awk 'FNR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
-}
-
-pick_port() {
-  # pick_port EXCLUDED_PORT...
-  local lo hi used p i x ok
-  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
-  hi=$((lo - 1))
-  ((hi > 20000)) || hi=65000   # odd ephemeral ranges: fall back to any high port
-  used="$(used_ports)"
-  for ((i = 0; i < 500; i++)); do
-    p=$((10000 + (RANDOM * 32768 + RANDOM) % (hi - 10000)))
-    ok=1
-    for x in "$@"; do [[ "$p" == "$x" ]] && ok=0; done
-    ((ok)) || continue
-    grep -qix "$(printf '%04X' "$p")" <<<"$used" && continue
-    echo "$p"
-    return 0
-  done
-  die "could not find a free TCP port"
 }
 
 # ---------------------------------------------------------------------------
@@ -411,14 +325,10 @@ START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
 
 cmd_start() {
   local dir=$1 watch=$2 attempt wstart=""
-  if [[ -n "$watch" ]]; then
-    [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a numeric PID"
-    pid_alive "$watch" || die "--watch-pid $watch is not a running process"
-    wstart="$(pid_starttime "$watch")"
-  fi
+  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
-  if broker_pid_if_ours "$dir" >/dev/null; then
+  if service_pid_if_ours "$dir" >/dev/null; then
     die "a broker is already running for $dir ($(cat "$dir/bootstrap" 2>/dev/null || echo '?')); stop it first"
   fi
   stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
@@ -431,69 +341,20 @@ cmd_start() {
   # If anything below fails (or we are interrupted), do not leave a broker
   # running behind the caller's back.
   START_DIR=$dir
-  trap 'stop_broker_in "$START_DIR"' EXIT
+  trap 'stop_service_in "$START_DIR"' EXIT
   trap 'exit 130' INT TERM
   for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
     start_once "$dir"
     ((PORT_RACE)) || break
-    stop_broker_in "$dir"
+    stop_service_in "$dir"
   done
   ((PORT_RACE == 0)) || die "could not start the broker after $START_ATTEMPTS attempts"
 
   echo "$BOOTSTRAP" >"$dir/bootstrap"
-  if [[ -n "$watch" ]]; then
-    # The watcher is a separate, fully detached process so that it outlives
-    # this script; it stops the broker once the watched PID has gone.
-    bash "$SELF" _watch --dir "$dir" --watch-pid "$watch" --watch-start "$wstart" \
-      </dev/null >>"$dir/watcher.log" 2>&1 &
-    echo $! >"$dir/watcher.pid"
-  fi
+  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
   trap - EXIT INT TERM
   log "broker pid $BROKER_PID ready on $BOOTSTRAP"
   echo "$BOOTSTRAP"
-}
-
-cmd_watch() {
-  local dir=$1 watch=$2 wstart=$3 now
-  log "$(date '+%F %T') watching pid $watch for broker in $dir"
-  while :; do
-    # The broker went away by itself (or was stopped): nothing left to do.
-    broker_pid_if_ours "$dir" >/dev/null || exit 0
-    now="$(pid_starttime "$watch" || true)"
-    if ! pid_alive "$watch" || [[ -n "$wstart" && "$now" != "$wstart" ]]; then
-      log "$(date '+%F %T') pid $watch exited; stopping the broker"
-      stop_broker_in "$dir"
-      rm -f "$dir/watcher.pid"
-      exit 0
-    fi
-    sleep 1
-  done
-}
-
-cmd_stop() {
-  local dir=$1
-  [[ -d "$dir" ]] || { log "no such directory $dir; nothing to stop"; return 0; }
-  dir="$(cd "$dir" && pwd)"
-  # Watcher first, so it does not race us to the broker.
-  stop_watcher_in "$dir"
-  if broker_pid_if_ours "$dir" >/dev/null; then
-    stop_broker_in "$dir"
-  else
-    log "no broker running for $dir"
-    rm -f "$dir/broker.pid"
-  fi
-}
-
-cmd_status() {
-  local dir=$1 pid
-  dir="$(cd "$dir" 2>/dev/null && pwd)" || { log "not running"; return 1; }
-  if pid="$(broker_pid_if_ours "$dir")"; then
-    log "running, pid $pid"
-    cat "$dir/bootstrap"
-  else
-    log "not running"
-    return 1
-  fi
 }
 
 # ---------------------------------------------------------------------------
