@@ -164,7 +164,10 @@ impl PipelineLauncher {
                 settings.batch_timeout,
             )),
             metrics: self.metrics.clone(),
-            mode: Mode::for_batch_size(settings.batch_size),
+            series: self
+                .metrics
+                .pipeline_series(&name, Mode::for_batch_size(settings.batch_size)),
+            plugin_series: Default::default(),
             concurrency: Semaphore::new(settings.max_concurrent),
             failure_policy: FailurePolicy {
                 retry: settings.retry.clone(),

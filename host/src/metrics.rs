@@ -5,7 +5,8 @@
 //! kind; never a key or an offset.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::runtime::CallErrorKind;
@@ -169,19 +170,6 @@ impl Metrics {
         }
     }
 
-    pub fn record_processed(&self, mode: Mode, succeeded: u64, failed: u64) {
-        if succeeded > 0 {
-            self.messages_processed
-                .with_label_values(&["success", mode.as_str()])
-                .inc_by(succeeded);
-        }
-        if failed > 0 {
-            self.messages_processed
-                .with_label_values(&["error", mode.as_str()])
-                .inc_by(failed);
-        }
-    }
-
     pub fn record_binding_request(&self, binding: &str, success: bool, seconds: f64) {
         let status = if success { "success" } else { "error" };
         self.binding_requests
@@ -192,29 +180,30 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn record_batch_size(&self, pipeline: &str, size: usize) {
-        self.batch_size
-            .with_label_values(&[pipeline])
-            .observe(size as f64);
+    /// The series `pipeline` updates on every batch. Looking a labelled
+    /// series up hashes its labels under a lock; a pipeline does it once
+    /// here rather than several times per batch, which in per-message mode
+    /// is several times per message.
+    pub fn pipeline_series(&self, pipeline: &str, mode: Mode) -> PipelineSeries {
+        PipelineSeries {
+            batch_size: self.batch_size.with_label_values(&[pipeline]),
+            succeeded: self
+                .messages_processed
+                .with_label_values(&["success", mode.as_str()]),
+            failed: self
+                .messages_processed
+                .with_label_values(&["error", mode.as_str()]),
+            outputs: self.outputs_produced.with_label_values(&[pipeline]),
+        }
     }
 
-    pub fn record_invocation(
-        &self,
-        plugin: &str,
-        seconds: f64,
-        fuel_used: Option<u64>,
-        memory_bytes: usize,
-    ) {
-        self.invocation_duration
-            .with_label_values(&[plugin])
-            .observe(seconds);
-        if let Some(fuel) = fuel_used {
-            self.fuel_used.with_label_values(&[plugin]).inc_by(fuel);
-        }
-        if memory_bytes > 0 {
-            self.plugin_memory
-                .with_label_values(&[plugin])
-                .set(memory_bytes as i64);
+    /// The series `plugin` updates on every call; see [`Self::pipeline_series`].
+    pub fn plugin_series(&self, plugin: &str) -> PluginSeries {
+        PluginSeries {
+            plugin: plugin.to_owned(),
+            invocation_duration: self.invocation_duration.with_label_values(&[plugin]),
+            fuel_used: self.fuel_used.with_label_values(&[plugin]),
+            memory: self.plugin_memory.with_label_values(&[plugin]),
         }
     }
 
@@ -231,12 +220,6 @@ impl Metrics {
         self.plugin_errors
             .with_label_values(&[plugin, "plugin_error"])
             .inc();
-    }
-
-    pub fn record_outputs(&self, pipeline: &str, count: u64) {
-        self.outputs_produced
-            .with_label_values(&[pipeline])
-            .inc_by(count);
     }
 
     pub fn set_consumer_lag(&self, pipeline: &str, topic: &str, partition: i32, lag: i64) {
@@ -266,5 +249,92 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// A pipeline's per-batch series, resolved once by [`Metrics::pipeline_series`].
+#[derive(Clone)]
+pub struct PipelineSeries {
+    batch_size: Histogram,
+    succeeded: IntCounter,
+    failed: IntCounter,
+    outputs: IntCounter,
+}
+
+impl PipelineSeries {
+    pub fn record_batch_size(&self, size: usize) {
+        self.batch_size.observe(size as f64);
+    }
+
+    pub fn record_processed(&self, succeeded: u64, failed: u64) {
+        if succeeded > 0 {
+            self.succeeded.inc_by(succeeded);
+        }
+        if failed > 0 {
+            self.failed.inc_by(failed);
+        }
+    }
+
+    pub fn record_outputs(&self, count: u64) {
+        self.outputs.inc_by(count);
+    }
+}
+
+/// A plugin's per-call series, resolved once by [`Metrics::plugin_series`].
+#[derive(Clone)]
+pub struct PluginSeries {
+    plugin: String,
+    invocation_duration: Histogram,
+    fuel_used: IntCounter,
+    memory: IntGauge,
+}
+
+impl PluginSeries {
+    /// The plugin whose series these are.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    pub fn record_invocation(&self, seconds: f64, fuel_used: Option<u64>, memory_bytes: usize) {
+        self.invocation_duration.observe(seconds);
+        if let Some(fuel) = fuel_used {
+            self.fuel_used.inc_by(fuel);
+        }
+        if memory_bytes > 0 {
+            self.memory.set(memory_bytes as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_series_are_exported_under_their_labels() {
+        let metrics = Metrics::new();
+        let pipeline = metrics.pipeline_series("orders", Mode::PerMessage);
+        pipeline.record_batch_size(1);
+        pipeline.record_processed(3, 1);
+        pipeline.record_outputs(2);
+        let plugin = metrics.plugin_series("upper");
+        plugin.record_invocation(0.001, Some(500), 65536);
+        plugin.record_invocation(0.001, Some(250), 0);
+
+        let text = metrics.render();
+        for line in [
+            r#"kafka_messages_processed_total{mode="per_message",status="success"} 3"#,
+            r#"kafka_messages_processed_total{mode="per_message",status="error"} 1"#,
+            r#"kafka_batch_size_count{pipeline="orders"} 1"#,
+            r#"runnel_outputs_produced_total{pipeline="orders"} 2"#,
+            r#"runnel_plugin_invocation_duration_seconds_count{plugin="upper"} 2"#,
+            r#"runnel_plugin_fuel_used_total{plugin="upper"} 750"#,
+            r#"runnel_plugin_memory_bytes{plugin="upper"} 65536"#,
+        ] {
+            assert!(
+                text.lines().any(|exported| exported == line),
+                "{line} missing in:\n{text}"
+            );
+        }
     }
 }

@@ -8,8 +8,10 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::config::{OnFailure, RetryConfig};
-use crate::metrics::{Metrics, Mode};
-use crate::runtime::{CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin};
+use crate::metrics::{Metrics, PipelineSeries, PluginSeries};
+use crate::runtime::{
+    CallError, EncodedBatch, EncodedOutcomes, Invocation, Outcome, OutputView, Plugin,
+};
 use crate::sink::{DaprOutput, OutputProducer, PendingDelivery};
 use crate::stats::PipelineStats;
 
@@ -99,6 +101,26 @@ impl PluginSlot {
     }
 }
 
+/// The series of the plugin a pipeline called last, looked up again only
+/// when a reload brings a plugin of another name.
+#[derive(Default)]
+pub struct PluginSeriesCache(std::sync::Mutex<Option<PluginSeries>>);
+
+impl PluginSeriesCache {
+    fn record_invocation(&self, metrics: &Metrics, plugin: &str, invocation: &Invocation) {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let series = match &mut *cached {
+            Some(series) if series.plugin() == plugin => series,
+            stale => stale.insert(metrics.plugin_series(plugin)),
+        };
+        series.record_invocation(
+            invocation.elapsed.as_secs_f64(),
+            invocation.fuel_used,
+            invocation.memory_bytes,
+        );
+    }
+}
+
 pub struct Pipeline {
     pub name: String,
     pub plugin: PluginSlot,
@@ -109,7 +131,9 @@ pub struct Pipeline {
     pub output_binding: Option<DaprOutput>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Metrics,
-    pub mode: Mode,
+    /// This pipeline's per-batch series of `metrics`, resolved once.
+    pub series: PipelineSeries,
+    pub plugin_series: PluginSeriesCache,
     /// Bounds the plugin calls running at once.
     pub concurrency: Semaphore,
     pub failure_policy: FailurePolicy,
@@ -126,7 +150,7 @@ impl Pipeline {
         producer: &OutputProducer,
     ) -> Vec<MessageResult> {
         let count = batch.len();
-        self.metrics.record_batch_size(&self.name, count);
+        self.series.record_batch_size(count);
         self.stats.set_current_batch_size(count);
         let ServedPlugin { plugin, version } = self.plugin.current();
         let mut answers = Vec::new();
@@ -176,7 +200,7 @@ impl Pipeline {
         let failed = results.iter().filter(|r| r.failure.is_some()).count() as u64;
         let succeeded = count as u64 - failed;
         self.stats.record_processed(succeeded, failed);
-        self.metrics.record_processed(self.mode, succeeded, failed);
+        self.series.record_processed(succeeded, failed);
         results
     }
 
@@ -316,12 +340,8 @@ impl Pipeline {
             let _permit = self.concurrency.acquire().await;
             plugin.handle(batch).await
         };
-        self.metrics.record_invocation(
-            plugin.name(),
-            invocation.elapsed.as_secs_f64(),
-            invocation.fuel_used,
-            invocation.memory_bytes,
-        );
+        self.plugin_series
+            .record_invocation(&self.metrics, plugin.name(), &invocation);
         if let Err(error) = &invocation.result {
             self.metrics.record_call_error(plugin.name(), error.kind);
         }

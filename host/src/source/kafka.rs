@@ -847,7 +847,7 @@ async fn confirm_and_store(
                 outputs += 1;
             }
         }
-        pipeline.metrics.record_outputs(&pipeline.name, outputs);
+        pipeline.series.record_outputs(outputs);
         if shared.commit == CommitStrategy::AfterProcessing {
             store_offset(
                 &shared,
