@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
@@ -462,6 +463,9 @@ impl KafkaInput {
         let mut paused = false;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut receive_errors = 0u32;
+        // One stream for the whole run: `recv()` would build one per message,
+        // registering and dropping a waker slot under a lock each time.
+        let mut messages = consumer.stream();
         loop {
             // Back-pressure. Over the bound, stop taking messages and let
             // librdkafka's own bounded queue absorb the fetches: that costs
@@ -482,7 +486,7 @@ impl KafkaInput {
                     tracing::error!(pipeline = %name, "pipeline halted at a failure; nothing after it is committed");
                     break;
                 }
-                received = consumer.recv() => match received {
+                received = messages.next() => match received.expect("Kafka message streams never end") {
                     Ok(message) => {
                         receive_errors = 0;
                         self.dispatch(message.detach());
@@ -503,6 +507,7 @@ impl KafkaInput {
                 }
             }
         }
+        drop(messages);
         tracing::info!(pipeline = %name, "stopping: draining in-flight work");
         let drained = drain(self.workers.take_all(), self.drain_timeout).await;
         let committer = consumer.clone();
