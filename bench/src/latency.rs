@@ -63,13 +63,13 @@ pub struct LatencyRun {
 
 impl LatencyRun {
     /// Pools the rounds at one rate.
-    pub fn pooled(rate: u32, rounds: &[RateSamples]) -> Self {
+    pub fn pooled(rate: u32, rounds: &[&RateSamples]) -> Self {
         let mut latencies: Vec<u64> = rounds
             .iter()
             .flat_map(|round| round.latencies_us.iter().copied())
             .collect();
         latencies.sort_unstable();
-        let p99_by_round_us = rounds.iter().map(RateSamples::p99_us).collect();
+        let p99_by_round_us = rounds.iter().map(|round| round.p99_us()).collect();
         Self {
             rate,
             sent: rounds.iter().map(|round| round.sent).sum(),
@@ -356,7 +356,7 @@ mod tests {
         };
         let quiet = round((1..=100).collect(), Some(0.1));
         let stalled = round((1..=99).chain([5000]).collect(), None);
-        let run = LatencyRun::pooled(100, &[quiet, stalled]);
+        let run = LatencyRun::pooled(100, &[&quiet, &stalled]);
         assert_eq!((run.sent, run.received), (200, 200));
         assert_eq!(run.p99_by_round_us, vec![99, 99]);
         assert_eq!(run.p50_us, 50);

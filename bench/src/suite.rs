@@ -394,7 +394,7 @@ fn measure_latency(
                 .iter()
                 .enumerate()
                 .map(|(index, &rate)| {
-                    let at_rate: Vec<_> = rounds.iter().map(|round| round[index].clone()).collect();
+                    let at_rate: Vec<_> = rounds.iter().map(|round| &round[index]).collect();
                     latency::LatencyRun::pooled(rate, &at_rate)
                 })
                 .collect();

@@ -15,7 +15,7 @@
 # and defines `service_pid_if_ours DIR`, which prints the service's PID if
 # DIR's PID file names a live service of DIR.
 
-log() { printf '%s: %s\n' "$(basename "$SELF")" "$*" >&2; }
+log() { printf '%s: %s\n' "${SELF##*/}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH${2:+ ($2)}"; }
 
