@@ -129,15 +129,80 @@ fn malformed_batches_are_refused_with_a_reason() {
     }
 }
 
-#[test]
-fn non_utf8_header_names_are_refused() {
-    let mut writer = BatchWriter::new("in");
-    writer.push(&message("t", None, b"v"), [("name", b"value".as_slice())]);
-    let mut bytes = writer.finish().bytes().to_vec();
-    let at = bytes.windows(4).position(|w| w == b"name").unwrap();
+/// `bytes` with the first byte of the only occurrence of `text` made invalid UTF-8.
+fn break_utf8(bytes: &[u8], text: &str) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    let at = bytes
+        .windows(text.len())
+        .position(|window| window == text.as_bytes())
+        .unwrap();
     bytes[at] = 0xff;
-    let error = BatchView::parse(&bytes).unwrap_err().to_string();
-    assert!(error.contains("not UTF-8"), "{error}");
+    bytes
+}
+
+/// Names are checked once, when a buffer is parsed, and read unchecked afterwards: every kind
+/// of name must be refused when it is not UTF-8, and read back whole when it is, ASCII or not.
+#[test]
+fn names_are_checked_as_utf8_not_only_as_ascii() {
+    let mut writer = BatchWriter::new("entrée");
+    writer.push(
+        &message("tópico", None, b"v"),
+        [("名前", b"value".as_slice())],
+    );
+    let batch = writer.finish();
+    let view = BatchView::parse(batch.bytes()).unwrap();
+    let message = view.message(0);
+    assert_eq!(view.source(), "entrée");
+    assert_eq!(message.topic(), "tópico");
+    assert_eq!(
+        message.headers().collect::<Vec<_>>(),
+        [("名前", &b"value"[..])]
+    );
+    for (name, reason) in [
+        ("entrée", "the source"),
+        ("tópico", "topic 0"),
+        ("名前", "the name of header 0"),
+    ] {
+        let error = BatchView::parse(&break_utf8(batch.bytes(), name))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(reason) && error.contains("not UTF-8"),
+            "{error}"
+        );
+    }
+
+    let mut writer = OutcomesWriter::with_capacity(2, 0);
+    writer.send(b"v");
+    writer.set_topic("sortie");
+    writer.add_header("clé", b"1");
+    writer.finish_message(None);
+    writer.finish_message(Some((FailureKind::Permanent, "échec")));
+    let answer = writer.finish();
+    let view = OutcomesView::parse(&answer, 2).unwrap();
+    let Outcome::Outputs(mut outputs) = view.outcome(0) else {
+        panic!("message 0 succeeded")
+    };
+    let output = outputs.next().unwrap();
+    assert_eq!(output.topic, Some("sortie"));
+    assert_eq!(output.headers.collect::<Vec<_>>(), [("clé", &b"1"[..])]);
+    let Outcome::Failed { message, .. } = view.outcome(1) else {
+        panic!("message 1 failed")
+    };
+    assert_eq!(message, "échec");
+    for (name, reason) in [
+        ("sortie", "output topic 0"),
+        ("clé", "the name of header 0"),
+        ("échec", "the failure message of message 1"),
+    ] {
+        let error = OutcomesView::parse(&break_utf8(&answer, name), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(reason) && error.contains("not UTF-8"),
+            "{error}"
+        );
+    }
 }
 
 /// Runs the writer as a plugin would over three messages: two outputs with everything set,
