@@ -61,7 +61,17 @@ pub struct LatencyRun {
     pub machine_busy_cores: Option<f64>,
 }
 
+/// A median latency above this means outputs queued up behind the rate: a
+/// backlog grew, and latency measures the backlog instead of the subject.
+const MAX_KEPT_UP_P50_US: u64 = 100_000;
+
 impl LatencyRun {
+    /// Whether every message came out and the median stayed low enough to
+    /// show that the subject (and the broker) kept up with the rate.
+    pub fn kept_up(&self) -> bool {
+        self.received == self.sent && self.p50_us <= MAX_KEPT_UP_P50_US
+    }
+
     /// Pools the rounds at one rate.
     pub fn pooled(rate: u32, rounds: &[&RateSamples]) -> Self {
         let mut latencies: Vec<u64> = rounds

@@ -154,11 +154,7 @@ fn write_targets(page: &mut String, results: &Results) {
     let _ = writeln!(page, "| target | goal | measured | result | margin |");
     let _ = writeln!(page, "|---|---|---|---|---|");
     for row in rows {
-        let result = match row.pass {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "not measured",
-        };
+        let result = row.result.label();
         let _ = writeln!(
             page,
             "| {} | {} | {} | {result} | {} |",
@@ -292,7 +288,8 @@ fn write_latency(page: &mut String, results: &Results) {
         page,
         "A producer (linger.ms=0) sends {} B messages at a fixed rate for {} s per \
          rate, each stamped with its send time; a consumer on the output topic takes \
-         the difference on receipt (one process, one clock). A warm-up until outputs \
+         the difference on receipt (one process, one clock). The baseline first runs untimed \
+         at the highest rate to warm the broker up, and each subject's warm-up until outputs \
          flow is dropped. Every subject runs once per round, in turn, for {} rounds, \
          and its rounds are pooled: a stall of the shared machine (tens of ms, now and \
          then) lands on every subject alike instead of setting one subject's p99. \
@@ -301,7 +298,8 @@ fn write_latency(page: &mut String, results: &Results) {
          whole machine kept busy (subject, broker and harness included) and other load \
          the part of it no measured process used, the most of any round: as busy nears \
          the core count, work waits for a CPU and the tail shows the machine's queueing \
-         more than the subject.\n",
+         more than the subject. A rate at which either side fell behind (a median over \
+         100 ms, or outputs missing) leaves the latency target there unjudged.\n",
         crate::kafka::VALUE_BYTES,
         results.method.latency_seconds,
         results.method.latency_rounds
