@@ -272,7 +272,56 @@ impl Pipeline {
     /// timeout, a memory blow-up), the batch is split in halves and each
     /// half tried again on fresh instances, until the message that breaks
     /// the call is alone: it fails, its neighbours succeed.
-    fn call_isolating<'a>(
+    async fn call_isolating(
+        &self,
+        plugin: &Plugin,
+        batch: &EncodedBatch,
+        answers: &mut Vec<EncodedOutcomes>,
+    ) -> Vec<Verdict> {
+        let count = batch.len();
+        match self.call(plugin, batch).await {
+            Ok(handled) => {
+                let call = answers.len();
+                let verdicts = (0..count)
+                    .map(|index| match handled.outcome(index) {
+                        Outcome::Outputs(_) => Verdict::Outputs { call, index },
+                        Outcome::Failed { kind, message } => {
+                            let kind = kind.as_str();
+                            self.metrics.record_message_failure(plugin.name(), kind);
+                            Verdict::Failed(MessageFailure {
+                                kind,
+                                message: message.to_owned(),
+                                attempts: 1,
+                            })
+                        }
+                    })
+                    .collect();
+                answers.push(handled);
+                verdicts
+            }
+            Err(error) if count == 1 => vec![Verdict::Failed(MessageFailure {
+                kind: error.kind.as_str(),
+                message: error.message,
+                attempts: 1,
+            })],
+            Err(error) => {
+                tracing::warn!(
+                    pipeline = %self.name,
+                    plugin = plugin.name(),
+                    kind = %error.kind,
+                    error = %error.message,
+                    batch = count,
+                    "plugin call failed; splitting the batch to isolate the message that breaks it"
+                );
+                self.isolate_in_halves(plugin, batch, answers).await
+            }
+        }
+    }
+
+    /// [`Pipeline::call_isolating`] on each half of `batch`, in order. Boxed
+    /// because the two recurse; only a failed call gets here, so a batch
+    /// that succeeds allocates no future.
+    fn isolate_in_halves<'a>(
         &'a self,
         plugin: &'a Plugin,
         batch: &'a EncodedBatch,
@@ -280,53 +329,17 @@ impl Pipeline {
     ) -> futures::future::BoxFuture<'a, Vec<Verdict>> {
         Box::pin(async move {
             let count = batch.len();
-            match self.call(plugin, batch).await {
-                Ok(handled) => {
-                    let call = answers.len();
-                    let verdicts = (0..count)
-                        .map(|index| match handled.outcome(index) {
-                            Outcome::Outputs(_) => Verdict::Outputs { call, index },
-                            Outcome::Failed { kind, message } => {
-                                let kind = kind.as_str();
-                                self.metrics.record_message_failure(plugin.name(), kind);
-                                Verdict::Failed(MessageFailure {
-                                    kind,
-                                    message: message.to_owned(),
-                                    attempts: 1,
-                                })
-                            }
-                        })
-                        .collect();
-                    answers.push(handled);
-                    verdicts
-                }
-                Err(error) if count == 1 => vec![Verdict::Failed(MessageFailure {
-                    kind: error.kind.as_str(),
-                    message: error.message,
-                    attempts: 1,
-                })],
-                Err(error) => {
-                    tracing::warn!(
-                        pipeline = %self.name,
-                        plugin = plugin.name(),
-                        kind = %error.kind,
-                        error = %error.message,
-                        batch = count,
-                        "plugin call failed; splitting the batch to isolate the message that breaks it"
-                    );
-                    let middle = count / 2;
-                    let first: Vec<usize> = (0..middle).collect();
-                    let second: Vec<usize> = (middle..count).collect();
-                    let mut verdicts = self
-                        .call_isolating(plugin, &batch.view().select(&first), answers)
-                        .await;
-                    verdicts.extend(
-                        self.call_isolating(plugin, &batch.view().select(&second), answers)
-                            .await,
-                    );
-                    verdicts
-                }
-            }
+            let middle = count / 2;
+            let first: Vec<usize> = (0..middle).collect();
+            let second: Vec<usize> = (middle..count).collect();
+            let mut verdicts = self
+                .call_isolating(plugin, &batch.view().select(&first), answers)
+                .await;
+            verdicts.extend(
+                self.call_isolating(plugin, &batch.view().select(&second), answers)
+                    .await,
+            );
+            verdicts
         })
     }
 
