@@ -24,7 +24,8 @@ struct Host {
 
 /// A host with three pipelines: `orders` (a Dapr binding, per-message mode),
 /// `bulk` (a Dapr binding, batches of up to 5) and `feed` (a Kafka topic).
-/// All run the `misbehave` plugin, which echoes values and fails on command.
+/// All run the `misbehave` plugin, which echoes values and fails on command;
+/// `bulk` gives it a fuel budget, so that its calls count fuel.
 fn start_host(brokers: &str) -> Host {
     let dir = kafka::scratch_dir();
     let output = kafka::unique_topic("http-out");
@@ -60,6 +61,7 @@ plugin = "{plugin}"
 output = "{output}"
 batch_size = 5
 batch_timeout = "300ms"
+limits = {{ fuel = 1000000000000 }}
 
 [pipelines.feed]
 inputs = ["{feed}"]

@@ -250,6 +250,36 @@ async fn a_fuel_budget_stops_an_endless_loop() {
     assert!(invocation.fuel_used.is_some_and(|fuel| fuel > 0));
 }
 
+/// Fuel is counted where a budget needs it, or everywhere when the host asks:
+/// counting it costs a plugin speed.
+#[tokio::test]
+async fn only_plugins_with_a_fuel_budget_are_metered_unless_the_host_meters_all() {
+    let batch = batch_of(&["x"]);
+    let budget = PluginLimits {
+        fuel_per_call: Some(1_000_000_000),
+        ..limits(1000)
+    };
+    let engine = engine();
+    let unbudgeted = load(&engine, "uppercase", &[]);
+    let budgeted = engine
+        .load("uppercase", &plugin_bytes("uppercase"), Vec::new(), budget)
+        .expect("a budgeted plugin loads on a host that does not meter every plugin");
+    let unmetered = unbudgeted.handle(&batch).await;
+    assert!(unmetered.result.is_ok());
+    assert_eq!(unmetered.fuel_used, None);
+    let metered = budgeted.handle(&batch).await;
+    assert!(metered.result.is_ok());
+    assert!(metered.fuel_used.is_some_and(|fuel| fuel > 0));
+
+    let meters_all = PluginEngine::new(EngineSettings {
+        fuel_metering: true,
+        ..EngineSettings::default()
+    })
+    .expect("engine starts");
+    let invocation = load(&meters_all, "uppercase", &[]).handle(&batch).await;
+    assert!(invocation.fuel_used.is_some_and(|fuel| fuel > 0));
+}
+
 #[tokio::test]
 async fn a_plugin_cannot_read_files_or_the_host_environment() {
     // SAFETY-free: set_var is unsafe in edition 2024, so rely on a variable

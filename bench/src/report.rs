@@ -80,7 +80,7 @@ impl Results {
 
     pub(crate) fn stage_run(&self, value_bytes: usize, batch_size: usize) -> Option<&StageRun> {
         self.stage.iter().find(|run| {
-            run.fuel_metering && run.value_bytes == value_bytes && run.batch_size == batch_size
+            !run.fuel_metering && run.value_bytes == value_bytes && run.batch_size == batch_size
         })
     }
 
@@ -246,9 +246,11 @@ fn write_stage(page: &mut String, results: &Results) {
          `host/benches/runtime.rs`); 16-byte keys, no headers. Median of three {:.1} s \
          windows. Per core means per second of the measuring thread's own CPU time \
          (/proc/thread-self/schedstat), which other work on the machine does not \
-         dilute; the wall-clock rate is shown beside it. Fuel metering is Runnel's default; the fuel-off rows show its cost. \
+         dilute; the wall-clock rate is shown beside it. Runnel meters fuel only in plugins with a fuel budget (or in all, \
+         with `runtime.fuel_metering`): the rows with metering on show what that costs. \
          Guest fuel is what one call used, about one unit per WebAssembly \
-         instruction the plugin ran (the SDK's decoding and encoding included).\n",
+         instruction the plugin ran (the SDK's decoding and encoding included), counted \
+         by an untimed call on a metered engine.\n",
         results.method.wasm_window.as_secs_f64()
     );
     let _ = writeln!(

@@ -118,7 +118,7 @@ fn stage_messages_target(results: &Results) -> TargetRow {
         .stage
         .iter()
         .filter(|run| {
-            run.fuel_metering
+            !run.fuel_metering
                 && run.value_bytes == TARGET_VALUE_BYTES
                 && run.batch_size >= TARGET_MIN_BATCH
         })

@@ -8,8 +8,10 @@
 //! batch into the guest, the guest's work, copying the outcomes back and
 //! checking them, and dropping them. Messages are those of the end-to-end
 //! runs: a 16-byte key, no headers, and a value of the given size. The
-//! engine has Runnel's defaults (fuel metered, no budget); the fuel-off rows
-//! tell what metering costs.
+//! engine has Runnel's defaults (no fuel budget, so no fuel metering); the
+//! metered rows tell what a plugin with a fuel budget pays for counting it.
+//! Guest fuel is counted for every row, by an untimed call on a metered
+//! engine.
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +44,8 @@ pub struct StageRun {
     /// machine can lower.
     pub calls_per_wall_sec: f64,
     /// Fuel one call used (about one unit per WebAssembly instruction the
-    /// guest ran), when metered: how much of a call is the guest's work.
+    /// guest ran), counted on a metered engine whichever engine was timed:
+    /// how much of a call is the guest's work.
     pub fuel_per_call: Option<u64>,
 }
 
@@ -52,9 +55,10 @@ impl StageRun {
     }
 }
 
-/// Measures every value size at every batch size with fuel metering, and
-/// without it at the smallest and largest batch with the smallest values
-/// (enough to see what metering costs per call and per message).
+/// Measures every value size at every batch size as Runnel runs a plugin by
+/// default (without fuel metering), and with fuel metering at the smallest
+/// and largest batch with the smallest values (enough to see what metering
+/// costs per call and per message).
 pub fn measure(
     wasm: &[u8],
     batch_sizes: &[usize],
@@ -68,21 +72,23 @@ pub fn measure(
         .context("starting the async runtime")?;
     let smallest = batch_sizes.iter().copied().min();
     let largest = batch_sizes.iter().copied().max();
-    let mut fuel_off_sizes: Vec<usize> = smallest.into_iter().chain(largest).collect();
-    fuel_off_sizes.dedup();
+    let mut metered_sizes: Vec<usize> = smallest.into_iter().chain(largest).collect();
+    metered_sizes.dedup();
+    let plain = load(wasm, false)?;
+    let metered = load(wasm, true)?;
     let mut runs = Vec::new();
-    for fuel_metering in [true, false] {
-        let plugin = load(wasm, fuel_metering)?;
-        let (value_sizes, batch_sizes): (&[usize], &[usize]) = if fuel_metering {
-            (&VALUE_SIZES, batch_sizes)
+    for fuel_metering in [false, true] {
+        let (plugin, value_sizes, batch_sizes): (&Plugin, &[usize], &[usize]) = if fuel_metering {
+            (&metered, &VALUE_SIZES[..1], &metered_sizes)
         } else {
-            (&VALUE_SIZES[..1], &fuel_off_sizes)
+            (&plain, &VALUE_SIZES, batch_sizes)
         };
         for &value_bytes in value_sizes {
             for &batch_size in batch_sizes {
                 let batch = batch(batch_size, value_bytes);
-                let fuel_per_call = check_uppercase(&runtime, &plugin, &batch)?;
-                let rates = calls_per_second(&runtime, &plugin, &batch, window)?;
+                check_uppercase(&runtime, plugin, &batch)?;
+                let fuel_per_call = check_uppercase(&runtime, &metered, &batch)?;
+                let rates = calls_per_second(&runtime, plugin, &batch, window)?;
                 runs.push(StageRun {
                     value_bytes,
                     batch_size,

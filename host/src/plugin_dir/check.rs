@@ -91,8 +91,7 @@ async fn load(
         .map_err(|e| format!("cannot read component {}: {e}", component.display()))?;
     let engine = PluginEngine::new(EngineSettings::default()).map_err(|e| e.to_string())?;
     let plugin = engine
-        .compile(name, &wasm)
-        .and_then(|compiled| compiled.configure(config, limits))
+        .load(name, &wasm, config, limits)
         .map_err(|e| e.to_string())?;
     plugin.validate().await.map_err(|e| e.to_string())
 }

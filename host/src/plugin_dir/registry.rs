@@ -345,10 +345,14 @@ impl PluginRegistry {
 
         let engine = self.engine.clone();
         let plugin = name.to_owned();
-        let compiled = tokio::task::spawn_blocking(move || engine.compile(&plugin, &wasm))
-            .await
-            .map_err(|e| format!("compiling plugin {name} failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+        let fuel_budget = pipelines
+            .iter()
+            .any(|pipeline| pipeline.limits.fuel_per_call.is_some());
+        let compiled =
+            tokio::task::spawn_blocking(move || engine.compile(&plugin, &wasm, fuel_budget))
+                .await
+                .map_err(|e| format!("compiling plugin {name} failed: {e}"))?
+                .map_err(|e| e.to_string())?;
         let mut ready = Vec::with_capacity(pipelines.len());
         for settings in pipelines {
             let in_pipeline =

@@ -9,7 +9,7 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::PluginEngine;
+use super::EngineCore;
 use runnel_encoding::{EncodedBatch, EncodedOutcomes};
 
 use super::bindings::{self, LogLevel, PluginPre};
@@ -37,8 +37,12 @@ pub enum LoadError {
         requested: u64,
         allowed: u64,
     },
-    #[error("plugin {plugin} sets a fuel budget but fuel metering is off on this host")]
+    #[error("plugin {plugin} sets a fuel budget but was compiled without fuel metering")]
     FuelMeteringOff { plugin: String },
+    #[error(
+        "plugin {plugin} sets a fuel budget, and the fuel-metered engine failed to start: {reason}"
+    )]
+    MeteredEngine { plugin: String, reason: String },
     #[error("plugin {plugin} refused its configuration: {message}")]
     InitRefused { plugin: String, message: String },
     #[error("plugin {plugin} failed while starting: {source}")]
@@ -114,7 +118,7 @@ pub struct Invocation {
 #[derive(Clone)]
 pub struct CompiledPlugin {
     name: Arc<str>,
-    engine: PluginEngine,
+    engine: Arc<EngineCore>,
     pre: PluginPre<InstanceState>,
 }
 
@@ -128,7 +132,7 @@ impl std::fmt::Debug for CompiledPlugin {
 
 impl CompiledPlugin {
     pub(super) fn compile(
-        engine: &PluginEngine,
+        engine: &Arc<EngineCore>,
         name: &str,
         wasm: &[u8],
     ) -> Result<Self, LoadError> {
@@ -198,7 +202,7 @@ fn contract_version(component: &Component, engine: &wasmtime::Engine) -> Option<
 }
 
 /// Refuses limits the engine cannot honour.
-fn check_limits(engine: &PluginEngine, name: &str, limits: &PluginLimits) -> Result<(), LoadError> {
+fn check_limits(engine: &EngineCore, name: &str, limits: &PluginLimits) -> Result<(), LoadError> {
     let allowed = engine.settings().max_memory_bytes;
     if limits.max_memory_bytes > allowed {
         return Err(LoadError::MemoryLimitTooHigh {
@@ -207,7 +211,7 @@ fn check_limits(engine: &PluginEngine, name: &str, limits: &PluginLimits) -> Res
             allowed,
         });
     }
-    if limits.fuel_per_call.is_some() && !engine.settings().fuel_metering {
+    if limits.fuel_per_call.is_some() && !engine.fuel_metering() {
         return Err(LoadError::FuelMeteringOff {
             plugin: name.to_owned(),
         });
@@ -218,7 +222,7 @@ fn check_limits(engine: &PluginEngine, name: &str, limits: &PluginLimits) -> Res
 /// A compiled, pre-instantiated plugin. Cheap to share: clone the `Arc`.
 pub struct Plugin {
     name: Arc<str>,
-    engine: PluginEngine,
+    engine: Arc<EngineCore>,
     pre: PluginPre<InstanceState>,
     config: Vec<(String, String)>,
     limits: PluginLimits,
@@ -236,7 +240,7 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     pub(super) fn compile(
-        engine: &PluginEngine,
+        engine: &Arc<EngineCore>,
         name: &str,
         wasm: &[u8],
         config: Vec<(String, String)>,
@@ -381,7 +385,7 @@ impl Plugin {
     fn prepare_call(&self, store: &mut Store<InstanceState>, deadline: Instant) -> Option<u64> {
         store.data_mut().deadline = deadline;
         store.set_epoch_deadline(1);
-        if !self.engine.settings().fuel_metering {
+        if !self.engine.fuel_metering() {
             return None;
         }
         let fuel = self.limits.fuel_per_call.unwrap_or(u64::MAX);
