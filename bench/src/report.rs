@@ -11,7 +11,7 @@ use crate::machine::Machine;
 use crate::processor::Subject;
 use crate::targets;
 use crate::throughput::ThroughputRun;
-use crate::wasm_stage::StageRun;
+use crate::wasm_stage::{self, StageRun};
 
 /// How the measurements were made, for the text around the tables.
 #[derive(Debug, Clone)]
@@ -243,31 +243,37 @@ fn write_stage(page: &mut String, results: &Results) {
         page,
         "`Plugin::handle` with the uppercase plugin, back to back on a current-thread \
          runtime, the batch built once outside the timing (as in \
-         `host/benches/runtime.rs`); 16-byte keys, no headers. Median of three {:.1} s \
-         windows. Per core means per second of the measuring thread's own CPU time \
-         (/proc/thread-self/schedstat), which other work on the machine does not \
-         dilute; the wall-clock rate is shown beside it. Runnel meters fuel only in plugins with a fuel budget (or in all, \
-         with `runtime.fuel_metering`): the rows with metering on show what that costs. \
-         Guest fuel is what one call used, about one unit per WebAssembly \
-         instruction the plugin ran (the SDK's decoding and encoding included), counted \
-         by an untimed call on a metered engine.\n",
+         `host/benches/runtime.rs`); 16-byte keys, no headers. Median of {} windows of \
+         {:.1} s, taken in turn across all rows so that a burst of other work lands on \
+         every row alike; the range is the slowest and fastest window. Per core means per \
+         second of the measuring thread's own CPU time (/proc/thread-self/schedstat), \
+         which other processes do not dilute (though a busy virtual-machine host still \
+         slows it: the range shows how much); the wall-clock rate is shown beside it. \
+         Runnel meters fuel only in plugins with a fuel budget (or in all, with \
+         `runtime.fuel_metering`): the rows with metering on show what that costs. \
+         Guest fuel is what one call used, about one unit per WebAssembly instruction the \
+         plugin ran (the SDK's decoding and encoding included), counted by an untimed \
+         call on a metered engine.\n",
+        wasm_stage::WINDOWS,
         results.method.wasm_window.as_secs_f64()
     );
     let _ = writeln!(
         page,
-        "| value | batch | fuel metering | messages/s per core | calls/s per core | ns/call | ns/message | messages/s wall-clock | guest fuel/call | guest fuel/message |"
+        "| value | batch | fuel metering | messages/s per core | calls/s per core | range of calls/s per core | ns/call | ns/message | messages/s wall-clock | guest fuel/call | guest fuel/message |"
     );
-    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|---|");
     for run in &results.stage {
         let batch = run.batch_size as f64;
         let _ = writeln!(
             page,
-            "| {} B | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} B | {} | {} | {} | {} | {}–{} | {:.0} | {:.0} | {} | {} | {} |",
             run.value_bytes,
             run.batch_size,
             if run.fuel_metering { "on" } else { "off" },
             rate(run.messages_per_sec()),
             rate(run.calls_per_sec),
+            rate(run.calls_per_sec_range.0),
+            rate(run.calls_per_sec_range.1),
             1e9 / run.calls_per_sec,
             1e9 / run.messages_per_sec(),
             rate(run.calls_per_wall_sec * batch),

@@ -97,8 +97,8 @@ pub struct RunOptions {
     /// subject's rounds are pooled.
     #[arg(long, default_value_t = 3)]
     latency_rounds: usize,
-    /// Seconds per timed window of the WASM stage (three per point).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds per timed window of the WASM stage (seven per point).
+    #[arg(long, default_value_t = 0.4)]
     wasm_seconds: f64,
     /// Fewer messages and shorter runs everywhere: to try the harness out,
     /// not for numbers to quote.

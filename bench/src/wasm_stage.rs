@@ -27,9 +27,11 @@ use crate::procfs::thread_cpu_ns;
 
 pub const VALUE_SIZES: [usize; 2] = [100, 1024];
 const WARM_UP: Duration = Duration::from_millis(300);
-/// Timed windows per point; the median is reported, which a burst of noise
-/// from other processes on a shared machine moves less than the mean.
-const WINDOWS: usize = 3;
+/// Timed windows per point, taken in turn across all points so that a burst
+/// of other work on a shared machine (which inflates even a thread's own CPU
+/// time, on a virtual machine whose host is busy) lands on every point alike;
+/// the median is reported, with the range beside it.
+pub const WINDOWS: usize = 7;
 
 /// One point: a value size and a batch size.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct StageRun {
     /// Calls per second of wall-clock time, which other processes on the
     /// machine can lower.
     pub calls_per_wall_sec: f64,
+    /// The slowest and the fastest window, in calls per CPU second.
+    pub calls_per_sec_range: (f64, f64),
     /// Fuel one call used (about one unit per WebAssembly instruction the
     /// guest ran), counted on a metered engine whichever engine was timed:
     /// how much of a call is the guest's work.
@@ -76,7 +80,7 @@ pub fn measure(
     metered_sizes.dedup();
     let plain = load(wasm, false)?;
     let metered = load(wasm, true)?;
-    let mut runs = Vec::new();
+    let mut points = Vec::new();
     for fuel_metering in [false, true] {
         let (plugin, value_sizes, batch_sizes): (&Plugin, &[usize], &[usize]) = if fuel_metering {
             (&metered, &VALUE_SIZES[..1], &metered_sizes)
@@ -88,19 +92,54 @@ pub fn measure(
                 let batch = batch(batch_size, value_bytes);
                 check_uppercase(&runtime, plugin, &batch)?;
                 let fuel_per_call = check_uppercase(&runtime, &metered, &batch)?;
-                let rates = calls_per_second(&runtime, plugin, &batch, window)?;
-                runs.push(StageRun {
-                    value_bytes,
-                    batch_size,
-                    fuel_metering,
-                    calls_per_sec: rates.per_cpu_second,
-                    calls_per_wall_sec: rates.per_wall_second,
-                    fuel_per_call,
+                runtime.block_on(call_for(plugin, &batch, WARM_UP))?;
+                points.push(Point {
+                    plugin,
+                    batch,
+                    run: StageRun {
+                        value_bytes,
+                        batch_size,
+                        fuel_metering,
+                        calls_per_sec: 0.0,
+                        calls_per_wall_sec: 0.0,
+                        calls_per_sec_range: (0.0, 0.0),
+                        fuel_per_call,
+                    },
+                    per_cpu: Vec::with_capacity(WINDOWS),
+                    per_wall: Vec::with_capacity(WINDOWS),
                 });
             }
         }
     }
-    Ok(runs)
+    for _ in 0..WINDOWS {
+        for point in &mut points {
+            let (per_cpu, per_wall) =
+                runtime.block_on(one_window(point.plugin, &point.batch, window))?;
+            point.per_cpu.push(per_cpu);
+            point.per_wall.push(per_wall);
+        }
+    }
+    Ok(points
+        .into_iter()
+        .map(|mut point| {
+            point.per_cpu.sort_by(f64::total_cmp);
+            point.per_wall.sort_by(f64::total_cmp);
+            let run = &mut point.run;
+            run.calls_per_sec = median(&point.per_cpu);
+            run.calls_per_wall_sec = median(&point.per_wall);
+            run.calls_per_sec_range = (point.per_cpu[0], point.per_cpu[point.per_cpu.len() - 1]);
+            point.run
+        })
+        .collect())
+}
+
+/// One plugin and batch to time, and its windows so far.
+struct Point<'a> {
+    plugin: &'a Plugin,
+    batch: EncodedBatch,
+    run: StageRun,
+    per_cpu: Vec<f64>,
+    per_wall: Vec<f64>,
 }
 
 /// See [`call_for`]: small enough that a window overshoots by microseconds.
@@ -158,42 +197,25 @@ fn check_uppercase(
     Ok(invocation.fuel_used)
 }
 
-/// Calls per second, each the median over [`WINDOWS`] windows.
-struct CallRates {
-    per_cpu_second: f64,
-    per_wall_second: f64,
-}
-
-fn calls_per_second(
-    runtime: &Runtime,
+/// One timed window: calls per second of the thread's CPU time, and of
+/// wall-clock time.
+async fn one_window(
     plugin: &Plugin,
     batch: &EncodedBatch,
     window: Duration,
-) -> anyhow::Result<CallRates> {
-    runtime.block_on(async {
-        call_for(plugin, batch, WARM_UP).await?;
-        let mut per_cpu = Vec::with_capacity(WINDOWS);
-        let mut per_wall = Vec::with_capacity(WINDOWS);
-        for _ in 0..WINDOWS {
-            let cpu_before = thread_cpu_ns().context("reading the thread's CPU time")?;
-            let started = Instant::now();
-            let calls = call_for(plugin, batch, window).await? as f64;
-            let wall = started.elapsed().as_secs_f64();
-            let cpu_after = thread_cpu_ns().context("reading the thread's CPU time")?;
-            let cpu = cpu_after.saturating_sub(cpu_before).max(1) as f64 / 1e9;
-            per_cpu.push(calls / cpu);
-            per_wall.push(calls / wall);
-        }
-        Ok(CallRates {
-            per_cpu_second: median(per_cpu),
-            per_wall_second: median(per_wall),
-        })
-    })
+) -> anyhow::Result<(f64, f64)> {
+    let cpu_before = thread_cpu_ns().context("reading the thread's CPU time")?;
+    let started = Instant::now();
+    let calls = call_for(plugin, batch, window).await? as f64;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_after = thread_cpu_ns().context("reading the thread's CPU time")?;
+    let cpu = cpu_after.saturating_sub(cpu_before).max(1) as f64 / 1e9;
+    Ok((calls / cpu, calls / wall))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// The middle of sorted `values`.
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
 }
 
 /// Calls `handle` back to back until `window` has passed; returns how many
