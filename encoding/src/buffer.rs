@@ -196,12 +196,13 @@ impl<'a> Data<'a> {
         &self.0[start..start + span.length as usize]
     }
 
-    /// The text of a span that [`Data::check_str`] accepted when the buffer was parsed.
+    /// The text of a span that [`Data::check_str`] accepted when the buffer was parsed, or
+    /// that this crate's writers wrote from a `&str`.
     ///
-    /// Views call this only with spans read from the tables that parsing the same buffer
-    /// checked, and the buffer is borrowed immutably for as long as the view lives. Checking
-    /// again would cost more than the work of most handlers: `str::from_utf8` of a six-byte
-    /// topic name is about 180 WebAssembly instructions.
+    /// Views call this only with spans read from the name tables of a buffer that was
+    /// parsed or written that way, and the buffer is borrowed immutably for as long as the
+    /// view lives. Checking again would cost more than the work of most handlers:
+    /// `str::from_utf8` of a six-byte topic name is about 180 WebAssembly instructions.
     #[allow(unsafe_code)]
     pub fn get_str(self, span: Span) -> &'a str {
         let bytes = self.get(span);
@@ -209,7 +210,8 @@ impl<'a> Data<'a> {
             std::str::from_utf8(bytes).is_ok(),
             "{span:?} was not checked"
         );
-        // SAFETY: the bytes were checked to be UTF-8 when the buffer was parsed (see above).
+        // SAFETY: the bytes were checked to be UTF-8 when the buffer was parsed, or copied
+        // from a `&str` when it was written (see above).
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
