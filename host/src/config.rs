@@ -195,7 +195,8 @@ pub struct RuntimeConfig {
     /// fuel: counting costs a plugin about a tenth of its speed.
     #[serde(default)]
     pub fuel_metering: bool,
-    /// Plugin instances alive at once across the host.
+    /// Plugin instances alive at once on each of the host's engines (one, or
+    /// two once a plugin has a fuel budget).
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
 }
