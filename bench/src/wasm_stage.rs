@@ -90,8 +90,10 @@ pub fn measure(
         for &value_bytes in value_sizes {
             for &batch_size in batch_sizes {
                 let batch = batch(batch_size, value_bytes);
-                check_uppercase(&runtime, plugin, &batch)?;
                 let fuel_per_call = check_uppercase(&runtime, &metered, &batch)?;
+                if !fuel_metering {
+                    check_uppercase(&runtime, plugin, &batch)?;
+                }
                 runtime.block_on(call_for(plugin, &batch, WARM_UP))?;
                 points.push(Point {
                     plugin,

@@ -91,7 +91,8 @@ struct EngineInner {
 pub(crate) struct EngineCore {
     engine: Engine,
     linker: Linker<InstanceState>,
-    settings: EngineSettings,
+    /// The highest memory limit a plugin may be given.
+    max_memory_bytes: u64,
     fuel_metering: bool,
 }
 
@@ -196,13 +197,14 @@ impl EngineCore {
         Ok(Self {
             engine,
             linker,
-            settings: settings.clone(),
+            max_memory_bytes: settings.max_memory_bytes,
             fuel_metering,
         })
     }
 
-    pub(crate) fn settings(&self) -> &EngineSettings {
-        &self.settings
+    /// The highest memory limit a plugin on this engine may be given.
+    pub(crate) fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
     }
 
     /// Whether code on this engine counts fuel.

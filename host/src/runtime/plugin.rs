@@ -203,7 +203,7 @@ fn contract_version(component: &Component, engine: &wasmtime::Engine) -> Option<
 
 /// Refuses limits the engine cannot honour.
 fn check_limits(engine: &EngineCore, name: &str, limits: &PluginLimits) -> Result<(), LoadError> {
-    let allowed = engine.settings().max_memory_bytes;
+    let allowed = engine.max_memory_bytes();
     if limits.max_memory_bytes > allowed {
         return Err(LoadError::MemoryLimitTooHigh {
             plugin: name.to_owned(),
