@@ -52,7 +52,26 @@ impl ThroughputResult {
 #[derive(Debug, Clone)]
 pub struct LatencyResult {
     pub subject: Subject,
+    /// A second run of the baseline, in the same rounds: how far apart the
+    /// same subject measures against itself, which is the finest
+    /// difference the latency rows can tell.
+    pub calibration: bool,
     pub runs: Vec<LatencyRun>,
+}
+
+impl LatencyResult {
+    pub fn label(&self) -> String {
+        latency_label(&self.subject, self.calibration)
+    }
+}
+
+/// A latency subject's name, the baseline's second run told apart.
+pub fn latency_label(subject: &Subject, calibration: bool) -> String {
+    if calibration {
+        format!("{}, again (resolution check)", subject.label())
+    } else {
+        subject.label()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,9 +105,24 @@ impl Results {
 
     /// The baseline's run at the same rate and producer linger.
     pub(crate) fn latency_baseline(&self, linger_ms: u32, rate: u32) -> Option<&LatencyRun> {
+        self.latency_baseline_run(linger_ms, rate, false)
+    }
+
+    /// The baseline's second run at the same rate and producer linger.
+    pub(crate) fn latency_calibration(&self, linger_ms: u32, rate: u32) -> Option<&LatencyRun> {
+        self.latency_baseline_run(linger_ms, rate, true)
+    }
+
+    fn latency_baseline_run(
+        &self,
+        linger_ms: u32,
+        rate: u32,
+        calibration: bool,
+    ) -> Option<&LatencyRun> {
         self.latency
             .iter()
             .filter(|result| matches!(result.subject, Subject::Baseline { .. }))
+            .filter(|result| result.calibration == calibration)
             .filter(|result| result.subject.linger_ms() == linger_ms)
             .flat_map(|result| &result.runs)
             .find(|run| run.rate == rate)
@@ -301,7 +335,11 @@ fn write_latency(page: &mut String, results: &Results) {
          flow is dropped. Every subject runs once per round, in turn, for {} rounds, \
          and its rounds are pooled: a stall of the shared machine (tens of ms, now and \
          then) lands on every subject alike instead of setting one subject's p99. \
-         The p99 of each round alone is shown beside. The subject's own producer runs \
+         The p99 of each round alone is shown beside. The baseline runs twice in every \
+         round, before and after per-message Runnel: how far its second run's p99 lands \
+         from its first is the smallest difference of p99s this machine can resolve, and \
+         a latency target counts as met or missed only by more than that. The subject's \
+         own producer runs \
          at the linger.ms shown; Runnel's default is 5. Machine busy is the cores the \
          whole machine kept busy (subject, broker and harness included) and other load \
          the part of it no measured process used, the most of any round: as busy nears \
@@ -320,11 +358,9 @@ fn write_latency(page: &mut String, results: &Results) {
     for result in &results.latency {
         let linger_ms = result.subject.linger_ms();
         for run in &result.runs {
-            let overhead = match (
-                &result.subject,
-                results.latency_baseline(linger_ms, run.rate),
-            ) {
-                (Subject::Runnel { .. }, Some(baseline)) => {
+            let compared = result.calibration || matches!(result.subject, Subject::Runnel { .. });
+            let overhead = match results.latency_baseline(linger_ms, run.rate) {
+                Some(baseline) if compared => {
                     format!("{:+} µs", run.p99_us as i64 - baseline.p99_us as i64)
                 }
                 _ => "–".into(),
@@ -332,7 +368,7 @@ fn write_latency(page: &mut String, results: &Results) {
             let _ = writeln!(
                 page,
                 "| {} | {linger_ms} | {} | {} | {} | {} | {} | {} | {overhead} | {}/{} | {} | {} |",
-                result.subject.label(),
+                result.label(),
                 run.rate,
                 micros(run.p50_us),
                 micros(run.p90_us),

@@ -350,17 +350,24 @@ fn measure_latency(
         gated: true,
         linger_ms,
     };
+    // The baseline's second run (the `true`) brackets per-message Runnel
+    // with the first, so that drift over the round moves both comparisons.
     let subjects = [
-        baseline(RUNNEL_LINGER_MS),
-        per_message(RUNNEL_LINGER_MS),
-        Subject::Runnel {
-            batch_size,
-            batch_timeout,
-            linger_ms: RUNNEL_LINGER_MS,
-            max_in_flight: None,
-        },
-        baseline(0),
-        per_message(0),
+        (baseline(RUNNEL_LINGER_MS), false),
+        (per_message(RUNNEL_LINGER_MS), false),
+        (baseline(RUNNEL_LINGER_MS), true),
+        (
+            Subject::Runnel {
+                batch_size,
+                batch_timeout,
+                linger_ms: RUNNEL_LINGER_MS,
+                max_in_flight: None,
+            },
+            false,
+        ),
+        (baseline(0), false),
+        (per_message(0), false),
+        (baseline(0), true),
     ];
     // A broker that has not run this load yet (a latency-only run, with no
     // throughput section before it) is still compiling its hot paths: at
@@ -374,7 +381,7 @@ fn measure_latency(
     ));
     latency::measure(
         harness,
-        &subjects[0],
+        &subjects[0].0,
         &[top_rate],
         LATENCY_WARM_UP.as_secs(),
     )
@@ -382,8 +389,8 @@ fn measure_latency(
     // samples[subject][round][rate]
     let mut samples = vec![Vec::new(); subjects.len()];
     for round in 1..=options.latency_rounds {
-        for (subject, rounds) in subjects.iter().zip(&mut samples) {
-            let label = subject.label();
+        for ((subject, calibration), rounds) in subjects.iter().zip(&mut samples) {
+            let label = report::latency_label(subject, *calibration);
             clock.say(&format!(
                 "latency round {round}/{}: {label}, linger.ms={}",
                 options.latency_rounds,
@@ -408,7 +415,7 @@ fn measure_latency(
     let results = subjects
         .into_iter()
         .zip(samples)
-        .map(|(subject, rounds)| {
+        .map(|((subject, calibration), rounds)| {
             let runs = options
                 .rates
                 .iter()
@@ -418,7 +425,11 @@ fn measure_latency(
                     latency::LatencyRun::pooled(rate, &at_rate)
                 })
                 .collect();
-            LatencyResult { subject, runs }
+            LatencyResult {
+                subject,
+                calibration,
+                runs,
+            }
         })
         .collect();
     Ok(results)
