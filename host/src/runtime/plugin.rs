@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use quanta::{Clock, Instant};
 
 use thiserror::Error;
 use wasmtime::component::{Component, ResourceTable};
@@ -269,7 +271,8 @@ impl Plugin {
 
     /// Runs one batch through the plugin.
     pub async fn handle(&self, batch: &EncodedBatch) -> Invocation {
-        let started = Instant::now();
+        let clock = self.engine.clock();
+        let started = clock.now();
         let mut instance = match self.take_idle() {
             Some(instance) => instance,
             None => match self.instantiate().await {
@@ -281,7 +284,7 @@ impl Plugin {
                     };
                     return Invocation {
                         result: Err(error),
-                        elapsed: started.elapsed(),
+                        elapsed: clock.now().duration_since(started),
                         fuel_used: None,
                         memory_bytes: 0,
                     };
@@ -292,7 +295,7 @@ impl Plugin {
         let fuel_before = self.prepare_call(&mut instance.store, deadline);
         let handler = instance.bindings.runnel_plugin_handler();
         let call = handler.call_handle(&mut instance.store, batch.bytes());
-        let outcome = within_deadline(call, deadline).await;
+        let outcome = within_deadline(call, deadline, clock).await;
         let fuel_used =
             fuel_before.map(|before| before.saturating_sub(instance.store.get_fuel().unwrap_or(0)));
         let memory_bytes = instance.store.data().limiter.peak_memory_bytes();
@@ -312,7 +315,7 @@ impl Plugin {
         }
         Invocation {
             result,
-            elapsed: started.elapsed(),
+            elapsed: clock.now().duration_since(started),
             fuel_used,
             memory_bytes,
         }
@@ -331,6 +334,7 @@ impl Plugin {
 
     async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
         let engine = self.engine.engine();
+        let clock = self.engine.clock().clone();
         let state = InstanceState {
             // Nothing from the host: no arguments, no environment, no
             // preopened directories, no network.
@@ -338,12 +342,13 @@ impl Plugin {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(self.limits.max_memory_bytes),
             plugin: self.name.clone(),
-            deadline: Instant::now(),
+            deadline: clock.now(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|context| {
-            if Instant::now() >= context.data().deadline {
+        let ticks = clock.clone();
+        store.epoch_deadline_callback(move |context| {
+            if ticks.now() >= context.data().deadline {
                 return Err(DeadlineExceeded.into());
             }
             // Let other tasks run, then keep going.
@@ -356,7 +361,7 @@ impl Plugin {
             plugin: self.name.to_string(),
             source,
         };
-        let deadline = Instant::now() + self.limits.call_timeout;
+        let deadline = clock.now() + self.limits.call_timeout;
         self.prepare_call(&mut store, deadline);
         let started = within_deadline(
             async {
@@ -368,6 +373,7 @@ impl Plugin {
                 Ok::<_, wasmtime::Error>((bindings, init))
             },
             deadline,
+            &clock,
         )
         .await;
         match started {
@@ -401,12 +407,17 @@ impl Plugin {
 /// blocked in an asynchronous host function (a WASI sleep, say): only a timer
 /// can. Almost every call finishes on its first poll, without ever waiting,
 /// so the timer is armed only for one that does wait.
-async fn within_deadline<T>(call: impl Future<Output = T>, deadline: Instant) -> Option<T> {
+async fn within_deadline<T>(
+    call: impl Future<Output = T>,
+    deadline: Instant,
+    clock: &Clock,
+) -> Option<T> {
     let mut call = std::pin::pin!(call);
     if let Poll::Ready(done) = futures::poll!(call.as_mut()) {
         return Some(done);
     }
-    tokio::time::timeout_at(deadline.into(), call).await.ok()
+    let left = deadline.saturating_duration_since(clock.now());
+    tokio::time::timeout(left, call).await.ok()
 }
 
 fn deadline_error(timeout: Duration) -> CallError {
