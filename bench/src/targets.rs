@@ -240,11 +240,12 @@ fn judge_latency(mut row: TargetRow, comparisons: &[LatencyComparison]) -> Targe
         }
         let rate = comparison.runnel.rate;
         let overhead = comparison.overhead_us();
-        let resolution = comparison.resolution_us().unwrap_or(0);
-        measured.push(match comparison.resolution_us() {
+        let resolution = comparison.resolution_us();
+        measured.push(match resolution {
             Some(resolution) => format!("{overhead:+} ± {resolution} µs at {rate}/s"),
             None => format!("{overhead:+} µs at {rate}/s"),
         });
+        let resolution = resolution.unwrap_or(0);
         margins.push(MAX_P99_OVERHEAD_US - overhead);
         verdicts.push(if overhead + resolution <= MAX_P99_OVERHEAD_US {
             Verdict::Pass

@@ -334,7 +334,7 @@ impl Plugin {
 
     async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
         let engine = self.engine.engine();
-        let clock = self.engine.clock().clone();
+        let clock = self.engine.clock();
         let state = InstanceState {
             // Nothing from the host: no arguments, no environment, no
             // preopened directories, no network.
@@ -373,7 +373,7 @@ impl Plugin {
                 Ok::<_, wasmtime::Error>((bindings, init))
             },
             deadline,
-            &clock,
+            clock,
         )
         .await;
         match started {
