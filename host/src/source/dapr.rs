@@ -21,6 +21,7 @@ struct BindingRequest {
     metadata: KafkaMetadata,
     headers: Vec<(String, Vec<u8>)>,
     respond: oneshot::Sender<Result<usize, MessageFailure>>,
+    received: quanta::Instant,
 }
 
 /// What Dapr's Kafka binding says about the record behind a request, in
@@ -94,6 +95,7 @@ impl BindingInput {
         value: Vec<u8>,
         mut headers: Vec<(String, Vec<u8>)>,
     ) -> Result<usize, MessageFailure> {
+        let received = quanta::Instant::now();
         let metadata = KafkaMetadata::extract(&mut headers);
         let (respond, outcome) = oneshot::channel();
         let shutting_down = || MessageFailure {
@@ -107,6 +109,7 @@ impl BindingInput {
                 metadata,
                 headers,
                 respond,
+                received,
             })
             .map_err(|_| shutting_down())?;
         outcome.await.unwrap_or_else(|_| Err(shutting_down()))
@@ -176,6 +179,11 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
     let results = pipeline
         .process(&builder.finish(), &pipeline.producer)
         .await;
+    let handled = requests
+        .iter()
+        .take(results.len())
+        .map(|request| request.received);
+    pipeline.series.record_processing(handled);
     for (request, result) in requests.into_iter().zip(results) {
         // A dead-lettered message is handled: Dapr must not redeliver it.
         let outcome = match result.failure {

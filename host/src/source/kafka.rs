@@ -73,7 +73,7 @@ type PartitionKey = (String, i32);
 /// A partition's worker: the sender feeding it and the task that finishes
 /// when its last offset is stored.
 struct PartitionWorker {
-    input: UnboundedSender<OwnedMessage>,
+    input: UnboundedSender<Received>,
     finished: JoinHandle<()>,
 }
 
@@ -269,6 +269,13 @@ impl WorkerShared {
     }
 }
 
+/// A message and the instant the receive loop took it from librdkafka,
+/// from which the time it spent in the host is measured.
+struct Received {
+    message: OwnedMessage,
+    at: quanta::Instant,
+}
+
 /// Messages received but not yet done, counted and weighed.
 #[derive(Debug, Clone, Copy, Default)]
 struct Work {
@@ -278,10 +285,13 @@ struct Work {
 }
 
 impl Work {
-    fn of(messages: &[OwnedMessage]) -> Self {
+    fn of(batch: &[Received]) -> Self {
         Self {
-            messages: messages.len(),
-            bytes: messages.iter().map(message_bytes).sum(),
+            messages: batch.len(),
+            bytes: batch
+                .iter()
+                .map(|received| message_bytes(&received.message))
+                .sum(),
         }
     }
 }
@@ -488,8 +498,9 @@ impl KafkaInput {
                 }
                 received = messages.next() => match received.expect("Kafka message streams never end") {
                     Ok(message) => {
+                        let at = quanta::Instant::now();
                         receive_errors = 0;
-                        self.dispatch(message.detach());
+                        self.dispatch(Received { message: message.detach(), at });
                     }
                     Err(error) => {
                         // librdkafka reconnects by itself; back off so a
@@ -546,8 +557,9 @@ impl KafkaInput {
         true
     }
 
-    fn dispatch(&self, message: OwnedMessage) {
-        self.shared.in_flight.add(message_bytes(&message));
+    fn dispatch(&self, received: Received) {
+        let message = &received.message;
+        self.shared.in_flight.add(message_bytes(message));
         let mut map = self
             .workers
             .by_topic
@@ -560,10 +572,11 @@ impl KafkaInput {
         let worker = partitions
             .entry(message.partition())
             .or_insert_with(|| spawn_partition_worker(self.shared.clone()));
-        if let Err(returned) = worker.input.send(message) {
+        let partition = message.partition();
+        if worker.input.send(received).is_err() {
             // The worker stopped (it cannot, short of a panic): drop the
             // message unstored so it is consumed again after a restart.
-            tracing::error!(pipeline = %self.settings.name, partition = returned.0.partition(), "partition worker is gone");
+            tracing::error!(pipeline = %self.settings.name, partition, "partition worker is gone");
         }
     }
 }
@@ -644,13 +657,15 @@ fn spawn_partition_worker(shared: Arc<WorkerShared>) -> PartitionWorker {
 /// batch at a time so order is kept.
 async fn process_partition(
     shared: Arc<WorkerShared>,
-    mut messages: UnboundedReceiver<OwnedMessage>,
+    mut messages: UnboundedReceiver<Received>,
     acks: UnboundedSender<Acknowledgement>,
 ) {
     let mut transactional = None;
     let mut batch = Vec::with_capacity(shared.policy.batch_size);
     while shared.policy.next_batch(&mut messages, &mut batch).await {
-        let Some(last) = batch.last() else { continue };
+        let Some(Received { message: last, .. }) = batch.last() else {
+            continue;
+        };
         let (topic, partition, next_offset) =
             (last.topic().to_owned(), last.partition(), last.offset() + 1);
         let work = Work::of(&batch);
@@ -706,10 +721,12 @@ async fn process_partition(
             Some(stop) => {
                 results.truncate(stop);
                 shared.halt.cancel();
-                batch[stop].offset()
+                batch[stop].message.offset()
             }
             None => next_offset,
         };
+        let handled = batch[..results.len()].iter().map(|received| received.at);
+        shared.pipeline.series.record_processing(handled);
         batch.clear();
         let acknowledgement = Acknowledgement {
             results,
@@ -732,7 +749,7 @@ async fn process_in_transaction(
     shared: &WorkerShared,
     producer: &OutputProducer,
     encoded: &crate::runtime::EncodedBatch,
-    batch: &[OwnedMessage],
+    batch: &[Received],
     topic: &str,
     partition: i32,
 ) {
@@ -742,12 +759,12 @@ async fn process_in_transaction(
         let attempt = async {
             producer.begin_transaction().await?;
             let results = shared.pipeline.process(encoded, producer).await;
-            let next_offset = match results.iter().position(|result| result.stop) {
+            let (handled, next_offset) = match results.iter().position(|result| result.stop) {
                 Some(stop) => {
                     shared.halt.cancel();
-                    batch[stop].offset()
+                    (stop, batch[stop].message.offset())
                 }
-                None => batch[batch.len() - 1].offset() + 1,
+                None => (batch.len(), batch[batch.len() - 1].message.offset() + 1),
             };
             let mut offsets = TopicPartitionList::new();
             offsets.add_partition_offset(topic, partition, Offset::Offset(next_offset))?;
@@ -756,10 +773,15 @@ async fn process_in_transaction(
                 .group_metadata()
                 // Present for a group consumer once it has joined.
                 .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
-            producer.commit_transaction(offsets, group).await
+            producer.commit_transaction(offsets, group).await?;
+            Ok::<_, KafkaError>(handled)
         };
         match attempt.await {
-            Ok(()) => return,
+            Ok(handled) => {
+                let received = batch[..handled].iter().map(|received| received.at);
+                shared.pipeline.series.record_processing(received);
+                return;
+            }
             Err(error) => {
                 let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
                 if fatal {
@@ -812,11 +834,11 @@ async fn commit_before_processing(
 /// buffer.
 fn encode(
     source: &str,
-    messages: &[OwnedMessage],
+    batch: &[Received],
     key_value_bytes: usize,
 ) -> crate::runtime::EncodedBatch {
-    let mut builder = BatchWriter::with_capacity(source, messages.len(), key_value_bytes);
-    for message in messages {
+    let mut builder = BatchWriter::with_capacity(source, batch.len(), key_value_bytes);
+    for Received { message, .. } in batch {
         let input = NewMessage {
             topic: message.topic(),
             partition: message.partition(),
