@@ -9,6 +9,11 @@
 //! guarantee (offsets stored on receipt) to show what the gating costs.
 //! Values are copied unchanged: upper-casing 100 bytes natively costs tens
 //! of nanoseconds, nothing next to a Kafka round trip.
+//!
+//! It records the time from each receipt to the output's hand-over to the
+//! producer in Runnel's own histogram and serves it on `/metrics`, so that
+//! what Runnel adds inside the process can be told apart from what the
+//! broker and the network add.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,12 +21,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use futures::{FutureExt, StreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use runnel::metrics::{Metrics, Mode, PipelineSeries};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// Runnel's producer defaults (`host/src/sink/kafka.rs`): both sides pay
@@ -85,6 +92,7 @@ struct PendingOutput {
 async fn consume_and_produce(options: BaselineOptions) -> anyhow::Result<()> {
     let consumer = Arc::new(consumer(&options)?);
     let producer = producer(&options)?;
+    let series = serve_metrics().await?;
     let (pending, acknowledgements) = unbounded_channel();
     let storer = (!options.ungated).then(|| {
         tokio::spawn(store_after_delivery(
@@ -99,6 +107,8 @@ async fn consume_and_produce(options: BaselineOptions) -> anyhow::Result<()> {
         options.output,
         if options.ungated { "ungated" } else { "gated" }
     );
+    let mut messages = consumer.stream();
+    let mut ready = Vec::new();
     loop {
         if storer.as_ref().is_some_and(|task| task.is_finished()) {
             // It only stops on an undelivered output; say why.
@@ -107,31 +117,62 @@ async fn consume_and_produce(options: BaselineOptions) -> anyhow::Result<()> {
             }
             bail!("offset storer stopped");
         }
-        let message = match consumer.recv().await {
-            Ok(message) => message,
-            Err(error) => {
-                // librdkafka reconnects by itself; do not spin meanwhile.
-                eprintln!("baseline: receive failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        // Everything librdkafka already holds is taken, and stamped, before
+        // anything is produced, as Runnel's receive loop does: a burst's
+        // later messages then count their wait behind the earlier ones here
+        // too, instead of being stamped only once those are produced.
+        let first = messages.next().await;
+        let already_there = std::iter::from_fn(|| messages.next().now_or_never().flatten());
+        for received in first.into_iter().chain(already_there) {
+            match received {
+                Ok(message) => ready.push((message, quanta::Instant::now())),
+                Err(error) => {
+                    // librdkafka reconnects by itself; do not spin meanwhile.
+                    eprintln!("baseline: receive failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+            }
+        }
+        for (message, received) in ready.drain(..) {
+            let delivery =
+                enqueue(&producer, &options.output, message.key(), message.payload()).await?;
+            series.record_processing([received]);
+            if options.ungated {
+                // Dropping the future does not cancel the delivery.
                 continue;
             }
-        };
-        let delivery =
-            enqueue(&producer, &options.output, message.key(), message.payload()).await?;
-        if options.ungated {
-            // Dropping the future does not cancel the delivery.
-            continue;
-        }
-        let output = PendingOutput {
-            delivery,
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        if pending.send(output).is_err() {
-            bail!("offset storer stopped");
+            let output = PendingOutput {
+                delivery,
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            if pending.send(output).is_err() {
+                bail!("offset storer stopped");
+            }
         }
     }
 }
+
+/// Serves the baseline's metrics on a free loopback port, which it logs
+/// (the harness reads it there), and returns the series to record in.
+async fn serve_metrics() -> anyhow::Result<PipelineSeries> {
+    let metrics = Arc::new(Metrics::new());
+    let series = metrics.pipeline_series("baseline", Mode::PerMessage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the metrics listener")?;
+    eprintln!("{METRICS_LOG_PREFIX}{}", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { metrics.render() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(series)
+}
+
+/// Starts the log line that gives the metrics endpoint's address.
+pub const METRICS_LOG_PREFIX: &str = "baseline: metrics on ";
 
 fn consumer(options: &BaselineOptions) -> anyhow::Result<StreamConsumer> {
     let mut config = ClientConfig::new();

@@ -26,6 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::histogram::Buckets;
 use crate::kafka::{Cluster, PARTITIONS, VALUE_BYTES, message_key, message_value};
 use crate::machine::OtherLoad;
 use crate::processor::{Harness, Subject};
@@ -59,6 +60,8 @@ pub struct LatencyRun {
     pub other_load_cores: Option<f64>,
     /// Cores the whole machine kept busy, the most of any round.
     pub machine_busy_cores: Option<f64>,
+    /// The time each message spent inside the subject, every round's.
+    pub in_host: Buckets,
 }
 
 /// A median latency above this means outputs queued up behind the rate: a
@@ -97,6 +100,10 @@ impl LatencyRun {
                 .iter()
                 .filter_map(|round| round.machine_busy_cores)
                 .reduce(f64::max),
+            in_host: rounds.iter().fold(Buckets::default(), |mut pooled, round| {
+                pooled.add(&round.in_host);
+                pooled
+            }),
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct RateSamples {
     pub other_load_cores: Option<f64>,
     /// Cores the whole machine kept busy meanwhile.
     pub machine_busy_cores: Option<f64>,
+    /// The time each message spent inside the subject.
+    pub in_host: Buckets,
 }
 
 impl RateSamples {
@@ -155,16 +164,19 @@ pub fn measure(
             .into_iter()
             .flatten()
             .collect();
+        let in_host_before = processor.processing_buckets()?;
         let other_load = OtherLoad::start(&measured);
         sender.send_at_rate(phase, rate as f64, count)?;
         arrivals.wait_for(phase, count, DRAIN_TIMEOUT);
         processor.ensure_running()?;
+        let in_host = processor.processing_buckets()?.since(&in_host_before);
         runs.push(RateSamples {
             rate,
             sent: count,
             latencies_us: arrivals.take(phase),
             other_load_cores: other_load.as_ref().and_then(OtherLoad::cores),
             machine_busy_cores: other_load.as_ref().and_then(OtherLoad::machine_busy_cores),
+            in_host,
         });
     }
     processor.stop();
@@ -363,6 +375,7 @@ mod tests {
             latencies_us,
             other_load_cores: load,
             machine_busy_cores: load.map(|other| other + 1.0),
+            in_host: Buckets::default(),
         };
         let quiet = round((1..=100).collect(), Some(0.1));
         let stalled = round((1..=99).chain([5000]).collect(), None);

@@ -8,6 +8,7 @@
 
 mod baseline;
 mod footprint;
+mod histogram;
 mod kafka;
 mod latency;
 mod machine;

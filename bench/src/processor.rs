@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::baseline::METRICS_LOG_PREFIX;
+use crate::histogram::{Buckets, PROCESSING_METRIC};
 use crate::kafka::{Cluster, TopicPair, unique_name};
 use crate::procfs::{self, Memory};
 use crate::runnel_config::{PipelineSpec, RunnelConfig};
@@ -155,6 +157,8 @@ impl Subject {
 pub struct Processor {
     child: Child,
     log_path: PathBuf,
+    /// Where its `/metrics` is, once read from its log.
+    metrics_url: Option<String>,
 }
 
 impl Processor {
@@ -190,6 +194,7 @@ impl Processor {
         Ok(Self {
             child,
             log_path: log_path.to_owned(),
+            metrics_url: None,
         })
     }
 
@@ -235,14 +240,51 @@ impl Processor {
     }
 
     fn log_has_message(&self, message: &str) -> bool {
-        let Ok(file) = File::open(&self.log_path) else {
-            return false;
-        };
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        self.json_log_lines()
             .any(|line| line["fields"]["message"] == message)
+    }
+
+    /// The lines of a Runnel log; none of the baseline's.
+    fn json_log_lines(&self) -> impl Iterator<Item = serde_json::Value> {
+        let file = File::open(&self.log_path).ok();
+        file.into_iter()
+            .flat_map(|file| BufReader::new(file).lines().map_while(Result::ok))
+            .filter_map(|line| serde_json::from_str(&line).ok())
+    }
+
+    /// The time each message spent in the process so far (see
+    /// `histogram.rs`), read from its `/metrics`.
+    pub fn processing_buckets(&mut self) -> anyhow::Result<Buckets> {
+        let url = self.metrics_url()?;
+        let exposition = reqwest::blocking::get(&url)
+            .and_then(|response| response.error_for_status())
+            .and_then(|response| response.text())
+            .with_context(|| format!("reading {url}"))?;
+        Buckets::parse(&exposition, PROCESSING_METRIC)
+    }
+
+    /// Runnel logs the address it serves HTTP on (`http listening`), the
+    /// baseline the one it serves its metrics on.
+    fn metrics_url(&mut self) -> anyhow::Result<String> {
+        if let Some(url) = &self.metrics_url {
+            return Ok(url.clone());
+        }
+        let runnel = self
+            .json_log_lines()
+            .find(|line| line["fields"]["message"] == "http listening")
+            .and_then(|line| line["fields"]["address"].as_str().map(str::to_owned));
+        let baseline = || {
+            let text = std::fs::read_to_string(&self.log_path).ok()?;
+            text.lines()
+                .find_map(|line| line.strip_prefix(METRICS_LOG_PREFIX))
+                .map(str::to_owned)
+        };
+        let address = runnel
+            .or_else(baseline)
+            .with_context(|| format!("no metrics address in {}", self.log_path.display()))?;
+        let url = format!("http://{address}/metrics");
+        self.metrics_url = Some(url.clone());
+        Ok(url)
     }
 
     fn log_tail(&self, lines: usize) -> String {

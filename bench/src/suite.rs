@@ -401,11 +401,12 @@ fn measure_latency(
                     .with_context(|| format!("latency of {label}"))?;
             for rate in &by_rate {
                 clock.say(&format!(
-                    "  {}/s: p99 {} µs ({}/{} received), machine busy {:.2} cores",
+                    "  {}/s: p99 {} µs ({}/{} received), in the process {}, machine busy {:.2} cores",
                     rate.rate,
                     rate.p99_us(),
                     rate.latencies_us.len(),
                     rate.sent,
+                    rate.in_host.percentiles_label(),
                     rate.machine_busy_cores.unwrap_or(f64::NAN)
                 ));
             }
