@@ -316,6 +316,16 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     }
     assert_eq!(reader.records.len(), COUNT, "one output per input");
     assert!(seen.iter().all(|&s| s), "an input is missing");
+    let timed = host
+        .metric(
+            "runnel_message_processing_seconds_count",
+            &[("pipeline", "echo")],
+        )
+        .await;
+    assert_eq!(
+        timed, COUNT as f64,
+        "every message's time in the host is recorded once"
+    );
     eprintln!("outputs per version: {per_version:?}");
     assert_eq!(per_version.len(), 6, "every version served under load");
     for (version, at) in &landed {

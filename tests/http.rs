@@ -315,6 +315,17 @@ async fn stats_and_metrics_count_exactly_by_status_and_mode() {
         ),
         10.0
     );
+    for binding in ["orders", "bulk"] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "runnel_message_processing_seconds_count",
+                &[("pipeline", binding)]
+            ),
+            10.0,
+            "{binding}: one processing time per message, failed ones included"
+        );
+    }
     assert!(sample(&metrics, "kafka_batch_size_count", &[("pipeline", "bulk")]) >= 2.0);
     assert!(sample(&metrics, "kafka_batch_size_count", &[("pipeline", "bulk")]) <= 10.0);
     assert_eq!(
