@@ -269,18 +269,18 @@ impl Processor {
         if let Some(url) = &self.metrics_url {
             return Ok(url.clone());
         }
-        let runnel = self
-            .json_log_lines()
-            .find(|line| line["fields"]["message"] == "http listening")
-            .and_then(|line| line["fields"]["address"].as_str().map(str::to_owned));
-        let baseline = || {
-            let text = std::fs::read_to_string(&self.log_path).ok()?;
-            text.lines()
-                .find_map(|line| line.strip_prefix(METRICS_LOG_PREFIX))
-                .map(str::to_owned)
-        };
-        let address = runnel
-            .or_else(baseline)
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let address = log
+            .lines()
+            .find_map(|line| {
+                if let Some(address) = line.strip_prefix(METRICS_LOG_PREFIX) {
+                    return Some(address.to_owned());
+                }
+                let line: serde_json::Value = serde_json::from_str(line).ok()?;
+                let fields = &line["fields"];
+                (fields["message"] == "http listening")
+                    .then(|| fields["address"].as_str().map(str::to_owned))?
+            })
             .with_context(|| format!("no metrics address in {}", self.log_path.display()))?;
         let url = format!("http://{address}/metrics");
         self.metrics_url = Some(url.clone());

@@ -31,6 +31,19 @@ pub struct TargetRow {
     pub margin: String,
 }
 
+impl TargetRow {
+    /// A row whose section has not been run, until something measures it.
+    fn unmeasured(target: String, goal: String) -> Self {
+        Self {
+            target,
+            goal,
+            measured: "–".into(),
+            result: Verdict::NotMeasured,
+            margin: "–".into(),
+        }
+    }
+}
+
 /// What a target's row concludes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -72,13 +85,10 @@ pub fn rows(results: &Results) -> [TargetRow; 8] {
 }
 
 fn end_to_end_target(results: &Results) -> TargetRow {
-    let mut row = TargetRow {
-        target: format!("End to end, batch ≥ {TARGET_MIN_BATCH}, against the baseline"),
-        goal: format!("≥ {MIN_RATIO_TO_BASELINE:.2}×"),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
+    let mut row = TargetRow::unmeasured(
+        format!("End to end, batch ≥ {TARGET_MIN_BATCH}, against the baseline"),
+        format!("≥ {MIN_RATIO_TO_BASELINE:.2}×"),
+    );
     let Some(baseline) = results.baseline_rate() else {
         return row;
     };
@@ -108,15 +118,10 @@ fn end_to_end_target(results: &Results) -> TargetRow {
 }
 
 fn stage_messages_target(results: &Results) -> TargetRow {
-    let mut row = TargetRow {
-        target: format!(
-            "WASM stage, {TARGET_VALUE_BYTES} B values, batch ≥ {TARGET_MIN_BATCH}, one core"
-        ),
-        goal: format!("≥ {} msg/s", rate(MIN_STAGE_MESSAGES_PER_SEC)),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
+    let mut row = TargetRow::unmeasured(
+        format!("WASM stage, {TARGET_VALUE_BYTES} B values, batch ≥ {TARGET_MIN_BATCH}, one core"),
+        format!("≥ {} msg/s", rate(MIN_STAGE_MESSAGES_PER_SEC)),
+    );
     let runs: Vec<&StageRun> = results
         .stage
         .iter()
@@ -150,13 +155,10 @@ fn stage_messages_target(results: &Results) -> TargetRow {
 }
 
 fn stage_calls_target(results: &Results) -> TargetRow {
-    let mut row = TargetRow {
-        target: format!("WASM stage, batch 1 ({TARGET_VALUE_BYTES} B), one core"),
-        goal: format!("≥ {} calls/s", rate(MIN_STAGE_CALLS_PER_SEC)),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
+    let mut row = TargetRow::unmeasured(
+        format!("WASM stage, batch 1 ({TARGET_VALUE_BYTES} B), one core"),
+        format!("≥ {} calls/s", rate(MIN_STAGE_CALLS_PER_SEC)),
+    );
     if let Some(run) = results.stage_run(TARGET_VALUE_BYTES, 1) {
         row.measured = format!("{} calls/s", rate(run.calls_per_sec));
         row.result = Verdict::of(run.calls_per_sec >= MIN_STAGE_CALLS_PER_SEC);
@@ -165,26 +167,28 @@ fn stage_calls_target(results: &Results) -> TargetRow {
     row
 }
 
+/// Per-message Runnel's latency runs at `linger_ms`, one per rate.
+fn per_message_runs(results: &Results, linger_ms: u32) -> impl Iterator<Item = &LatencyRun> {
+    results
+        .latency
+        .iter()
+        .filter(|result| result.subject.batch_size() == Some(1))
+        .filter(move |result| result.subject.linger_ms() == linger_ms)
+        .flat_map(|result| &result.runs)
+}
+
 /// What per-message mode adds inside the process: the p99 of the time from
 /// receipt to the output's hand-over to the producer, Runnel's against the
 /// baseline's (both of its runs pooled), at each rate.
 fn in_process_target(results: &Results, linger_ms: u32) -> TargetRow {
-    let row = TargetRow {
-        target: format!(
+    let row = TargetRow::unmeasured(
+        format!(
             "Per-message p99 in the process (receipt → output handed to the producer) over \
              the baseline's, both at linger.ms={linger_ms}"
         ),
-        goal: format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
-    let comparisons: Vec<InProcessComparison> = results
-        .latency
-        .iter()
-        .filter(|result| result.subject.batch_size() == Some(1))
-        .filter(|result| result.subject.linger_ms() == linger_ms)
-        .flat_map(|result| &result.runs)
+        format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
+    );
+    let comparisons: Vec<InProcessComparison> = per_message_runs(results, linger_ms)
         .filter_map(|run| {
             let mut baseline = results
                 .latency_baseline(linger_ms, run.rate)?
@@ -267,21 +271,11 @@ fn judge_in_process(mut row: TargetRow, comparisons: &[InProcessComparison]) -> 
 }
 
 fn latency_target(results: &Results, linger_ms: u32) -> TargetRow {
-    let row = TargetRow {
-        target: format!(
-            "Per-message p99 end to end over the baseline's, both at linger.ms={linger_ms}"
-        ),
-        goal: format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
-    let comparisons: Vec<LatencyComparison> = results
-        .latency
-        .iter()
-        .filter(|result| result.subject.batch_size() == Some(1))
-        .filter(|result| result.subject.linger_ms() == linger_ms)
-        .flat_map(|result| &result.runs)
+    let row = TargetRow::unmeasured(
+        format!("Per-message p99 end to end over the baseline's, both at linger.ms={linger_ms}"),
+        format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
+    );
+    let comparisons: Vec<LatencyComparison> = per_message_runs(results, linger_ms)
         .filter_map(|run| {
             Some(LatencyComparison {
                 runnel: run,
@@ -389,13 +383,10 @@ fn judge_latency(mut row: TargetRow, comparisons: &[LatencyComparison]) -> Targe
 }
 
 fn footprint_target(results: &Results) -> TargetRow {
-    let mut row = TargetRow {
-        target: format!("Idle host with {TARGET_IDLE_PLUGINS} plugins, resident memory"),
-        goal: format!("≤ {MAX_IDLE_RSS_MIB:.0} MiB"),
-        measured: "–".into(),
-        result: Verdict::NotMeasured,
-        margin: "–".into(),
-    };
+    let mut row = TargetRow::unmeasured(
+        format!("Idle host with {TARGET_IDLE_PLUGINS} plugins, resident memory"),
+        format!("≤ {MAX_IDLE_RSS_MIB:.0} MiB"),
+    );
     let idle = results
         .footprint
         .iter()
@@ -437,13 +428,7 @@ mod tests {
     }
 
     fn latency_row() -> TargetRow {
-        TargetRow {
-            target: "latency".into(),
-            goal: "≤ +100 µs".into(),
-            measured: "–".into(),
-            result: Verdict::NotMeasured,
-            margin: "–".into(),
-        }
+        TargetRow::unmeasured("latency".into(), "≤ +100 µs".into())
     }
 
     fn compared<'a>(
