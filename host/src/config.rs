@@ -16,10 +16,12 @@ use crate::runtime::{PluginLimits, default_call_timeout, default_max_memory_byte
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not a `source`: the message already says it, and a source
+        /// would be printed a second time in an error chain.
+        reason: std::io::Error,
     },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
@@ -199,6 +201,14 @@ pub struct RuntimeConfig {
     /// two once a plugin has a fuel budget).
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// Threads running pipelines, plugin calls and the HTTP server; one per
+    /// CPU when unset. Different partitions' plugin calls run on them in
+    /// parallel. Fewer threads wake fewer of each other: on small machines
+    /// shared with Kafka's own threads, one gives per-message pipelines a
+    /// shorter latency tail and batch pipelines less throughput (the figures
+    /// are in `bench/README.md`).
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
@@ -206,6 +216,7 @@ impl Default for RuntimeConfig {
         Self {
             fuel_metering: false,
             max_instances: default_max_instances(),
+            worker_threads: None,
         }
     }
 }
@@ -464,9 +475,9 @@ pub struct ResolvedPipeline {
 impl Config {
     /// Reads a config file and applies `path.to.field=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         let mut config = Self::parse(&text, overrides).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
@@ -515,6 +526,11 @@ impl Config {
         if self.kafka.brokers.trim().is_empty() {
             return Err(ConfigError::Invalid(
                 "kafka.brokers must name at least one broker".into(),
+            ));
+        }
+        if self.runtime.worker_threads == Some(0) {
+            return Err(ConfigError::Invalid(
+                "runtime.worker_threads must be at least 1".into(),
             ));
         }
         let mut bindings = std::collections::HashSet::new();
@@ -903,6 +919,19 @@ mod tests {
     fn unknown_fields_are_refused_with_their_name() {
         let error = Config::parse(&format!("{MINIMAL}\nbatch_sise = 3\n"), &[]).unwrap_err();
         assert!(error.to_string().contains("batch_sise"), "{error}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cpus_and_cannot_be_zero() {
+        let config = Config::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(config.runtime.worker_threads, None);
+        let config = Config::parse(MINIMAL, &["runtime.worker_threads=1".into()]).unwrap();
+        assert_eq!(config.runtime.worker_threads, Some(1));
+        let error = Config::parse(MINIMAL, &["runtime.worker_threads=0".into()]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "runtime.worker_threads must be at least 1"
+        );
     }
 
     #[test]

@@ -72,10 +72,33 @@ enum PluginCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // A host's configuration is read first: it sizes the runtime.
+    let job = match cli.command {
+        Command::Run {
+            config,
+            brokers,
+            mut overrides,
+        } => {
+            if let Some(brokers) = brokers {
+                overrides.push(format!("kafka.brokers={brokers}"));
+            }
+            match Config::load(&config, &overrides) {
+                Ok(config) => Job::Host(Box::new(config)),
+                Err(error) => return failed(&error.into()),
+            }
+        }
+        Command::Dev(options) => Job::Dev(options),
+        Command::Plugin(PluginCommand::Validate { file, manifest }) => {
+            Job::Validate { file, manifest }
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Job::Host(config) = &job
+        && let Some(threads) = config.runtime.worker_threads
     {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -83,35 +106,35 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run {
-                config,
-                brokers,
-                mut overrides,
-            } => {
-                if let Some(brokers) = brokers {
-                    overrides.push(format!("kafka.brokers={brokers}"));
-                }
-                let config = Config::load(&config, &overrides)?;
-                let shutdown = shutdown_on_signal();
-                runnel::app::run(config, shutdown).await.map(drained)
-            }
-            Command::Dev(options) => runnel::dev::run(options, shutdown_on_signal())
+        match job {
+            Job::Host(config) => runnel::app::run(*config, shutdown_on_signal())
                 .await
                 .map(drained),
-            Command::Plugin(PluginCommand::Validate { file, manifest }) => {
+            Job::Dev(options) => runnel::dev::run(options, shutdown_on_signal())
+                .await
+                .map(drained),
+            Job::Validate { file, manifest } => {
                 Ok(validate_plugin(&file, manifest.as_deref()).await)
             }
         }
     });
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    result.unwrap_or_else(|error| failed(&error))
+}
+
+/// What the command line asks for, its configuration read.
+enum Job {
+    Host(Box<Config>),
+    Dev(runnel::dev::DevOptions),
+    Validate {
+        file: PathBuf,
+        manifest: Option<PathBuf>,
+    },
+}
+
+fn failed(error: &anyhow::Error) -> ExitCode {
+    tracing::error!("{error:#}");
+    eprintln!("error: {error:#}");
+    ExitCode::from(2)
 }
 
 /// The exit code of a host run: whether every pipeline drained in time.
