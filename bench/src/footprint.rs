@@ -62,6 +62,7 @@ pub fn measure(harness: &Harness, plugins: usize) -> anyhow::Result<Footprint> {
     let config = RunnelConfig {
         brokers: harness.cluster.brokers().to_owned(),
         producer: Vec::new(),
+        worker_threads: None,
         pipelines,
     };
     let mut host = Processor::start_runnel(harness, &config, &unique_name("idle-host"), &[])?;

@@ -48,13 +48,32 @@ pub enum Subject {
     /// The raw rdkafka loop of `baseline.rs`.
     Baseline { gated: bool, linger_ms: u32 },
     /// `runnel run` with the uppercase plugin, all else at its defaults
-    /// unless `max_in_flight` is set, which makes it a diagnostic run.
+    /// unless `diagnostic` changes one setting.
     Runnel {
         batch_size: usize,
         batch_timeout: Duration,
         linger_ms: u32,
-        max_in_flight: Option<usize>,
+        diagnostic: Option<Diagnostic>,
     },
+}
+
+/// A Runnel setting changed from its default, to show what it costs or
+/// buys: such runs are reported, and count for no target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagnostic {
+    /// The pipeline's `max_in_flight`.
+    MaxInFlight(usize),
+    /// The host's `runtime.worker_threads`.
+    WorkerThreads(usize),
+}
+
+impl Diagnostic {
+    pub fn label(self) -> String {
+        match self {
+            Self::MaxInFlight(messages) => format!("max_in_flight {messages}"),
+            Self::WorkerThreads(threads) => format!("worker_threads {threads}"),
+        }
+    }
 }
 
 impl Subject {
@@ -65,21 +84,26 @@ impl Subject {
                 "baseline, ungated (offsets on receipt)".into()
             }
             Subject::Runnel {
-                max_in_flight: Some(max_in_flight),
-                batch_size,
-                ..
-            } => format!(
-                "Runnel, batch {batch_size}, max_in_flight {max_in_flight} (diagnostic, not a default)"
-            ),
-            Subject::Runnel { batch_size: 1, .. } => "Runnel, per-message (batch 1)".into(),
-            Subject::Runnel {
                 batch_size,
                 batch_timeout,
+                diagnostic,
                 ..
-            } => format!(
-                "Runnel, batch {batch_size} / {}ms",
-                batch_timeout.as_millis()
-            ),
+            } => {
+                let mode = if *batch_size == 1 {
+                    "per-message (batch 1)".to_owned()
+                } else if diagnostic.is_some() {
+                    format!("batch {batch_size}")
+                } else {
+                    format!("batch {batch_size} / {}ms", batch_timeout.as_millis())
+                };
+                match diagnostic {
+                    Some(diagnostic) => format!(
+                        "Runnel, {mode}, {} (diagnostic, not a default)",
+                        diagnostic.label()
+                    ),
+                    None => format!("Runnel, {mode}"),
+                }
+            }
         }
     }
 
@@ -89,10 +113,17 @@ impl Subject {
         matches!(
             self,
             Subject::Runnel {
-                max_in_flight: Some(_),
+                diagnostic: Some(_),
                 ..
             }
         )
+    }
+
+    pub fn diagnostic(&self) -> Option<Diagnostic> {
+        match self {
+            Subject::Baseline { .. } => None,
+            Subject::Runnel { diagnostic, .. } => *diagnostic,
+        }
     }
 
     pub fn batch_size(&self) -> Option<usize> {
@@ -130,11 +161,20 @@ impl Subject {
                 batch_size,
                 batch_timeout,
                 linger_ms,
-                max_in_flight,
+                diagnostic,
             } => {
+                let max_in_flight = match diagnostic {
+                    Some(Diagnostic::MaxInFlight(messages)) => Some(*messages),
+                    _ => None,
+                };
+                let worker_threads = match diagnostic {
+                    Some(Diagnostic::WorkerThreads(threads)) => Some(*threads),
+                    _ => None,
+                };
                 let config = RunnelConfig {
                     brokers: harness.cluster.brokers().to_owned(),
                     producer: vec![("linger.ms".into(), linger_ms.to_string())],
+                    worker_threads,
                     pipelines: vec![PipelineSpec {
                         name: "uppercase".into(),
                         input: topics.input.clone(),
@@ -143,7 +183,7 @@ impl Subject {
                         plugin: harness.plugin("uppercase"),
                         batch_size: *batch_size,
                         batch_timeout: *batch_timeout,
-                        max_in_flight: *max_in_flight,
+                        max_in_flight,
                         plugin_config: Vec::new(),
                     }],
                 };

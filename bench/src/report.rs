@@ -9,7 +9,7 @@ use crate::footprint::Footprint;
 use crate::latency::LatencyRun;
 use crate::machine::Machine;
 use crate::processor::Subject;
-use crate::targets;
+use crate::targets::{self, TargetRow};
 use crate::throughput::ThroughputRun;
 use crate::wasm_stage::{self, StageRun};
 
@@ -183,16 +183,38 @@ fn write_machine(page: &mut String, results: &Results) {
 }
 
 fn write_targets(page: &mut String, results: &Results) {
-    let rows = targets::rows(results);
     let _ = writeln!(page, "## Targets\n");
-    let _ = writeln!(page, "| target | goal | measured | result | margin |");
-    let _ = writeln!(page, "|---|---|---|---|---|");
-    for row in rows {
-        let result = row.result.label();
+    write_target_rows(page, "target", targets::rows(results));
+    let diagnostics = targets::diagnostic_rows(results);
+    if !diagnostics.is_empty() {
         let _ = writeln!(
             page,
-            "| {} | {} | {} | {result} | {} |",
-            row.target, row.goal, row.measured, row.margin
+            "With a setting changed from Runnel's defaults, the same judgement (these rows \
+             count for no target):\n"
+        );
+        write_target_rows(page, "diagnostic", diagnostics);
+    }
+}
+
+fn write_target_rows(
+    page: &mut String,
+    first_column: &str,
+    rows: impl IntoIterator<Item = TargetRow>,
+) {
+    let _ = writeln!(
+        page,
+        "| {first_column} | goal | measured | result | margin |"
+    );
+    let _ = writeln!(page, "|---|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(
+            page,
+            "| {} | {} | {} | {} | {} |",
+            row.target,
+            row.goal,
+            row.measured,
+            row.result.label(),
+            row.margin
         );
     }
     let _ = writeln!(page);

@@ -13,6 +13,8 @@ pub struct RunnelConfig {
     pub brokers: String,
     /// Raw producer options (`[kafka.producer]`).
     pub producer: Vec<(String, String)>,
+    /// `runtime.worker_threads`; Runnel's default (one per CPU) when `None`.
+    pub worker_threads: Option<usize>,
     pub pipelines: Vec<PipelineSpec>,
 }
 
@@ -54,6 +56,11 @@ impl RunnelConfig {
         root.insert("http".into(), Value::Table(http));
         // Stopping a host between measurements should not wait long.
         root.insert("drain_timeout".into(), "5s".into());
+        if let Some(threads) = self.worker_threads {
+            let mut runtime = Table::new();
+            runtime.insert("worker_threads".into(), Value::Integer(threads as i64));
+            root.insert("runtime".into(), Value::Table(runtime));
+        }
         root.insert("pipelines".into(), Value::Table(pipelines));
         root.to_string()
     }
@@ -106,6 +113,7 @@ mod tests {
         let config = RunnelConfig {
             brokers: "127.0.0.1:9092".into(),
             producer: vec![("linger.ms".into(), "0".into())],
+            worker_threads: Some(1),
             pipelines: vec![PipelineSpec {
                 name: "router".into(),
                 input: "in".into(),
@@ -126,5 +134,6 @@ mod tests {
         assert_eq!(pipeline.max_in_flight, 50_000);
         assert_eq!(parsed.kafka.producer["linger.ms"], "0");
         assert_eq!(parsed.http.listen.port(), 0);
+        assert_eq!(parsed.runtime.worker_threads, Some(1));
     }
 }

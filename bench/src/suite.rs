@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::kafka::Cluster;
 use crate::machine::Machine;
-use crate::processor::{Harness, RUNNEL_LINGER_MS, Subject};
+use crate::processor::{Diagnostic, Harness, RUNNEL_LINGER_MS, Subject};
 use crate::report::{self, LatencyResult, Method, Results, ThroughputResult};
 use crate::{footprint, latency, throughput, wasm_stage};
 
@@ -277,17 +277,20 @@ fn measure_throughput(
             linger_ms: RUNNEL_LINGER_MS,
         },
     ];
-    let runnel = |batch_size, max_in_flight| Subject::Runnel {
+    let runnel = |batch_size, diagnostic| Subject::Runnel {
         batch_size,
         batch_timeout: THROUGHPUT_BATCH_TIMEOUT,
         linger_ms: RUNNEL_LINGER_MS,
-        max_in_flight,
+        diagnostic,
     };
     subjects.extend(options.batch_sizes.iter().map(|&size| runnel(size, None)));
     // What Runnel's in-flight bound costs: the largest batch again, with the
     // bound out of the way.
     if let Some(&largest) = options.batch_sizes.iter().max() {
-        subjects.push(runnel(largest, Some(DIAGNOSTIC_MAX_IN_FLIGHT)));
+        subjects.push(runnel(
+            largest,
+            Some(Diagnostic::MaxInFlight(DIAGNOSTIC_MAX_IN_FLIGHT)),
+        ));
     }
     let mut results: Vec<ThroughputResult> = subjects
         .into_iter()
@@ -340,12 +343,15 @@ fn measure_latency(
     clock: &Progress,
 ) -> anyhow::Result<Vec<LatencyResult>> {
     let (batch_size, batch_timeout) = LATENCY_BATCH;
-    let per_message = |linger_ms| Subject::Runnel {
+    let per_message = |linger_ms, diagnostic| Subject::Runnel {
         batch_size: 1,
         batch_timeout,
         linger_ms,
-        max_in_flight: None,
+        diagnostic,
     };
+    // What the runtime's second thread costs per-message mode's tail on a
+    // small machine: idle workers wake each other for every message.
+    let one_thread = Some(Diagnostic::WorkerThreads(1));
     let baseline = |linger_ms| Subject::Baseline {
         gated: true,
         linger_ms,
@@ -354,19 +360,21 @@ fn measure_latency(
     // with the first, so that drift over the round moves both comparisons.
     let subjects = [
         (baseline(RUNNEL_LINGER_MS), false),
-        (per_message(RUNNEL_LINGER_MS), false),
+        (per_message(RUNNEL_LINGER_MS, None), false),
+        (per_message(RUNNEL_LINGER_MS, one_thread), false),
         (baseline(RUNNEL_LINGER_MS), true),
         (
             Subject::Runnel {
                 batch_size,
                 batch_timeout,
                 linger_ms: RUNNEL_LINGER_MS,
-                max_in_flight: None,
+                diagnostic: None,
             },
             false,
         ),
         (baseline(0), false),
-        (per_message(0), false),
+        (per_message(0, None), false),
+        (per_message(0, one_thread), false),
         (baseline(0), true),
     ];
     // A broker that has not run this load yet (a latency-only run, with no

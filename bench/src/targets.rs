@@ -4,7 +4,7 @@
 
 use crate::histogram::BucketRange;
 use crate::latency::LatencyRun;
-use crate::processor::RUNNEL_LINGER_MS;
+use crate::processor::{Diagnostic, RUNNEL_LINGER_MS};
 use crate::report::{Results, mib, rate};
 use crate::wasm_stage::StageRun;
 
@@ -167,13 +167,19 @@ fn stage_calls_target(results: &Results) -> TargetRow {
     row
 }
 
-/// Per-message Runnel's latency runs at `linger_ms`, one per rate.
-fn per_message_runs(results: &Results, linger_ms: u32) -> impl Iterator<Item = &LatencyRun> {
+/// Per-message Runnel's latency runs at `linger_ms`, one per rate: at its
+/// defaults, or with the `diagnostic` setting changed.
+fn per_message_runs(
+    results: &Results,
+    linger_ms: u32,
+    diagnostic: Option<Diagnostic>,
+) -> impl Iterator<Item = &LatencyRun> {
     results
         .latency
         .iter()
         .filter(|result| result.subject.batch_size() == Some(1))
         .filter(move |result| result.subject.linger_ms() == linger_ms)
+        .filter(move |result| result.subject.diagnostic() == diagnostic)
         .flat_map(|result| &result.runs)
 }
 
@@ -181,14 +187,38 @@ fn per_message_runs(results: &Results, linger_ms: u32) -> impl Iterator<Item = &
 /// receipt to the output's hand-over to the producer, Runnel's against the
 /// baseline's (both of its runs pooled), at each rate.
 fn in_process_target(results: &Results, linger_ms: u32) -> TargetRow {
+    in_process_row(results, linger_ms, None)
+}
+
+/// The per-message latency judgement again for each setting the latency
+/// runs changed from the defaults: what the setting would buy, counted for
+/// no target.
+pub fn diagnostic_rows(results: &Results) -> Vec<TargetRow> {
+    let mut diagnostics: Vec<(u32, Diagnostic)> = results
+        .latency
+        .iter()
+        .filter(|result| result.subject.batch_size() == Some(1))
+        .filter_map(|result| Some((result.subject.linger_ms(), result.subject.diagnostic()?)))
+        .collect();
+    diagnostics.dedup();
+    diagnostics
+        .into_iter()
+        .map(|(linger_ms, diagnostic)| in_process_row(results, linger_ms, Some(diagnostic)))
+        .collect()
+}
+
+fn in_process_row(results: &Results, linger_ms: u32, diagnostic: Option<Diagnostic>) -> TargetRow {
+    let setting = diagnostic.map_or(String::new(), |diagnostic| {
+        format!(", Runnel with {} (not a default)", diagnostic.label())
+    });
     let row = TargetRow::unmeasured(
         format!(
             "Per-message p99 in the process (receipt → output handed to the producer) over \
-             the baseline's, both at linger.ms={linger_ms}"
+             the baseline's, both at linger.ms={linger_ms}{setting}"
         ),
         format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
     );
-    let comparisons: Vec<InProcessComparison> = per_message_runs(results, linger_ms)
+    let comparisons: Vec<InProcessComparison> = per_message_runs(results, linger_ms, diagnostic)
         .filter_map(|run| {
             let mut baseline = results
                 .latency_baseline(linger_ms, run.rate)?
@@ -275,7 +305,7 @@ fn latency_target(results: &Results, linger_ms: u32) -> TargetRow {
         format!("Per-message p99 end to end over the baseline's, both at linger.ms={linger_ms}"),
         format!("≤ +{MAX_P99_OVERHEAD_US} µs"),
     );
-    let comparisons: Vec<LatencyComparison> = per_message_runs(results, linger_ms)
+    let comparisons: Vec<LatencyComparison> = per_message_runs(results, linger_ms, None)
         .filter_map(|run| {
             Some(LatencyComparison {
                 runnel: run,
@@ -410,6 +440,8 @@ mod tests {
 
     use super::*;
     use crate::histogram::Buckets;
+    use crate::processor::Subject;
+    use crate::report::LatencyResult;
 
     fn latency(rate: u32, p50_us: u64, p99_us: u64, received: usize) -> LatencyRun {
         LatencyRun {
@@ -584,5 +616,95 @@ mod tests {
         let row = judge_in_process(latency_row(), &[quiet, unbounded]);
         assert_eq!(row.result, Verdict::NotJudged, "{}", row.measured);
         assert!(judge_in_process(latency_row(), &[]).result == Verdict::NotMeasured);
+    }
+
+    /// 100 observations, all between `lower_us` and `upper_us`.
+    fn all_between(lower_us: u64, upper_us: u64) -> Buckets {
+        let metric = crate::histogram::PROCESSING_METRIC;
+        let seconds = |us: u64| us as f64 / 1e6;
+        let exposition = format!(
+            "{metric}_bucket{{le=\"{}\"}} 0\n{metric}_bucket{{le=\"{}\"}} 100\n\
+             {metric}_bucket{{le=\"+Inf\"}} 100\n",
+            seconds(lower_us),
+            seconds(upper_us)
+        );
+        Buckets::parse(&exposition, metric).unwrap()
+    }
+
+    fn latency_result(subject: Subject, calibration: bool, in_host: Buckets) -> LatencyResult {
+        let mut run = latency(2000, 5000, 9000, 1000);
+        run.in_host = in_host;
+        LatencyResult {
+            subject,
+            calibration,
+            runs: vec![run],
+        }
+    }
+
+    #[test]
+    fn a_diagnostic_run_is_judged_apart_and_counts_for_no_target() {
+        let per_message = |diagnostic| Subject::Runnel {
+            batch_size: 1,
+            batch_timeout: Duration::from_millis(100),
+            linger_ms: RUNNEL_LINGER_MS,
+            diagnostic,
+        };
+        let baseline = Subject::Baseline {
+            gated: true,
+            linger_ms: RUNNEL_LINGER_MS,
+        };
+        let results = Results {
+            machine: crate::machine::Machine {
+                cpu: String::new(),
+                cores: 2,
+                memory_gib: 24.0,
+                kernel: String::new(),
+                rustc: String::new(),
+                commit: String::new(),
+                busy_cores_before: None,
+            },
+            method: crate::report::Method {
+                command: String::new(),
+                broker: String::new(),
+                messages: 0,
+                rounds: 1,
+                throughput_batch_timeout: Duration::ZERO,
+                latency_seconds: 1,
+                latency_rounds: 1,
+                wasm_window: Duration::ZERO,
+                runnel_overrides: Vec::new(),
+            },
+            throughput: Vec::new(),
+            stage: Vec::new(),
+            latency: vec![
+                latency_result(baseline.clone(), false, all_between(50, 75)),
+                latency_result(per_message(None), false, all_between(200, 300)),
+                latency_result(
+                    per_message(Some(Diagnostic::WorkerThreads(1))),
+                    false,
+                    all_between(100, 150),
+                ),
+                latency_result(baseline, true, all_between(50, 75)),
+            ],
+            footprint: Vec::new(),
+            elapsed: Duration::ZERO,
+            load_average_at_end: String::new(),
+        };
+        let target = in_process_target(&results, RUNNEL_LINGER_MS);
+        assert_eq!(target.result, Verdict::Miss, "{}", target.measured);
+        assert!(
+            target.measured.contains("200–300 µs"),
+            "{}",
+            target.measured
+        );
+        let diagnostics = diagnostic_rows(&results);
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(
+            diagnostics[0].result,
+            Verdict::Pass,
+            "{}",
+            diagnostics[0].measured
+        );
+        assert!(diagnostics[0].target.contains("worker_threads 1"));
     }
 }
