@@ -131,6 +131,7 @@ enum Job {
     },
 }
 
+/// Reports what stopped the command, which exits with 2.
 fn failed(error: &anyhow::Error) -> ExitCode {
     tracing::error!("{error:#}");
     eprintln!("error: {error:#}");
