@@ -110,13 +110,7 @@ impl Subject {
     /// Runs with a setting changed from Runnel's defaults: shown, but
     /// counted for no target.
     pub fn is_diagnostic(&self) -> bool {
-        matches!(
-            self,
-            Subject::Runnel {
-                diagnostic: Some(_),
-                ..
-            }
-        )
+        self.diagnostic().is_some()
     }
 
     pub fn diagnostic(&self) -> Option<Diagnostic> {

@@ -349,8 +349,8 @@ fn measure_latency(
         linger_ms,
         diagnostic,
     };
-    // What the runtime's second thread costs per-message mode's tail on a
-    // small machine: idle workers wake each other for every message.
+    // Per-message mode on one runtime thread: with two, each worker woken
+    // for a message first wakes the other, which finds nothing to do.
     let one_thread = Some(Diagnostic::WorkerThreads(1));
     let baseline = |linger_ms| Subject::Baseline {
         gated: true,
