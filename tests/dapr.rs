@@ -90,6 +90,30 @@ impl Sidecar {
             .expect("a port number")
     }
 
+    /// Stops daprd (SIGTERM) for `away`, then starts it again with the same
+    /// ports and components: a sidecar restart.
+    fn restart_after(&self, away: Duration) {
+        let script = repo_root().join("tests/dapr/daprd.sh");
+        let stopped = Command::new(&script)
+            .args(["stop", "--dir"])
+            .arg(&self.dir)
+            .status()
+            .expect("stopping daprd");
+        assert!(stopped.success());
+        std::thread::sleep(away);
+        let resumed = Command::new(&script)
+            .args(["resume", "--dir"])
+            .arg(&self.dir)
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .output()
+            .expect("resuming daprd");
+        assert!(
+            resumed.status.success(),
+            "daprd did not come back:\n{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daprd.log")).unwrap_or_default()
     }
@@ -250,5 +274,89 @@ plugin = "{plugin}"
         assert_eq!(record.key.as_deref(), Some(format!("k{i}").as_str()));
     }
     drop(host);
+    drop(sidecar);
+}
+
+#[test]
+fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
+    ensure_daprd();
+    const COUNT: usize = 2000;
+    let input = kafka::unique_topic("dapr-restart-in");
+    let output = kafka::unique_topic("dapr-restart-out");
+    kafka::create_topic(&input, 2);
+    kafka::create_topic(&output, 1);
+    let dir = kafka::scratch_dir();
+    let app_port = free_port();
+    // An output binding only: Runnel reads Kafka itself and answers 404 to
+    // daprd's OPTIONS, so daprd starts no input for the component.
+    let sidecar_dir = dir.path().join("daprd");
+    std::fs::create_dir_all(&sidecar_dir).unwrap();
+    let unused_input = kafka::unique_topic("dapr-restart-unused");
+    let publish = format!("publishTopic={output}");
+    let sidecar = Sidecar::start_with(
+        &sidecar_dir,
+        app_port,
+        &unused_input,
+        "to-kafka",
+        &[&publish],
+    );
+    let config = dir.path().join("runnel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+[http]
+listen = "127.0.0.1:{app_port}"
+[dapr]
+sidecar = "http://127.0.0.1:{sidecar_port}"
+[pipelines.to-dapr]
+inputs = ["{input}"]
+group = "{input}"
+output_binding = "to-kafka"
+plugin = "{plugin}"
+batch_size = 20
+batch_timeout = "5ms"
+"#,
+            brokers = kafka::brokers(),
+            sidecar_port = sidecar.http_port(),
+            plugin = plugin_path("misbehave").display(),
+        ),
+    )
+    .unwrap();
+    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    let messages: Vec<(String, String)> = (0..COUNT)
+        .map(|i| (format!("k{i}"), format!("{{\"n\":{i}}}")))
+        .collect();
+    // 400 msg/s for 5 s; the sidecar goes away for 4 s in the middle.
+    std::thread::scope(|scope| {
+        scope.spawn(|| kafka::produce_at_rate(&input, &messages, 400));
+        std::thread::sleep(Duration::from_secs(1));
+        sidecar.restart_after(Duration::from_secs(4));
+    });
+    let mut reader = TopicReader::new(&output, 1, "read_uncommitted");
+    let wanted: std::collections::HashSet<String> =
+        messages.iter().map(|(_, value)| value.clone()).collect();
+    let arrived = reader.read_until(Duration::from_secs(120), |records| {
+        let seen: std::collections::HashSet<&String> =
+            records.iter().map(|record| &record.value).collect();
+        wanted.iter().all(|value| seen.contains(value))
+    });
+    let seen: std::collections::HashSet<&String> =
+        reader.records.iter().map(|record| &record.value).collect();
+    let missing = wanted.iter().filter(|value| !seen.contains(value)).count();
+    assert!(
+        arrived,
+        "{missing} of {COUNT} outputs never came through the restarted sidecar:\n{}",
+        sidecar.log()
+    );
+    let rewinds = host.metric("runnel_partition_rewinds_total{pipeline=\"to-dapr\"}");
+    eprintln!(
+        "sidecar restart: {COUNT} outputs arrived ({} records, {rewinds} partition rewinds)",
+        reader.records.len()
+    );
+    assert!(rewinds > 0.0, "outputs the sidecar refused were sent again");
+    host.assert_running_then_stop(Duration::from_secs(30));
     drop(sidecar);
 }

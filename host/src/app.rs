@@ -1,14 +1,15 @@
 //! Assembles a host from its configuration and runs it until shutdown.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{Config, PluginSource, ResolvedPipeline};
 use crate::http::{self, HttpState};
 use crate::launcher::{LauncherSettings, PipelineLauncher};
@@ -22,12 +23,29 @@ use crate::sink::OutputProducer;
 #[derive(Debug, Default)]
 pub struct Health {
     broker_reachable: AtomicBool,
+    /// Why the broker was last found unreachable.
+    broker_error: Mutex<Option<String>>,
     plugins_loaded: AtomicBool,
 }
 
 impl Health {
     pub fn is_ready(&self) -> bool {
         self.broker_reachable.load(Ordering::Relaxed) && self.plugins_loaded.load(Ordering::Relaxed)
+    }
+
+    /// Why the host is not ready, in a sentence; `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.plugins_loaded() {
+            return Some("plugins are still loading".into());
+        }
+        if !self.broker_reachable() {
+            let error = self.broker_error.lock().unwrap_or_else(|e| e.into_inner());
+            return Some(match &*error {
+                Some(error) => format!("no Kafka broker answers: {error}"),
+                None => "no Kafka broker has answered yet".into(),
+            });
+        }
+        None
     }
 
     pub fn broker_reachable(&self) -> bool {
@@ -51,7 +69,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         max_instances: config.runtime.max_instances,
         ..EngineSettings::default()
     })?;
-    let producer = OutputProducer::new(&config.kafka.brokers, &config.kafka.producer)?;
+    let producer = OutputProducer::new(
+        &config.kafka.brokers,
+        &config.kafka.producer,
+        ClientEvents::new("producer", "", metrics.clone()),
+    )?;
     tokio::spawn(watch_broker(
         producer.clone(),
         health.clone(),
@@ -171,31 +193,56 @@ async fn load_plugin(
     })
 }
 
+/// How often readiness asks a broker for metadata, and how long it waits.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Checks every few seconds that a broker answers, for readiness, and says
-/// so in the log when that changes. librdkafka itself keeps reconnecting
-/// with backoff.
+/// so in the log when that changes (while it stays unreachable, a line per
+/// log summary interval). librdkafka itself keeps reconnecting.
 async fn watch_broker(producer: OutputProducer, health: Arc<Health>, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    let mut interval = tokio::time::interval(BROKER_CHECK_INTERVAL);
+    let mut down_since: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
         let client = producer.clone();
-        let reachable = tokio::task::spawn_blocking(move || {
+        let checked = tokio::task::spawn_blocking(move || {
             client
                 .client()
                 .client()
-                .fetch_metadata(None, Duration::from_secs(3))
-                .is_ok()
+                .fetch_metadata(None, BROKER_CHECK_TIMEOUT)
+                .map(|_| ())
+                .map_err(|error| error.to_string())
         })
         .await
-        .unwrap_or(false);
+        .unwrap_or_else(|error| Err(error.to_string()));
+        let reachable = checked.is_ok();
+        *health
+            .broker_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = checked.err();
         let was = health.broker_reachable.swap(reachable, Ordering::Relaxed);
-        if reachable && !was {
-            tracing::info!("kafka reachable");
-        } else if !reachable {
-            tracing::warn!("kafka unreachable; retrying with backoff");
+        match (was, reachable) {
+            (false, true) => match down_since.take() {
+                Some(since) => tracing::info!(
+                    down_for = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                    "kafka reachable"
+                ),
+                None => tracing::info!("kafka reachable"),
+            },
+            (_, false) => {
+                let since = *down_since.get_or_insert_with(std::time::Instant::now);
+                if LogLimiter::global().admit("broker-unreachable").is_some() {
+                    tracing::warn!(
+                        down_for = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                        "kafka unreachable; retrying with backoff"
+                    );
+                }
+            }
+            (true, true) => {}
         }
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::backoff::Backoff;
+pub use crate::backoff::BackoffKind;
 use crate::runtime::{PluginLimits, default_call_timeout, default_max_memory_bytes};
 
 #[derive(Debug, Error)]
@@ -234,19 +236,6 @@ pub enum CommitStrategy {
     BeforeProcessing,
 }
 
-/// How the wait between retries grows (the seed documents' three kinds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BackoffKind {
-    /// Always `initial_delay`.
-    Fixed,
-    /// `initial_delay × attempt`.
-    Linear,
-    /// `initial_delay × 2^(attempt − 1)`.
-    #[default]
-    Exponential,
-}
-
 /// Retries of messages a plugin reports as transiently failed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,15 +268,12 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// The wait after `attempt` failed attempts (1 for the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let attempt = attempt.max(1);
-        let delay = match self.backoff {
-            BackoffKind::Fixed => self.initial_delay,
-            BackoffKind::Linear => self.initial_delay.saturating_mul(attempt),
-            BackoffKind::Exponential => self
-                .initial_delay
-                .saturating_mul(2u32.saturating_pow(attempt - 1)),
-        };
-        delay.min(self.max_delay)
+        Backoff {
+            kind: self.backoff,
+            initial: self.initial_delay,
+            max: self.max_delay,
+        }
+        .delay(attempt)
     }
 }
 

@@ -2,7 +2,9 @@
 //! streams.
 
 pub mod app;
+pub mod backoff;
 pub mod batch;
+pub mod client_events;
 pub mod config;
 pub mod dev;
 pub mod http;

@@ -53,6 +53,8 @@ pub struct Metrics {
     dead_lettered: IntCounterVec,
     retries: IntCounterVec,
     plugin_reloads: IntCounterVec,
+    kafka_client_errors: IntCounterVec,
+    partition_rewinds: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -182,6 +184,18 @@ impl Metrics {
                 "Plugin loads and reloads, by result.",
                 &["plugin", "result"],
             ),
+            kafka_client_errors: counter(
+                "runnel_kafka_client_errors_total",
+                "Errors a Kafka client reported (broker down, connection lost, ...), by \
+                 client and librdkafka error code; the client recovers from most by itself.",
+                &["client", "pipeline", "code"],
+            ),
+            partition_rewinds: counter(
+                "runnel_partition_rewinds_total",
+                "Times a partition was processed again from its first message whose \
+                 outputs were not acknowledged (a delivery timeout, a failed output binding).",
+                &["pipeline"],
+            ),
             registry,
         }
     }
@@ -258,6 +272,16 @@ impl Metrics {
         self.plugin_reloads
             .with_label_values(&[plugin, result])
             .inc();
+    }
+
+    pub fn record_kafka_client_error(&self, client: &str, pipeline: &str, code: &str) {
+        self.kafka_client_errors
+            .with_label_values(&[client, pipeline, code])
+            .inc();
+    }
+
+    pub fn record_partition_rewind(&self, pipeline: &str) {
+        self.partition_rewinds.with_label_values(&[pipeline]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -7,12 +7,13 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Semaphore;
 
+use crate::client_events::LogLimiter;
 use crate::config::{OnFailure, RetryConfig};
 use crate::metrics::{Metrics, PipelineSeries, PluginSeries};
 use crate::runtime::{
     CallError, EncodedBatch, EncodedOutcomes, Invocation, Outcome, OutputView, Plugin,
 };
-use crate::sink::{DaprOutput, OutputProducer, PendingDelivery};
+use crate::sink::{DaprOutput, OutputProducer, PendingDelivery, SinkError};
 use crate::stats::PipelineStats;
 
 /// Why one message could not be processed.
@@ -375,17 +376,24 @@ impl Pipeline {
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let attempts = failure.attempts.to_string();
-        tracing::warn!(
-            pipeline = %self.name,
-            plugin = plugin.name(),
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            kind = failure.kind,
-            attempts = failure.attempts,
-            error = %failure.message,
-            "message failed"
-        );
+        // Every failure is counted and dead-lettered with its reason; the
+        // log gets a sample, so a plugin failing every message cannot
+        // drown it.
+        let kind = format!("message-failed:{}:{}", self.name, failure.kind);
+        if let Some(held_back) = LogLimiter::global().admit(&kind) {
+            tracing::warn!(
+                pipeline = %self.name,
+                plugin = plugin.name(),
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                kind = failure.kind,
+                attempts = failure.attempts,
+                error = %failure.message,
+                held_back,
+                "message failed"
+            );
+        }
         let mut result = MessageResult::default();
         if let Some(topic) = &self.failure_policy.dead_letter_topic {
             let why = [
@@ -445,16 +453,18 @@ impl Pipeline {
                         tagged(output.headers, plugin, version),
                     )
                     .await;
-                if let Err(error) = sent {
-                    // The sidecar or its binding may come back: worth a retry.
-                    result.failure = Some(MessageFailure {
-                        kind: "transient",
-                        message: error.to_string(),
-                        attempts: 1,
-                    });
-                    break;
+                match sent {
+                    Ok(()) => result.deliveries.push(PendingDelivery::Acknowledged),
+                    // Not the handler's failure: the sidecar, its binding or
+                    // the system behind it is away. Like a Kafka output not
+                    // acknowledged, the message is processed again later,
+                    // not dead-lettered; the rest of its outputs go then.
+                    Err(error) => {
+                        let refused = PendingDelivery::Refused(SinkError::Binding(error));
+                        result.deliveries.push(refused);
+                        break;
+                    }
                 }
-                result.deliveries.push(PendingDelivery::Acknowledged);
             }
             return result;
         }

@@ -26,6 +26,9 @@
 #       http_port, watcher.pid, watcher.log.
 #   daprd.sh stop --dir DIR
 #       stop it (and its watcher)
+#   daprd.sh resume --dir DIR [--watch-pid PID]
+#       start a stopped daprd again with the same command line (ports, app,
+#       components), as after a sidecar restart; print its Dapr HTTP port
 #   daprd.sh status --dir DIR
 #       print the Dapr HTTP port if running
 #
@@ -115,6 +118,7 @@ usage: daprd.sh build
                       [--direction input|output|input,output|none]
                       [--wait-app] [--watch-pid PID]
        daprd.sh stop --dir DIR
+       daprd.sh resume --dir DIR [--watch-pid PID]
        daprd.sh status --dir DIR
 EOF
   exit 2
@@ -449,6 +453,38 @@ cmd_start() {
   echo "$HTTP_PORT"
 }
 
+cmd_resume() {
+  local dir watch=$2 wstart="" deadline arg previous="" url
+  dir="$(cd "$1" && pwd)" || die "no such directory $1"
+  [[ -f "$dir/daprd.cmdline" ]] || die "$dir holds no daprd that was started before; use start"
+  service_pid_if_ours "$dir" >/dev/null && die "the daprd of $dir is running"
+  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
+  # The command line start_once wrote, each word quoted with printf %q.
+  local -a argv
+  eval "argv=($(cat "$dir/daprd.cmdline"))"
+  HTTP_PORT=""
+  for arg in "${argv[@]}"; do
+    [[ "$previous" == --dapr-http-port ]] && HTTP_PORT=$arg
+    previous=$arg
+  done
+  [[ -n "$HTTP_PORT" ]] || die "no --dapr-http-port in $dir/daprd.cmdline"
+  log "resuming daprd $DAPR_VERSION on dapr http 127.0.0.1:$HTTP_PORT"
+  "${argv[@]}" </dev/null >>"$dir/daprd.log" 2>&1 &
+  DAPRD_PID=$!
+  echo "$DAPRD_PID" >"$dir/daprd.pid"
+  url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz/outbound"
+  deadline=$((SECONDS + START_TIMEOUT))
+  until [[ "$(http_status "$url")" == 2* ]]; do
+    pid_alive "$DAPRD_PID" || die "daprd exited while resuming (full log: $dir/daprd.log)"
+    ((SECONDS < deadline)) || die "daprd not ready ($url) after ${START_TIMEOUT}s (full log: $dir/daprd.log)"
+    sleep 0.3
+  done
+  echo "$HTTP_PORT" >"$dir/http_port"
+  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
+  log "daprd pid $DAPRD_PID ready again on 127.0.0.1:$HTTP_PORT"
+  echo "$HTTP_PORT"
+}
+
 # ---------------------------------------------------------------------------
 main() {
   local cmd=${1:-}
@@ -483,6 +519,7 @@ main() {
         "$wait_app" "$direction" ${meta[@]+"${meta[@]}"}
       ;;
     stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
+    resume) [[ -n "$dir" ]] || usage; cmd_resume "$dir" "$watch" ;;
     status) [[ -n "$dir" ]] || usage; cmd_status "$dir" ;;
     _watch) cmd_watch "$dir" "$watch" "$wstart" ;;
     *) usage ;;

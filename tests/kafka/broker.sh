@@ -4,7 +4,9 @@
 #
 #   broker.sh fetch                               cache the jars, print the libs dir
 #   broker.sh start --dir DIR [--watch-pid PID]   start a broker, print 127.0.0.1:PORT
-#   broker.sh stop  --dir DIR                     stop it (and its watcher)
+#   broker.sh stop  --dir DIR                     stop it (and its watcher): SIGTERM, a clean shutdown
+#   broker.sh kill  --dir DIR                     stop it (and its watcher) with SIGKILL: a crash
+#   broker.sh resume --dir DIR [--watch-pid PID]  start a stopped broker again on its ports and data
 #   broker.sh status --dir DIR                    print the bootstrap address if running
 #
 # Why this shape:
@@ -72,6 +74,8 @@ usage() {
 usage: broker.sh fetch
        broker.sh start --dir DIR [--watch-pid PID]
        broker.sh stop --dir DIR
+       broker.sh kill --dir DIR
+       broker.sh resume --dir DIR [--watch-pid PID]
        broker.sh status --dir DIR
 EOF
   exit 2
@@ -358,6 +362,58 @@ cmd_start() {
 }
 
 # ---------------------------------------------------------------------------
+# kill and resume: a broker outage for failure tests. The data directory,
+# configuration and ports stay, so a resumed broker is the same broker
+# coming back, as after a crash or a rolling restart.
+# ---------------------------------------------------------------------------
+cmd_kill() {
+  local dir pid
+  dir="$(cd "$1" && pwd)" || die "no such directory $1"
+  stop_watcher_in "$dir"
+  if pid="$(service_pid_if_ours "$dir")"; then
+    log "killing broker pid $pid ($dir)"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+  else
+    log "no broker running for $dir"
+  fi
+  remove_service_files "$dir"
+}
+
+cmd_resume() {
+  local dir watch=$2 wstart="" deadline
+  dir="$(cd "$1" && pwd)" || die "no such directory $1"
+  [[ -f "$dir/server.properties" && -f "$dir/bootstrap" ]] \
+    || die "$dir holds no broker that was started before; use start"
+  service_pid_if_ours "$dir" >/dev/null && die "the broker of $dir is running"
+  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
+  BOOTSTRAP="$(cat "$dir/bootstrap")"
+  java_base "$dir"
+  # The ports were ours a moment ago; after a crash the kernel may hold the
+  # listening port for a little while, so a bind failure is retried.
+  deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    log "resuming Kafka $KAFKA_VERSION on $BOOTSTRAP"
+    "${JAVA_CMD[@]}" "$BROKER_MAIN" "$dir/server.properties" \
+      </dev/null >>"$dir/broker.log" 2>&1 &
+    BROKER_PID=$!
+    echo "$BROKER_PID" >"$dir/broker.pid"
+    while pid_alive "$BROKER_PID" && ! probe "$BOOTSTRAP"; do
+      ((SECONDS < deadline)) || die "broker not ready on $BOOTSTRAP after ${START_TIMEOUT}s (full log: $dir/broker.log)"
+      sleep 0.2
+    done
+    pid_alive "$BROKER_PID" && break
+    ((SECONDS < deadline)) || die "broker exited while resuming (full log: $dir/broker.log)"
+    tail -n 5 "$dir/broker.log" >&2 || true
+    log "broker exited while resuming; trying again"
+    sleep 1
+  done
+  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
+  log "broker pid $BROKER_PID ready again on $BOOTSTRAP"
+  echo "$BOOTSTRAP"
+}
+
+# ---------------------------------------------------------------------------
 main() {
   local cmd=${1:-}
   [[ -n "$cmd" ]] || usage
@@ -376,6 +432,8 @@ main() {
     fetch) fetch_libs; echo "$LIBS" ;;
     start) [[ -n "$dir" ]] || usage; cmd_start "$dir" "$watch" ;;
     stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
+    kill) [[ -n "$dir" ]] || usage; cmd_kill "$dir" ;;
+    resume) [[ -n "$dir" ]] || usage; cmd_resume "$dir" "$watch" ;;
     status) [[ -n "$dir" ]] || usage; cmd_status "$dir" ;;
     _watch) cmd_watch "$dir" "$watch" "$wstart" ;;
     *) usage ;;

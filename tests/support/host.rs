@@ -19,7 +19,11 @@ impl HostProcess {
             .args(["run", "--config"])
             .arg(config)
             .env("RUNNEL_LOG_FORMAT", "json")
-            .env("RUNNEL_LOG", "info")
+            // RUNNEL_TEST_HOST_LOG=debug (say) to see more of a failing test.
+            .env(
+                "RUNNEL_LOG",
+                std::env::var("RUNNEL_TEST_HOST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -64,6 +68,14 @@ impl HostProcess {
         None
     }
 
+    /// Asserts that the host is still running (nothing made it exit or
+    /// restart), then stops it with SIGTERM and asserts a clean exit.
+    pub fn assert_running_then_stop(mut self, drain: Duration) {
+        assert!(self.is_running(), "the host exited by itself");
+        let (status, _) = self.terminate(drain).expect("exits on SIGTERM");
+        assert!(status.success(), "clean exit: {status}");
+    }
+
     /// The host's JSON log lines, parsed.
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         read_log(&self.log_path)
@@ -104,6 +116,36 @@ impl HostProcess {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the host never listened: {:?}", self.log_lines());
+    }
+}
+
+impl HostProcess {
+    /// `GET path` on the host's HTTP server: the status and the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!(
+            "http://{}{path}",
+            self.http_address(Duration::from_secs(30))
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for one request");
+        runtime.block_on(async {
+            let response = reqwest::get(&url).await.expect("the host answers");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        })
+    }
+}
+
+impl HostProcess {
+    /// The value of one series on the host's `/metrics` (its name with
+    /// labels, as Prometheus prints it); 0 if the host has not exported it.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.http_get("/metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 }
 

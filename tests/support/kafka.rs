@@ -29,23 +29,34 @@ pub fn brokers() -> String {
             }
             let dir =
                 std::env::temp_dir().join(format!("runnel-test-broker-{}", std::process::id()));
-            let output = Command::new(repo_root().join("tests/kafka/broker.sh"))
-                .args(["start", "--dir"])
-                .arg(&dir)
-                .args(["--watch-pid", &std::process::id().to_string()])
-                .output()
-                .expect("running tests/kafka/broker.sh");
-            assert!(
-                output.status.success(),
-                "starting the test broker failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8(output.stdout)
-                .expect("broker address is text")
-                .trim()
-                .to_owned()
+            run_broker_script(
+                &["start", "--watch-pid", &std::process::id().to_string()],
+                &dir,
+            )
         })
         .clone()
+}
+
+/// A Kafka cluster the tests talk to, by its bootstrap address: the shared
+/// test broker, or one a test runs for itself (to stop and start it).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub bootstrap: String,
+}
+
+impl Cluster {
+    /// The broker every test shares.
+    pub fn shared() -> Self {
+        Self {
+            bootstrap: brokers(),
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
 }
 
 /// A topic name no other test uses.
@@ -63,62 +74,100 @@ pub fn unique_topic(prefix: &str) -> String {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = futures::executor::block_on(admin.create_topics(
-        [&topic],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-    ))
-    .expect("create_topics request");
-    for result in results {
-        result.expect("topic created");
-    }
+    Cluster::shared().create_topic(name, partitions);
 }
 
 /// Produces `values` with their keys, in order, and waits until all are
 /// acknowledged.
 pub fn produce(topic: &str, messages: impl IntoIterator<Item = (String, String)>) {
-    let producer = test_producer();
-    for (key, value) in messages {
-        send_when_queue_has_room(&producer, topic, &key, &value);
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("all test messages acknowledged");
+    Cluster::shared().produce(topic, messages);
 }
 
 /// Produces `messages` at `per_second`, paced in twentieths of a second,
 /// through one producer, and waits until all are acknowledged. Returns how
 /// long that took.
 pub fn produce_at_rate(topic: &str, messages: &[(String, String)], per_second: usize) -> Duration {
-    let producer = test_producer();
-    let started = Instant::now();
-    for (slice, chunk) in messages.chunks((per_second / 20).max(1)).enumerate() {
-        for (key, value) in chunk {
-            send_when_queue_has_room(&producer, topic, key, value);
-        }
-        let due = Duration::from_millis(50 * (slice as u64 + 1));
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("all test messages acknowledged");
-    started.elapsed()
+    Cluster::shared().produce_at_rate(topic, messages, per_second)
 }
 
-/// An idempotent producer, so test inputs arrive once and in order.
-fn test_producer() -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("test producer")
+/// The sum of the high watermarks of a topic's partitions: how many records
+/// it holds (a partition that does not answer yet counts as empty).
+pub fn topic_size(topic: &str, partitions: i32) -> i64 {
+    Cluster::shared().topic_size(topic, partitions)
+}
+
+/// The offsets a consumer group has committed for each partition of a
+/// topic; -1 where it has committed none.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    Cluster::shared().committed_offsets(group, topic, partitions)
+}
+
+/// The high watermark of each partition of a topic.
+pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    Cluster::shared().high_watermarks(topic, partitions)
+}
+
+impl Cluster {
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = futures::executor::block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create_topics request");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+
+    /// Produces `values` with their keys, in order, and waits until all are
+    /// acknowledged.
+    pub fn produce(&self, topic: &str, messages: impl IntoIterator<Item = (String, String)>) {
+        let producer = self.test_producer();
+        for (key, value) in messages {
+            send_when_queue_has_room(&producer, topic, &key, &value);
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("all test messages acknowledged");
+    }
+
+    /// Produces `messages` at `per_second`, paced in twentieths of a second,
+    /// through one producer, and waits until all are acknowledged. Returns how
+    /// long that took.
+    pub fn produce_at_rate(
+        &self,
+        topic: &str,
+        messages: &[(String, String)],
+        per_second: usize,
+    ) -> Duration {
+        let producer = self.test_producer();
+        let started = Instant::now();
+        for (slice, chunk) in messages.chunks((per_second / 20).max(1)).enumerate() {
+            for (key, value) in chunk {
+                send_when_queue_has_room(&producer, topic, key, value);
+            }
+            let due = Duration::from_millis(50 * (slice as u64 + 1));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("all test messages acknowledged");
+        started.elapsed()
+    }
+
+    /// An idempotent producer, so test inputs arrive once and in order.
+    fn test_producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        self.client_config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("test producer")
+    }
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full.
@@ -194,8 +243,12 @@ pub struct TopicReader {
 impl TopicReader {
     /// `isolation` is `read_committed` or `read_uncommitted`.
     pub fn new(topic: &str, partitions: i32, isolation: &str) -> Self {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+        Self::on(&Cluster::shared(), topic, partitions, isolation)
+    }
+
+    pub fn on(cluster: &Cluster, topic: &str, partitions: i32, isolation: &str) -> Self {
+        let consumer: BaseConsumer = cluster
+            .client_config()
             .set("group.id", unique_topic("reader"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
@@ -276,64 +329,83 @@ impl TopicReader {
     }
 }
 
-/// The high watermark of each partition of a topic, as the broker answers.
-fn fetch_high_watermarks(topic: &str, partitions: i32) -> Vec<rdkafka::error::KafkaResult<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("watermark client");
-    (0..partitions)
-        .map(|partition| {
-            consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map(|(_, high)| high)
-        })
-        .collect()
-}
-
-/// The sum of the high watermarks of a topic's partitions: how many records
-/// it holds (a partition that does not answer yet counts as empty).
-pub fn topic_size(topic: &str, partitions: i32) -> i64 {
-    fetch_high_watermarks(topic, partitions)
-        .into_iter()
-        .map(|high| high.unwrap_or(0))
-        .sum()
-}
-
-/// The offsets a consumer group has committed for each partition of a
-/// topic; -1 where it has committed none.
-pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .expect("offsets client");
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
+impl Cluster {
+    /// The high watermark of each partition of a topic, as the broker answers.
+    fn fetch_high_watermarks(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Vec<rdkafka::error::KafkaResult<i64>> {
+        let consumer: BaseConsumer = self.client_config().create().expect("watermark client");
+        (0..partitions)
+            .map(|partition| {
+                consumer
+                    .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                    .map(|(_, high)| high)
+            })
+            .collect()
     }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(
-            |partition| match committed.find_partition(topic, partition) {
-                Some(element) => match element.offset() {
-                    Offset::Offset(offset) => offset,
-                    _ => -1,
-                },
-                None => -1,
-            },
-        )
-        .collect()
-}
 
-/// The high watermark of each partition of a topic.
-pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
-    fetch_high_watermarks(topic, partitions)
-        .into_iter()
-        .map(|high| high.expect("watermarks"))
-        .collect()
+    pub fn topic_size(&self, topic: &str, partitions: i32) -> i64 {
+        self.fetch_high_watermarks(topic, partitions)
+            .into_iter()
+            .map(|high| high.unwrap_or(0))
+            .sum()
+    }
+
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        self.try_committed_offsets(group, topic, partitions)
+            .expect("committed offsets")
+    }
+
+    /// [`Self::committed_offsets`], or the error of a broker that cannot
+    /// answer yet (just restarted, its coordinator still loading).
+    pub fn try_committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> rdkafka::error::KafkaResult<Vec<i64>> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .create()
+            .expect("offsets client");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+        Ok((0..partitions)
+            .map(
+                |partition| match committed.find_partition(topic, partition) {
+                    Some(element) => match element.offset() {
+                        Offset::Offset(offset) => offset,
+                        _ => -1,
+                    },
+                    None => -1,
+                },
+            )
+            .collect())
+    }
+
+    /// Whether `group` has committed the end of every partition of `topic`;
+    /// false while the broker cannot say.
+    pub fn caught_up(&self, group: &str, topic: &str, partitions: i32) -> bool {
+        let committed = self.try_committed_offsets(group, topic, partitions);
+        let ends: Result<Vec<i64>, _> = self
+            .fetch_high_watermarks(topic, partitions)
+            .into_iter()
+            .collect();
+        matches!((committed, ends), (Ok(committed), Ok(ends)) if committed == ends)
+    }
+
+    pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        self.fetch_high_watermarks(topic, partitions)
+            .into_iter()
+            .map(|high| high.expect("watermarks"))
+            .collect()
+    }
 }
 
 /// A directory for one test's files, removed at drop.
@@ -352,4 +424,74 @@ pub fn scratch_dir() -> tempfile::TempDir {
 
 pub fn path_string(path: PathBuf) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// A broker a test runs for itself, to stop and start again on the same
+/// port and data while a host uses it. Stopped when dropped.
+pub struct OwnBroker {
+    dir: tempfile::TempDir,
+    pub cluster: Cluster,
+}
+
+impl OwnBroker {
+    pub fn start() -> Self {
+        let dir = scratch_dir();
+        let bootstrap = run_broker_script(
+            &["start", "--watch-pid", &std::process::id().to_string()],
+            dir.path(),
+        );
+        Self {
+            dir,
+            cluster: Cluster { bootstrap },
+        }
+    }
+
+    /// SIGTERM: the broker shuts down cleanly, as in a rolling restart.
+    pub fn stop(&self) {
+        run_broker_script(&["stop"], self.dir.path());
+    }
+
+    /// SIGKILL: the broker crashes.
+    pub fn kill(&self) {
+        run_broker_script(&["kill"], self.dir.path());
+    }
+
+    /// Starts the stopped broker again and waits until it answers.
+    pub fn resume(&self) {
+        run_broker_script(
+            &["resume", "--watch-pid", &std::process::id().to_string()],
+            self.dir.path(),
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("tests/kafka/broker.sh"))
+            .args(["stop", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// Runs `tests/kafka/broker.sh COMMAND --dir DIR ARGS...`; returns what it
+/// printed on stdout.
+fn run_broker_script(command_and_args: &[&str], dir: &std::path::Path) -> String {
+    let (command, args) = command_and_args.split_first().expect("a command");
+    let output = Command::new(repo_root().join("tests/kafka/broker.sh"))
+        .arg(command)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("running tests/kafka/broker.sh");
+    assert!(
+        output.status.success(),
+        "broker.sh {command} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("broker.sh prints text")
+        .trim()
+        .to_owned()
 }

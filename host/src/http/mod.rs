@@ -132,6 +132,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         "ready": health.is_ready(),
         "broker_reachable": health.broker_reachable(),
         "plugins_loaded": health.plugins_loaded(),
+        "reason": health.not_ready_reason(),
     });
     let status = if health.is_ready() {
         StatusCode::OK

@@ -7,10 +7,12 @@ use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use thiserror::Error;
+
+use crate::client_events::ClientEvents;
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -20,6 +22,10 @@ pub enum SinkError {
     Produce { topic: String, source: KafkaError },
     #[error("the producer closed before the output was acknowledged")]
     Closed,
+    #[error("an output to topic {topic} was not acknowledged: {source}")]
+    Undelivered { topic: String, source: KafkaError },
+    #[error(transparent)]
+    Binding(#[from] super::dapr::DaprOutputError),
 }
 
 /// Settings Runnel's delivery guarantees depend on; users may add to them
@@ -30,13 +36,32 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // A few milliseconds of batching costs little latency and buys a lot of
     // throughput.
     ("linger.ms", "5"),
-    // Keep trying for as long as a broker outage plausibly lasts; an output
-    // that still fails is sent again rather than dropped.
+    // Keep trying for as long as a broker outage plausibly lasts. An output
+    // still unacknowledged then is not dropped: its input is processed
+    // again (see `confirm`).
     ("message.timeout.ms", "300000"),
+    // Reconnect to a returning broker within a second, as the Java client
+    // does by default, rather than librdkafka's 10 s.
+    ("reconnect.backoff.max.ms", "1000"),
 ];
 
 /// How long one transaction step may take before it counts as failed.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Calls a blocking transaction step again for as long as it fails with an
+/// error librdkafka calls retriable.
+fn retry_while_retriable(
+    mut step: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
+    loop {
+        match step() {
+            Err(KafkaError::Transaction(error)) if error.is_retriable() => {
+                tracing::debug!(%error, "transaction step failed with a retriable error; calling it again");
+            }
+            result => return result,
+        }
+    }
+}
 
 /// librdkafka's transaction calls block; keep them off the async workers.
 async fn run_blocking(
@@ -49,19 +74,24 @@ async fn run_blocking(
 
 #[derive(Clone)]
 pub struct OutputProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<ClientEvents>,
 }
 
 /// An output on its way: handed to the Kafka producer and waiting for the
-/// broker's acknowledgement, or already acknowledged (a Dapr output binding
-/// answers synchronously).
+/// broker's acknowledgement, or already answered (a Dapr output binding
+/// answers synchronously, and may have refused it).
 pub enum PendingDelivery {
     Kafka(DeliveryFuture),
     Acknowledged,
+    Refused(SinkError),
 }
 
 impl OutputProducer {
-    pub fn new(brokers: &str, options: &BTreeMap<String, String>) -> Result<Self, SinkError> {
+    pub fn new(
+        brokers: &str,
+        options: &BTreeMap<String, String>,
+        events: ClientEvents,
+    ) -> Result<Self, SinkError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", brokers);
         for (key, value) in PRODUCER_DEFAULTS {
@@ -70,7 +100,9 @@ impl OutputProducer {
         for (key, value) in options {
             config.set(key, value);
         }
-        let producer = config.create().map_err(SinkError::Create)?;
+        let producer = config
+            .create_with_context(events)
+            .map_err(SinkError::Create)?;
         Ok(Self { producer })
     }
 
@@ -83,6 +115,7 @@ impl OutputProducer {
         brokers: &str,
         options: &BTreeMap<String, String>,
         transactional_id: &str,
+        events: ClientEvents,
     ) -> Result<Self, SinkError> {
         let mut options = options.clone();
         options.insert("transactional.id".into(), transactional_id.into());
@@ -96,7 +129,7 @@ impl OutputProducer {
         options
             .entry("message.timeout.ms".into())
             .or_insert(transaction_timeout);
-        let producer = Self::new(brokers, &options)?;
+        let producer = Self::new(brokers, &options, events)?;
         let init = producer.clone();
         run_blocking(move || init.producer.init_transactions(TRANSACTION_TIMEOUT))
             .await
@@ -110,7 +143,12 @@ impl OutputProducer {
     }
 
     /// Adds the consumer's offsets to the open transaction and commits it:
-    /// outputs and offsets become visible together or not at all.
+    /// outputs and offsets become visible together or not at all. A step
+    /// that fails with a retriable error (a broker away, a timeout) is
+    /// called again, as librdkafka intends: it resumes where it stopped,
+    /// whereas aborting a commit that may already have landed could run
+    /// the batch twice. Other errors are returned: abortable ones need
+    /// `abort_transaction`, fatal ones a new producer.
     pub async fn commit_transaction(
         &self,
         offsets: TopicPartitionList,
@@ -118,10 +156,12 @@ impl OutputProducer {
     ) -> Result<(), KafkaError> {
         let producer = self.clone();
         run_blocking(move || {
-            producer
-                .producer
-                .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)?;
-            producer.producer.commit_transaction(TRANSACTION_TIMEOUT)
+            retry_while_retriable(|| {
+                producer
+                    .producer
+                    .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
+            })?;
+            retry_while_retriable(|| producer.producer.commit_transaction(TRANSACTION_TIMEOUT))
         })
         .await
     }
@@ -131,7 +171,7 @@ impl OutputProducer {
         run_blocking(move || producer.producer.abort_transaction(TRANSACTION_TIMEOUT)).await
     }
 
-    pub fn client(&self) -> &FutureProducer {
+    pub fn client(&self) -> &FutureProducer<ClientEvents> {
         &self.producer
     }
 
@@ -186,58 +226,40 @@ impl OutputProducer {
         }
     }
 
-    /// Waits until Kafka has acknowledged the output. An output the producer
-    /// gave up on is sent again, with backoff, until it is acknowledged: an
-    /// offset is never stored past an output that was not.
+    /// Waits until the output is acknowledged. One the producer gave up on
+    /// (its delivery timeout passed, or the broker refused it) is an error:
+    /// the caller processes its input again rather than storing its
+    /// offset, so nothing is lost and outputs keep their order.
     pub async fn confirm(&self, pending: PendingDelivery) -> Result<(), SinkError> {
-        let mut future = match pending {
+        let future = match pending {
             PendingDelivery::Kafka(future) => future,
             PendingDelivery::Acknowledged => return Ok(()),
+            PendingDelivery::Refused(error) => return Err(error),
         };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let failed = match future.await {
-                Ok(Ok(_delivery)) => return Ok(()),
-                Ok(Err((error, message))) => {
-                    tracing::warn!(topic = message.topic(), %error, "output not acknowledged; sending it again");
-                    message
-                }
-                // The producer is gone: the offset stays unstored, so the
-                // input is processed again after a restart.
-                Err(_canceled) => return Err(SinkError::Closed),
-            };
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            future = self.resend(&failed).await;
+        match future.await {
+            Ok(Ok(_delivery)) => Ok(()),
+            Ok(Err((source, message))) => Err(SinkError::Undelivered {
+                topic: message.topic().to_owned(),
+                source,
+            }),
+            // The producer is gone: the offset stays unstored, so the
+            // input is processed again after a restart.
+            Err(_canceled) => Err(SinkError::Closed),
         }
     }
 
-    async fn resend(&self, message: &OwnedMessage) -> DeliveryFuture {
-        loop {
-            let headers: Vec<(&str, &[u8])> = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|header| (header.key, header.value.unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            match self
-                .enqueue(
-                    message.topic(),
-                    message.key(),
-                    message.payload().unwrap_or_default(),
-                    headers,
-                )
-                .await
-            {
-                Ok(future) => return future,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot enqueue output again; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+    /// Waits for `deliveries` in order; returns how many there were, or the
+    /// error of the first that was not acknowledged.
+    pub async fn confirm_all(
+        &self,
+        deliveries: impl IntoIterator<Item = PendingDelivery>,
+    ) -> Result<u64, SinkError> {
+        let mut count = 0;
+        for delivery in deliveries {
+            self.confirm(delivery).await?;
+            count += 1;
         }
+        Ok(count)
     }
 
     /// Waits for every queued output, up to `timeout`.

@@ -188,29 +188,21 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
         // A dead-lettered message is handled: Dapr must not redeliver it.
         let outcome = match result.failure {
             Some(failure) if !result.dead_lettered => Err(failure),
-            _ => confirm_all(&pipeline, result.deliveries).await,
+            // An output not acknowledged: Dapr redelivers the message.
+            _ => match pipeline.producer.confirm_all(result.deliveries).await {
+                Ok(outputs) => {
+                    pipeline.series.record_outputs(outputs);
+                    Ok(outputs as usize)
+                }
+                Err(error) => Err(MessageFailure {
+                    kind: "transient",
+                    message: error.to_string(),
+                    attempts: 1,
+                }),
+            },
         };
         let _ = request.respond.send(outcome);
     }
-}
-
-async fn confirm_all(
-    pipeline: &Pipeline,
-    deliveries: Vec<crate::sink::PendingDelivery>,
-) -> Result<usize, MessageFailure> {
-    let count = deliveries.len();
-    for delivery in deliveries {
-        pipeline
-            .producer
-            .confirm(delivery)
-            .await
-            .map_err(|error| MessageFailure {
-                kind: "transient",
-                message: error.to_string(),
-                attempts: 1,
-            })?;
-    }
-    Ok(count)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! and of all messages before it in the partition has been acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,9 @@ use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::batch::BatchPolicy;
+use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{CommitStrategy, ResolvedPipeline};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -59,6 +61,9 @@ const CONSUMER_REQUIRED: &[(&str, &str)] = &[
 
 /// Defaults the user may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Reconnect to a returning broker within a second, as the Java client
+    // does by default, rather than librdkafka's 10 s.
+    ("reconnect.backoff.max.ms", "1000"),
     // Stored offsets are committed in the background every second, and
     // synchronously on revocation and shutdown.
     ("enable.auto.commit", "true"),
@@ -75,6 +80,58 @@ type PartitionKey = (String, i32);
 struct PartitionWorker {
     input: UnboundedSender<Received>,
     finished: JoinHandle<()>,
+    control: WorkerControl,
+}
+
+/// What the receive loop and a partition worker's two tasks tell each other.
+#[derive(Clone)]
+struct WorkerControl {
+    /// Tells a rewind request from this worker apart from one of a worker
+    /// that served the partition before.
+    id: u64,
+    /// The worker's input is closed: stop waiting (for a producer, for a
+    /// rewind's backoff) and finish.
+    closing: CancellationToken,
+    /// Outputs of this worker went unacknowledged and the partition is
+    /// processed again from there by a new worker: drop everything still
+    /// here, store nothing more.
+    abandoned: CancellationToken,
+}
+
+/// A partition worker's request to process its partition again from
+/// `offset`, the first message whose outputs were not acknowledged.
+struct Rewind {
+    key: PartitionKey,
+    offset: i64,
+    worker: u64,
+    /// Rewinds in a row with nothing acknowledged in between, this one
+    /// included: the new worker waits longer before each.
+    attempt: u32,
+}
+
+/// How long a worker that replaces a rewound one waits before it starts:
+/// an output that keeps failing (a binding that refuses it) is retried,
+/// not spun on.
+const REWIND_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(200), Duration::from_secs(10));
+
+/// How a new worker starts: at once, or after the worker it replaces has
+/// finished and a backoff has passed.
+struct WorkerStart {
+    after: Option<JoinHandle<()>>,
+    delay: Duration,
+    /// Rewinds in a row before this worker.
+    rewinds: u32,
+}
+
+impl WorkerStart {
+    fn now() -> Self {
+        Self {
+            after: None,
+            delay: Duration::ZERO,
+            rewinds: 0,
+        }
+    }
 }
 
 /// Workers by topic and partition, shared between the receive loop and the
@@ -86,6 +143,21 @@ struct Workers {
 }
 
 impl Workers {
+    /// The worker of `key`, if it is worker `id`.
+    fn take_worker(&self, key: &PartitionKey, id: u64) -> Option<PartitionWorker> {
+        let mut map = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        let partitions = map.get_mut(&key.0)?;
+        if partitions.get(&key.1)?.control.id != id {
+            return None;
+        }
+        partitions.remove(&key.1)
+    }
+
+    fn insert(&self, key: PartitionKey, worker: PartitionWorker) {
+        let mut map = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.0).or_default().insert(key.1, worker);
+    }
+
     fn take(&self, keys: impl IntoIterator<Item = PartitionKey>) -> Vec<PartitionWorker> {
         let mut map = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
         keys.into_iter()
@@ -108,6 +180,7 @@ async fn drain(workers: Vec<PartitionWorker>, timeout: Duration) -> bool {
     let finished: Vec<_> = workers
         .into_iter()
         .map(|worker| {
+            worker.control.closing.cancel();
             drop(worker.input);
             worker.finished
         })
@@ -120,6 +193,7 @@ async fn drain(workers: Vec<PartitionWorker>, timeout: Duration) -> bool {
 /// Hooks librdkafka calls on the consumer's polling thread.
 struct ConsumerHooks {
     pipeline: String,
+    events: ClientEvents,
     workers: Arc<Workers>,
     transactions: Option<Arc<TransactionSettings>>,
     drain_timeout: Duration,
@@ -128,23 +202,12 @@ struct ConsumerHooks {
 }
 
 impl ClientContext for ConsumerHooks {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(pipeline = %self.pipeline, facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(pipeline = %self.pipeline, facility = fac, "{log_message}")
-            }
-            _ => tracing::debug!(pipeline = %self.pipeline, facility = fac, "{log_message}"),
-        }
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, text: &str) {
+        self.events.report_log(level, facility, text);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(pipeline = %self.pipeline, %error, "kafka client error: {reason}");
+        self.events.report_error(error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -212,7 +275,10 @@ impl ConsumerContext for ConsumerHooks {
                             element.partition(),
                         );
                         handle.spawn(async move {
-                            transactions.producer(&pipeline, &topic, partition).await;
+                            let stopping = transactions.stopping.clone();
+                            transactions
+                                .producer(&pipeline, &topic, partition, &stopping)
+                                .await;
                         });
                     }
                 }
@@ -229,14 +295,12 @@ impl ConsumerContext for ConsumerHooks {
 /// owner repeat work that is already done. Having nothing to commit is not
 /// an error. Returns whether the offsets are committed.
 fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C, pipeline: &str) -> bool {
-    let mut backoff = Duration::from_millis(100);
     for attempt in 1..=COMMIT_ATTEMPTS {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
             Err(error) => {
                 tracing::warn!(pipeline, %error, attempt, "offset commit failed");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                std::thread::sleep(COMMIT_BACKOFF.delay(attempt));
             }
         }
     }
@@ -245,6 +309,12 @@ fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C, pipeline: &st
 
 /// Synchronous commits tried before giving up (about ten seconds in all).
 const COMMIT_ATTEMPTS: u32 = 8;
+const COMMIT_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2));
+
+/// Waits between tries to start or recover a transactional producer.
+const TRANSACTION_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
 
 type PipelineConsumer = StreamConsumer<ConsumerHooks>;
 
@@ -260,6 +330,9 @@ struct WorkerShared {
     /// With exactly-once, each partition worker gets a transactional
     /// producer built from these.
     transactions: Option<Arc<TransactionSettings>>,
+    /// Where workers ask the receive loop to process a partition again.
+    rewinds: UnboundedSender<Rewind>,
+    next_worker_id: AtomicU64,
 }
 
 impl WorkerShared {
@@ -346,16 +419,19 @@ struct TransactionSettings {
     brokers: String,
     producer_options: BTreeMap<String, String>,
     group: String,
+    metrics: Metrics,
     /// One transactional producer per owned partition, started as soon as
     /// the partition is assigned: its start fences the previous owner and
     /// aborts that owner's open transaction, without which the consumer
     /// could not even read the partition's committed offset (it stays
     /// "unstable" until the transaction ends).
-    producers: Mutex<HashMap<PartitionKey, Arc<OnceCell<Option<OutputProducer>>>>>,
+    producers: Mutex<HashMap<PartitionKey, Arc<OnceCell<OutputProducer>>>>,
+    /// Cancelled when the pipeline stops: producers still starting give up.
+    stopping: CancellationToken,
 }
 
 impl TransactionSettings {
-    fn cell(&self, key: &PartitionKey) -> Arc<OnceCell<Option<OutputProducer>>> {
+    fn cell(&self, key: &PartitionKey) -> Arc<OnceCell<OutputProducer>> {
         self.producers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -364,27 +440,72 @@ impl TransactionSettings {
             .clone()
     }
 
-    /// The partition's producer, started on first use.
+    /// Whether `cell` is still the partition's: revocation forgets it.
+    fn is_current(&self, key: &PartitionKey, cell: &Arc<OnceCell<OutputProducer>>) -> bool {
+        self.producers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, cell))
+    }
+
+    /// The partition's producer, started on first use. A start that fails
+    /// (the broker is away) is tried again with backoff until it succeeds,
+    /// the partition is revoked, or `closing` is cancelled (then `None`).
     async fn producer(
         &self,
         pipeline: &str,
         topic: &str,
         partition: i32,
+        closing: &CancellationToken,
     ) -> Option<OutputProducer> {
         let key = (topic.to_owned(), partition);
-        self.cell(&key)
-            .get_or_init(|| async {
-                let id = format!("runnel-{}-{topic}-{partition}", self.group);
-                match OutputProducer::transactional(&self.brokers, &self.producer_options, &id).await {
-                    Ok(producer) => Some(producer),
-                    Err(error) => {
-                        tracing::error!(pipeline, topic, partition, %error, "cannot start transactions");
-                        None
-                    }
-                }
-            })
-            .await
-            .clone()
+        let cell = self.cell(&key);
+        let id = format!("runnel-{}-{topic}-{partition}", self.group);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = cell
+                .get_or_try_init(|| {
+                    let events =
+                        ClientEvents::new("transactional_producer", pipeline, self.metrics.clone());
+                    OutputProducer::transactional(
+                        &self.brokers,
+                        &self.producer_options,
+                        &id,
+                        events,
+                    )
+                })
+                .await;
+            let error = match started {
+                Ok(producer) => return Some(producer.clone()),
+                Err(error) => error,
+            };
+            if LogLimiter::global()
+                .admit(&format!("transactions-start:{pipeline}"))
+                .is_some()
+            {
+                tracing::warn!(pipeline, topic, partition, %error, attempt, "cannot start transactions yet; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TRANSACTION_BACKOFF.delay(attempt)) => {}
+                _ = closing.cancelled() => return None,
+            }
+            if !self.is_current(&key, &cell) {
+                return None;
+            }
+        }
+    }
+
+    /// Throws the partition's producer away (it was fenced, or its
+    /// transaction cannot be aborted); the next [`Self::producer`] starts a
+    /// new one with the same transactional id, which fences the old one and
+    /// aborts its open transaction.
+    fn replace(&self, key: &PartitionKey) {
+        self.producers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), Arc::default());
     }
 
     fn forget(&self, keys: &[PartitionKey]) {
@@ -400,6 +521,7 @@ pub struct KafkaInput {
     settings: ResolvedPipeline,
     shared: Arc<WorkerShared>,
     workers: Arc<Workers>,
+    rewinds: UnboundedReceiver<Rewind>,
     drain_timeout: Duration,
 }
 
@@ -417,11 +539,14 @@ impl KafkaInput {
                 brokers: brokers.to_owned(),
                 producer_options: producer_options.clone(),
                 group: settings.group.clone(),
+                metrics: pipeline.metrics.clone(),
                 producers: Mutex::new(HashMap::new()),
+                stopping: CancellationToken::new(),
             })
         });
         let hooks = ConsumerHooks {
             pipeline: settings.name.clone(),
+            events: ClientEvents::new("consumer", &settings.name, pipeline.metrics.clone()),
             workers: workers.clone(),
             transactions: transactions.clone(),
             drain_timeout,
@@ -442,6 +567,7 @@ impl KafkaInput {
                 topics: settings.inputs.join(", "),
                 source: Box::new(source),
             })?;
+        let (rewind_requests, rewinds) = unbounded_channel();
         let shared = Arc::new(WorkerShared {
             pipeline,
             consumer: Arc::new(consumer),
@@ -453,11 +579,14 @@ impl KafkaInput {
             in_flight: InFlight::new(settings.max_in_flight, settings.max_in_flight_bytes),
             halt: CancellationToken::new(),
             transactions,
+            rewinds: rewind_requests,
+            next_worker_id: AtomicU64::new(0),
         });
         Ok(Self {
             settings,
             shared,
             workers,
+            rewinds,
             drain_timeout,
         })
     }
@@ -465,14 +594,13 @@ impl KafkaInput {
     /// Consumes until `shutdown`, then drains: partial batches are flushed
     /// through the plugin, outputs confirmed, offsets stored and committed.
     /// Returns whether the drain finished within the drain timeout.
-    pub async fn run(self, shutdown: CancellationToken) -> bool {
+    pub async fn run(mut self, shutdown: CancellationToken) -> bool {
         let consumer = self.shared.consumer.clone();
         let stats = self.shared.pipeline.stats.clone();
         let name = self.settings.name.clone();
         stats.set_running(true);
         let mut paused = false;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let mut receive_errors = 0u32;
         // One stream for the whole run: `recv()` would build one per message,
         // registering and dropping a waker slot under a lock each time.
         let mut messages = consumer.stream();
@@ -496,20 +624,22 @@ impl KafkaInput {
                     tracing::error!(pipeline = %name, "pipeline halted at a failure; nothing after it is committed");
                     break;
                 }
+                Some(rewind) = self.rewinds.recv() => self.rewind(rewind),
                 received = messages.next() => match received.expect("Kafka message streams never end") {
                     Ok(message) => {
                         let at = quanta::Instant::now();
-                        receive_errors = 0;
                         self.dispatch(Received { message: message.detach(), at });
                     }
-                    Err(error) => {
-                        // librdkafka reconnects by itself; back off so a
-                        // broker outage does not spin or flood the log.
-                        receive_errors = receive_errors.saturating_add(1);
-                        let backoff = Duration::from_millis(100 << receive_errors.min(6));
-                        tracing::warn!(pipeline = %name, %error, ?backoff, "receive failed");
-                        tokio::time::sleep(backoff).await;
+                    // Errors reach the stream after the consumer's hooks
+                    // have counted and logged them. librdkafka recovers
+                    // from all but fatal ones by itself, and each error is
+                    // one queued event, so reading on at once neither
+                    // spins nor delays the messages queued behind it.
+                    Err(KafkaError::MessageConsumptionFatal(code)) => {
+                        tracing::error!(pipeline = %name, error = %code, "the consumer failed for good; stopping this pipeline");
+                        break;
                     }
+                    Err(_) => {}
                 },
                 _ = tick.tick() => {
                     if paused && !self.shared.in_flight.at(50) {
@@ -519,6 +649,9 @@ impl KafkaInput {
             }
         }
         drop(messages);
+        if let Some(transactions) = &self.shared.transactions {
+            transactions.stopping.cancel();
+        }
         tracing::info!(pipeline = %name, "stopping: draining in-flight work");
         let drained = drain(self.workers.take_all(), self.drain_timeout).await;
         let committer = consumer.clone();
@@ -571,13 +704,57 @@ impl KafkaInput {
         };
         let worker = partitions
             .entry(message.partition())
-            .or_insert_with(|| spawn_partition_worker(self.shared.clone()));
+            .or_insert_with(|| spawn_partition_worker(self.shared.clone(), WorkerStart::now()));
         let partition = message.partition();
         if worker.input.send(received).is_err() {
             // The worker stopped (it cannot, short of a panic): drop the
             // message unstored so it is consumed again after a restart.
             tracing::error!(pipeline = %self.settings.name, partition, "partition worker is gone");
         }
+    }
+
+    /// Processes a partition again from `rewind.offset`: its worker is
+    /// abandoned (it drops what it still holds and stores nothing more),
+    /// the consumer seeks back, and a new worker takes the partition once
+    /// the old one has finished and a backoff has passed. Runs in the
+    /// receive loop, so every message it reads after the seek comes from
+    /// the new position (librdkafka drops what it had fetched before).
+    fn rewind(&self, rewind: Rewind) {
+        let name = &self.settings.name;
+        let Some(old) = self.workers.take_worker(&rewind.key, rewind.worker) else {
+            // The partition was revoked, or rewound already.
+            return;
+        };
+        old.control.abandoned.cancel();
+        old.control.closing.cancel();
+        drop(old.input);
+        let (topic, partition) = &rewind.key;
+        if let Err(error) = self.shared.consumer.seek(
+            topic,
+            *partition,
+            Offset::Offset(rewind.offset),
+            Duration::from_secs(5),
+        ) {
+            // Not assigned here any more: its next owner starts from the
+            // committed offset, which is not past the rewound message.
+            tracing::warn!(pipeline = %name, topic, partition, %error, "cannot seek back to process unacknowledged messages again; leaving the partition");
+            return;
+        }
+        self.shared.pipeline.metrics.record_partition_rewind(name);
+        let delay = REWIND_BACKOFF.delay(rewind.attempt);
+        if LogLimiter::global()
+            .admit(&format!("rewind:{name}"))
+            .is_some()
+        {
+            tracing::warn!(pipeline = %name, topic, partition, offset = rewind.offset, attempt = rewind.attempt, delay = %humantime::format_duration(delay), "outputs not acknowledged; processing the partition again from the first of their messages");
+        }
+        let start = WorkerStart {
+            after: Some(old.finished),
+            delay,
+            rewinds: rewind.attempt,
+        };
+        let worker = spawn_partition_worker(self.shared.clone(), start);
+        self.workers.insert(rewind.key, worker);
     }
 }
 
@@ -637,29 +814,64 @@ struct Acknowledgement {
     results: Vec<crate::pipeline::MessageResult>,
     topic: String,
     partition: i32,
+    /// The run's first message: where the partition is processed again
+    /// from if an output is not acknowledged.
+    first_offset: i64,
     next_offset: i64,
     work: Work,
 }
 
-fn spawn_partition_worker(shared: Arc<WorkerShared>) -> PartitionWorker {
+fn spawn_partition_worker(shared: Arc<WorkerShared>, start: WorkerStart) -> PartitionWorker {
+    let control = WorkerControl {
+        id: shared.next_worker_id.fetch_add(1, Ordering::Relaxed),
+        closing: CancellationToken::new(),
+        abandoned: CancellationToken::new(),
+    };
     let (input, messages) = unbounded_channel();
     let (acks, pending) = unbounded_channel();
-    let acker = tokio::spawn(confirm_and_store(shared.clone(), pending));
-    let worker = tokio::spawn(process_partition(shared, messages, acks));
+    let acker = tokio::spawn(confirm_and_store(
+        shared.clone(),
+        control.clone(),
+        start.rewinds,
+        pending,
+    ));
+    let worker = tokio::spawn(process_partition(
+        shared,
+        control.clone(),
+        start,
+        messages,
+        acks,
+    ));
     let finished = tokio::spawn(async move {
         let _ = worker.await;
         let _ = acker.await;
     });
-    PartitionWorker { input, finished }
+    PartitionWorker {
+        input,
+        finished,
+        control,
+    }
 }
 
 /// Batches a partition's messages and runs them through the pipeline, one
 /// batch at a time so order is kept.
 async fn process_partition(
     shared: Arc<WorkerShared>,
+    control: WorkerControl,
+    start: WorkerStart,
     mut messages: UnboundedReceiver<Received>,
     acks: UnboundedSender<Acknowledgement>,
 ) {
+    if let Some(previous) = start.after {
+        // Outputs of the worker before this one must not come after ours.
+        let _ = previous.await;
+        tokio::select! {
+            _ = tokio::time::sleep(start.delay) => {}
+            // Stopped or revoked meanwhile: the messages here are past
+            // the stored offset, so the next reader gets them again.
+            _ = control.closing.cancelled() => control.abandoned.cancel(),
+        }
+    }
     let mut transactional = None;
     let mut batch = Vec::with_capacity(shared.policy.batch_size);
     while shared.policy.next_batch(&mut messages, &mut batch).await {
@@ -669,26 +881,25 @@ async fn process_partition(
         let (topic, partition, next_offset) =
             (last.topic().to_owned(), last.partition(), last.offset() + 1);
         let work = Work::of(&batch);
-        if shared.halt.is_cancelled() {
-            // The pipeline stopped at a failure: leave the rest uncommitted.
+        if shared.halt.is_cancelled() || control.abandoned.is_cancelled() {
+            // The pipeline stopped at a failure, or the partition is being
+            // processed again from an earlier message: leave these
+            // uncommitted.
             shared.finished(work);
             batch.clear();
             continue;
         }
         let encoded = encode(&shared.pipeline.name, &batch, work.bytes);
         if let Some(transactions) = &shared.transactions {
-            if transactional.is_none() {
-                transactional = transactions
-                    .producer(&shared.pipeline.name, &topic, partition)
-                    .await;
-            }
-            match &transactional {
-                Some(producer) => {
-                    process_in_transaction(&shared, producer, &encoded, &batch, &topic, partition)
-                        .await;
-                }
-                None => shared.halt.cancel(),
-            }
+            process_in_transaction(
+                &shared,
+                transactions,
+                &mut transactional,
+                &control.closing,
+                &encoded,
+                &batch,
+            )
+            .await;
             shared.finished(work);
             batch.clear();
             continue;
@@ -727,11 +938,13 @@ async fn process_partition(
         };
         let handled = batch[..results.len()].iter().map(|received| received.at);
         shared.pipeline.series.record_processing(handled);
+        let first_offset = batch[0].message.offset();
         batch.clear();
         let acknowledgement = Acknowledgement {
             results,
             topic,
             partition,
+            first_offset,
             next_offset,
             work,
         };
@@ -744,21 +957,34 @@ async fn process_partition(
 /// Exactly-once: the batch's outputs, dead letters and consumed offset are
 /// committed in one transaction. An aborted transaction is run again from
 /// the same batch, so the outputs that become visible are those of exactly
-/// one run.
+/// one run. A producer that was fenced, or whose transaction cannot even be
+/// aborted (the broker was away too long), is replaced by a new one with
+/// the same transactional id, whose start aborts whatever the old one left
+/// open; then the batch runs again. Only while this host still owns the
+/// partition: a new owner's producer is not fenced back.
 async fn process_in_transaction(
     shared: &WorkerShared,
-    producer: &OutputProducer,
+    transactions: &TransactionSettings,
+    producer: &mut Option<OutputProducer>,
+    closing: &CancellationToken,
     encoded: &crate::runtime::EncodedBatch,
     batch: &[Received],
-    topic: &str,
-    partition: i32,
 ) {
     let name = &shared.pipeline.name;
-    let mut backoff = Duration::from_millis(100);
+    let first = &batch[0].message;
+    let (topic, partition) = (first.topic(), first.partition());
+    let mut failures = 0;
     loop {
+        if producer.is_none() {
+            *producer = transactions.producer(name, topic, partition, closing).await;
+        }
+        let Some(current) = producer.as_ref() else {
+            // Revoked or stopping: the next owner runs this batch.
+            return;
+        };
         let attempt = async {
-            producer.begin_transaction().await?;
-            let results = shared.pipeline.process(encoded, producer).await;
+            current.begin_transaction().await?;
+            let results = shared.pipeline.process(encoded, current).await;
             let (handled, next_offset) = match results.iter().position(|result| result.stop) {
                 Some(stop) => {
                     shared.halt.cancel();
@@ -773,29 +999,49 @@ async fn process_in_transaction(
                 .group_metadata()
                 // Present for a group consumer once it has joined.
                 .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
-            producer.commit_transaction(offsets, group).await?;
+            current.commit_transaction(offsets, group).await?;
             Ok::<_, KafkaError>(handled)
         };
-        match attempt.await {
+        let error = match attempt.await {
             Ok(handled) => {
                 let received = batch[..handled].iter().map(|received| received.at);
                 shared.pipeline.series.record_processing(received);
                 return;
             }
-            Err(error) => {
-                let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
-                if fatal {
-                    // Fenced: another host owns this partition now.
-                    tracing::warn!(pipeline = %name, topic, partition, %error, "transactional producer fenced; leaving the partition to its new owner");
-                    return;
-                }
-                tracing::warn!(pipeline = %name, topic, partition, %error, "transaction failed; aborting and running the batch again");
-                let _ = producer.abort_transaction().await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            Err(error) => error,
+        };
+        failures += 1;
+        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+        let logged = LogLimiter::global()
+            .admit(&format!("transaction-failed:{name}"))
+            .is_some();
+        if !fatal && current.abort_transaction().await.is_ok() {
+            if logged {
+                tracing::warn!(pipeline = %name, topic, partition, %error, "transaction failed; aborted, running the batch again");
             }
+        } else {
+            if !owns(&shared.consumer, topic, partition) {
+                tracing::warn!(pipeline = %name, topic, partition, %error, "transactional producer fenced; leaving the partition to its new owner");
+                return;
+            }
+            if logged {
+                tracing::warn!(pipeline = %name, topic, partition, %error, "transactional producer cannot go on; starting a new one and running the batch again");
+            }
+            transactions.replace(&(topic.to_owned(), partition));
+            *producer = None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TRANSACTION_BACKOFF.delay(failures)) => {}
+            _ = closing.cancelled() => return,
         }
     }
+}
+
+/// Whether `partition` of `topic` is assigned to this consumer.
+fn owns(consumer: &PipelineConsumer, topic: &str, partition: i32) -> bool {
+    consumer
+        .assignment()
+        .is_ok_and(|assignment| assignment.find_partition(topic, partition).is_some())
 }
 
 /// At-most-once: the batch's offsets are committed before the plugin sees
@@ -806,8 +1052,7 @@ async fn commit_before_processing(
     partition: i32,
     next_offset: i64,
 ) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    for _ in 0..COMMIT_ATTEMPTS {
+    for attempt in 1..=COMMIT_ATTEMPTS {
         let consumer = shared.consumer.clone();
         let owned_topic = topic.to_owned();
         let committed = tokio::task::spawn_blocking(move || -> KafkaResult<()> {
@@ -824,8 +1069,7 @@ async fn commit_before_processing(
         // Processing before the commit is durable would break the promise
         // of at-most-once; wait instead.
         tracing::warn!(pipeline = %shared.pipeline.name, topic, partition, %error, "commit before processing failed; retrying before the batch is processed");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(COMMIT_BACKOFF.delay(attempt)).await;
     }
     false
 }
@@ -859,31 +1103,65 @@ fn encode(
 
 /// Waits for each batch's outputs, in order, then stores the offset after
 /// the batch: an offset is never stored ahead of an unacknowledged output.
+/// An output that is not acknowledged makes the partition be processed
+/// again from its message: nothing later is stored by this worker.
 async fn confirm_and_store(
     shared: Arc<WorkerShared>,
+    control: WorkerControl,
+    rewinds_before: u32,
     mut pending: UnboundedReceiver<Acknowledgement>,
 ) {
     let pipeline = &shared.pipeline;
+    let mut acknowledged_any = false;
     while let Some(acknowledgement) = pending.recv().await {
-        let mut outputs = 0u64;
-        for result in acknowledgement.results {
-            for delivery in result.deliveries {
-                if pipeline.producer.confirm(delivery).await.is_err() {
-                    return;
+        if control.abandoned.is_cancelled() {
+            shared.finished(acknowledgement.work);
+            continue;
+        }
+        let Acknowledgement {
+            results,
+            topic,
+            partition,
+            first_offset,
+            next_offset,
+            work,
+        } = acknowledgement;
+        let deliveries = results.into_iter().flat_map(|result| result.deliveries);
+        match pipeline.producer.confirm_all(deliveries).await {
+            Ok(outputs) => {
+                acknowledged_any = true;
+                pipeline.series.record_outputs(outputs);
+                if shared.commit == CommitStrategy::AfterProcessing {
+                    store_offset(&shared, &topic, partition, next_offset);
                 }
-                outputs += 1;
+            }
+            Err(error) if shared.commit == CommitStrategy::BeforeProcessing => {
+                // At most once: these messages are committed already, and
+                // processing them again would repeat them.
+                if LogLimiter::global()
+                    .admit(&format!("outputs-lost:{}", pipeline.name))
+                    .is_some()
+                {
+                    tracing::warn!(pipeline = %pipeline.name, topic, partition, first_offset, %error, "outputs not acknowledged and not sent again (at most once)");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(pipeline = %pipeline.name, topic, partition, first_offset, %error, "outputs not acknowledged");
+                control.abandoned.cancel();
+                let attempt = if acknowledged_any {
+                    1
+                } else {
+                    rewinds_before + 1
+                };
+                let _ = shared.rewinds.send(Rewind {
+                    key: (topic, partition),
+                    offset: first_offset,
+                    worker: control.id,
+                    attempt,
+                });
             }
         }
-        pipeline.series.record_outputs(outputs);
-        if shared.commit == CommitStrategy::AfterProcessing {
-            store_offset(
-                &shared,
-                &acknowledgement.topic,
-                acknowledgement.partition,
-                acknowledgement.next_offset,
-            );
-        }
-        shared.finished(acknowledgement.work);
+        shared.finished(work);
     }
 }
 
