@@ -244,6 +244,9 @@ enum Outage {
     Stop,
     /// SIGKILL: a crash.
     Kill,
+    /// SIGSTOP, then SIGCONT: a broker that hangs, connections open and
+    /// nothing answered.
+    Freeze,
 }
 
 impl OutageScenario {
@@ -255,6 +258,7 @@ impl OutageScenario {
         match outage {
             Outage::Stop => self.broker.stop(),
             Outage::Kill => self.broker.kill(),
+            Outage::Freeze => self.broker.signal("STOP"),
         }
         let away = Instant::now();
         let mut not_ready = None;
@@ -265,7 +269,10 @@ impl OutageScenario {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        self.broker.resume();
+        match outage {
+            Outage::Stop | Outage::Kill => self.broker.resume(),
+            Outage::Freeze => self.broker.signal("CONT"),
+        }
         let lines = host.log_lines().split_off(lines_before);
         eprintln!(
             "{outage:?} for {length:?}: {} log lines; readiness said {not_ready:?}",
@@ -288,7 +295,7 @@ impl OutageScenario {
 }
 
 #[test]
-fn pipelines_resume_after_a_clean_broker_stop_and_a_crash() {
+fn pipelines_resume_after_a_clean_broker_stop_a_crash_and_a_hang() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const PHASE: usize = 20_000;
     let scenario = OutageScenario::new("restart");
@@ -296,8 +303,8 @@ fn pipelines_resume_after_a_clean_broker_stop_and_a_crash() {
 
     // 2,000 msg/s for 20,000 messages, then the broker stops cleanly
     // (SIGTERM) with the last outputs still in flight, and returns 10 s
-    // later; the same with a crash (SIGKILL).
-    let outages = [Outage::Stop, Outage::Kill];
+    // later; the same with a crash (SIGKILL), and with a broker that hangs.
+    let outages = [Outage::Stop, Outage::Kill, Outage::Freeze];
     for (phase, outage) in outages.into_iter().enumerate() {
         scenario.produce(phase * PHASE..(phase + 1) * PHASE, Some(2000));
         scenario.outage(&host, outage, Duration::from_secs(10), RECOVERY_BOUND);

@@ -456,6 +456,18 @@ impl OwnBroker {
         run_broker_script(&["kill"], self.dir.path());
     }
 
+    /// Sends the broker process `signal` (`STOP` hangs it, `CONT` wakes it).
+    pub fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("broker.pid"))
+            .expect("the broker is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.trim())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts the stopped broker again and waits until it answers.
     pub fn resume(&self) {
         run_broker_script(

@@ -12,7 +12,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use thiserror::Error;
 
-use crate::client_events::ClientEvents;
+use crate::client_events::{ClientEvents, LogLimiter};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -46,7 +46,7 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// How long one transaction step may take before it counts as failed.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Calls a blocking transaction step again for as long as it fails with an
 /// error librdkafka calls retriable.
@@ -56,7 +56,12 @@ fn retry_while_retriable(
     loop {
         match step() {
             Err(KafkaError::Transaction(error)) if error.is_retriable() => {
-                tracing::debug!(%error, "transaction step failed with a retriable error; calling it again");
+                if LogLimiter::global()
+                    .admit("transaction-step-retried")
+                    .is_some()
+                {
+                    tracing::warn!(%error, "transaction step failed with a retriable error; calling it again");
+                }
             }
             result => return result,
         }

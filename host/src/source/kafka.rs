@@ -312,6 +312,12 @@ const COMMIT_ATTEMPTS: u32 = 8;
 const COMMIT_BACKOFF: Backoff =
     Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
+/// How long one transaction (begin, the plugin call, outputs, offsets,
+/// commit) may take before its producer is taken for stuck and replaced:
+/// after a broker hung for seconds, a transactional producer was seen to
+/// never finish a transaction that its neighbours finished at once.
+const TRANSACTION_ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
+
 /// Waits between tries to start or recover a transactional producer.
 const TRANSACTION_BACKOFF: Backoff =
     Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
@@ -1002,16 +1008,26 @@ async fn process_in_transaction(
             current.commit_transaction(offsets, group).await?;
             Ok::<_, KafkaError>(handled)
         };
-        let error = match attempt.await {
-            Ok(handled) => {
+        let (error, fatal) = match tokio::time::timeout(TRANSACTION_ATTEMPT_LIMIT, attempt).await {
+            Ok(Ok(handled)) => {
                 let received = batch[..handled].iter().map(|received| received.at);
                 shared.pipeline.series.record_processing(received);
                 return;
             }
-            Err(error) => error,
+            Ok(Err(error)) => {
+                let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+                (error.to_string(), fatal)
+            }
+            // Stuck: a producer that cannot go on.
+            Err(_elapsed) => {
+                let limit = humantime::format_duration(TRANSACTION_ATTEMPT_LIMIT);
+                (
+                    format!("the transaction did not finish within {limit}"),
+                    true,
+                )
+            }
         };
         failures += 1;
-        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
         let logged = LogLimiter::global()
             .admit(&format!("transaction-failed:{name}"))
             .is_some();
