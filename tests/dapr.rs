@@ -128,6 +128,26 @@ impl Drop for Sidecar {
     }
 }
 
+/// Starts a host listening on `app_port`, where daprd finds it, with the
+/// shared broker, daprd's HTTP port `sidecar` for output bindings, and one
+/// pipeline running `misbehave`: `pipeline` is its table, `plugin` aside.
+fn start_host(dir: &Path, app_port: u16, sidecar: Option<u16>, pipeline: &str) -> HostProcess {
+    let dapr = sidecar
+        .map(|port| format!("[dapr]\nsidecar = \"http://127.0.0.1:{port}\"\n"))
+        .unwrap_or_default();
+    let config = dir.join("runnel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\n[http]\nlisten = \"127.0.0.1:{app_port}\"\n{dapr}{pipeline}plugin = \"{plugin}\"\n",
+            brokers = kafka::brokers(),
+            plugin = plugin_path("misbehave").display(),
+        ),
+    )
+    .unwrap();
+    HostProcess::start(&config, &dir.join("host.log"))
+}
+
 #[test]
 fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
     ensure_daprd();
@@ -137,26 +157,9 @@ fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
     kafka::create_topic(&output, 1);
     let dir = kafka::scratch_dir();
     let app_port = free_port();
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:{app_port}"
-[pipelines.from-dapr]
-bindings = ["kafka-in"]
-plugin = "{plugin}"
-output = "{output}"
-"#,
-            brokers = kafka::brokers(),
-            plugin = plugin_path("misbehave").display(),
-        ),
-    )
-    .unwrap();
-    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    let pipeline =
+        format!("[pipelines.from-dapr]\nbindings = [\"kafka-in\"]\noutput = \"{output}\"\n");
+    let host = start_host(dir.path(), app_port, None, &pipeline);
     assert!(host.wait_for_log("http listening", Duration::from_secs(60)));
     let sidecar_dir = dir.path().join("daprd");
     std::fs::create_dir_all(&sidecar_dir).unwrap();
@@ -235,29 +238,9 @@ fn outputs_can_leave_through_a_dapr_output_binding() {
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let publish = format!("publishTopic={output}");
     let sidecar = Sidecar::start_with(&sidecar_dir, app_port, &input, "kafka-io", &[&publish]);
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:{app_port}"
-[dapr]
-sidecar = "http://127.0.0.1:{sidecar_port}"
-[pipelines.through-dapr]
-bindings = ["kafka-io"]
-output_binding = "kafka-io"
-plugin = "{plugin}"
-"#,
-            brokers = kafka::brokers(),
-            sidecar_port = sidecar.http_port(),
-            plugin = plugin_path("misbehave").display(),
-        ),
-    )
-    .unwrap();
-    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    let pipeline =
+        "[pipelines.through-dapr]\nbindings = [\"kafka-io\"]\noutput_binding = \"kafka-io\"\n";
+    let host = start_host(dir.path(), app_port, Some(sidecar.http_port()), pipeline);
     for i in 0..10 {
         kafka::produce_with_headers(&input, &format!("k{i}"), &format!("{{\"n\":{i}}}"), &[]);
     }
@@ -300,32 +283,10 @@ fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
         "to-kafka",
         &[&publish],
     );
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:{app_port}"
-[dapr]
-sidecar = "http://127.0.0.1:{sidecar_port}"
-[pipelines.to-dapr]
-inputs = ["{input}"]
-group = "{input}"
-output_binding = "to-kafka"
-plugin = "{plugin}"
-batch_size = 20
-batch_timeout = "5ms"
-"#,
-            brokers = kafka::brokers(),
-            sidecar_port = sidecar.http_port(),
-            plugin = plugin_path("misbehave").display(),
-        ),
-    )
-    .unwrap();
-    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    let pipeline = format!(
+        "[pipelines.to-dapr]\ninputs = [\"{input}\"]\ngroup = \"{input}\"\noutput_binding = \"to-kafka\"\nbatch_size = 20\nbatch_timeout = \"5ms\"\n"
+    );
+    let host = start_host(dir.path(), app_port, Some(sidecar.http_port()), &pipeline);
     let messages: Vec<(String, String)> = (0..COUNT)
         .map(|i| (format!("k{i}"), format!("{{\"n\":{i}}}")))
         .collect();
