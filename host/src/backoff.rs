@@ -1,5 +1,6 @@
 //! How long to wait before trying again: the one backoff of the host, used
-//! by message retries, offset commits, transactions and partition rewinds.
+//! by message retries, offset commits, transactions, partition rewinds and
+//! a full producer queue.
 
 use std::time::Duration;
 
@@ -27,6 +28,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The same wait every time.
+    pub const fn fixed(delay: Duration) -> Self {
+        Self {
+            kind: BackoffKind::Fixed,
+            initial: delay,
+            max: delay,
+        }
+    }
+
     pub const fn exponential(initial: Duration, max: Duration) -> Self {
         Self {
             kind: BackoffKind::Exponential,

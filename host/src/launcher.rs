@@ -14,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchPolicy;
 use crate::config::ResolvedPipeline;
+use crate::failure::FailurePolicy;
 use crate::metrics::{Metrics, Mode};
-use crate::pipeline::{FailurePolicy, Pipeline, PluginSlot, ServedPlugin};
+use crate::pipeline::{Pipeline, PluginSlot, ServedPlugin};
+use crate::recorder::PipelineRecorder;
+use crate::sink::DeadLetters;
 use crate::sink::{DaprOutput, OutputProducer};
 use crate::source::dapr::BindingInput;
 use crate::source::kafka::{KafkaInput, SourceError};
@@ -159,19 +162,16 @@ impl PipelineLauncher {
                 .output_binding
                 .as_deref()
                 .map(|binding| DaprOutput::new(&self.dapr_sidecar, binding)),
-            stats: Arc::new(PipelineStats::new(
-                settings.batch_size,
-                settings.batch_timeout,
-            )),
-            metrics: self.metrics.clone(),
-            series: self
-                .metrics
-                .pipeline_series(&name, Mode::for_batch_size(settings.batch_size)),
-            plugin_series: Default::default(),
+            recorder: PipelineRecorder::new(
+                &name,
+                PipelineStats::new(settings.batch_size, settings.batch_timeout),
+                self.metrics.clone(),
+                Mode::for_batch_size(settings.batch_size),
+            ),
             concurrency: Semaphore::new(settings.max_concurrent),
             failure_policy: FailurePolicy {
                 retry: settings.retry.clone(),
-                dead_letter_topic: settings.dead_letter_topic.clone(),
+                dead_letters: settings.dead_letter_topic.as_deref().map(DeadLetters::new),
                 on_failure: settings.on_failure,
             },
         });

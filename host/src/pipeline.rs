@@ -8,46 +8,12 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::client_events::LogLimiter;
-use crate::config::{OnFailure, RetryConfig};
-use crate::metrics::{Metrics, PipelineSeries, PluginSeries};
-use crate::runtime::{
-    CallError, EncodedBatch, EncodedOutcomes, Invocation, Outcome, OutputView, Plugin,
-};
-use crate::sink::{DaprOutput, OutputProducer, PendingDelivery, SinkError};
-use crate::stats::PipelineStats;
-
-/// Why one message could not be processed.
-#[derive(Debug, Clone)]
-pub struct MessageFailure {
-    /// `transient`, `permanent`, or the kind of whole-call failure (`trap`,
-    /// `timeout`, `out_of_memory`, ...) that this message caused on its own.
-    pub kind: &'static str,
-    pub message: String,
-    /// Attempts made, the first included.
-    pub attempts: u32,
-}
-
-/// The result of processing one input message.
-#[derive(Default)]
-pub struct MessageResult {
-    /// Outputs (or the dead letter) handed to the producer, to be confirmed
-    /// before the input counts as done.
-    pub deliveries: Vec<PendingDelivery>,
-    pub failure: Option<MessageFailure>,
-    /// The failed message went to the dead-letter topic: it is handled.
-    pub dead_lettered: bool,
-    /// The pipeline must stop at this message (`on_failure = "stop"`):
-    /// nothing from here on may be committed.
-    pub stop: bool,
-}
-
-/// How a pipeline treats messages that fail.
-#[derive(Debug, Clone, Default)]
-pub struct FailurePolicy {
-    pub retry: RetryConfig,
-    pub dead_letter_topic: Option<String>,
-    pub on_failure: OnFailure,
-}
+use crate::config::OnFailure;
+use crate::failure::{FailurePolicy, MessageFailure, MessageFailureKind, MessageResult};
+use crate::recorder::PipelineRecorder;
+use crate::runtime::{CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin};
+use crate::sink::headers::tagged;
+use crate::sink::{DaprOutput, FailedIn, OutputProducer, PendingDelivery, SinkError};
 
 /// What the plugin finally made of one message, before anything is sent.
 enum Verdict {
@@ -58,12 +24,6 @@ enum Verdict {
     },
     Failed(MessageFailure),
 }
-
-/// Output headers naming the plugin and the version that produced an output.
-/// The host sets them on every output, replacing any a plugin copied from its
-/// input, so they always say which version really ran.
-pub const PLUGIN_HEADER: &str = "runnel-plugin";
-pub const PLUGIN_VERSION_HEADER: &str = "runnel-plugin-version";
 
 /// The version label of a plugin loaded by path rather than from the plugin
 /// directory, which has no manifest to give one.
@@ -102,26 +62,6 @@ impl PluginSlot {
     }
 }
 
-/// The series of the plugin a pipeline called last, looked up again only
-/// when a reload brings a plugin of another name.
-#[derive(Default)]
-pub struct PluginSeriesCache(std::sync::Mutex<Option<PluginSeries>>);
-
-impl PluginSeriesCache {
-    fn record_invocation(&self, metrics: &Metrics, plugin: &str, invocation: &Invocation) {
-        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let series = match &mut *cached {
-            Some(series) if series.plugin() == plugin => series,
-            stale => stale.insert(metrics.plugin_series(plugin)),
-        };
-        series.record_invocation(
-            invocation.elapsed.as_secs_f64(),
-            invocation.fuel_used,
-            invocation.memory_bytes,
-        );
-    }
-}
-
 pub struct Pipeline {
     pub name: String,
     pub plugin: PluginSlot,
@@ -130,11 +70,8 @@ pub struct Pipeline {
     pub producer: OutputProducer,
     /// When set, outputs go to this Dapr output binding instead of Kafka.
     pub output_binding: Option<DaprOutput>,
-    pub stats: Arc<PipelineStats>,
-    pub metrics: Metrics,
-    /// This pipeline's per-batch series of `metrics`, resolved once.
-    pub series: PipelineSeries,
-    pub plugin_series: PluginSeriesCache,
+    /// Stats and metrics, recorded together.
+    pub recorder: PipelineRecorder,
     /// Bounds the plugin calls running at once.
     pub concurrency: Semaphore,
     pub failure_policy: FailurePolicy,
@@ -151,12 +88,11 @@ impl Pipeline {
         producer: &OutputProducer,
     ) -> Vec<MessageResult> {
         let count = batch.len();
-        self.series.record_batch_size(count);
-        self.stats.set_current_batch_size(count);
+        self.recorder.batch_started(count);
         let ServedPlugin { plugin, version } = self.plugin.current();
         let mut answers = Vec::new();
         let verdicts = self.decide(&plugin, batch, &mut answers).await;
-        self.stats.set_current_batch_size(0);
+        self.recorder.batch_decided();
 
         let mut results = Vec::with_capacity(count);
         for (index, verdict) in verdicts.into_iter().enumerate() {
@@ -200,8 +136,7 @@ impl Pipeline {
         }
         let failed = results.iter().filter(|r| r.failure.is_some()).count() as u64;
         let succeeded = count as u64 - failed;
-        self.stats.record_processed(succeeded, failed);
-        self.series.record_processed(succeeded, failed);
+        self.recorder.processed(succeeded, failed);
         results
     }
 
@@ -234,7 +169,8 @@ impl Pipeline {
                 match verdict {
                     Verdict::Failed(mut failure) => {
                         failure.attempts = attempt;
-                        if failure.kind == "transient" && attempt < retry.max_attempts {
+                        let transient = failure.kind == MessageFailureKind::Transient;
+                        if transient && attempt < retry.max_attempts {
                             again.push(index);
                         } else {
                             verdicts[index] = Some(Verdict::Failed(failure));
@@ -255,10 +191,7 @@ impl Pipeline {
                 delay = %humantime::format_duration(delay),
                 "retrying transiently failed messages"
             );
-            for _ in &again {
-                self.stats.record_retry();
-                self.metrics.record_retry(&self.name);
-            }
+            self.recorder.retrying(again.len());
             tokio::time::sleep(delay).await;
             attempt += 1;
             pending = again;
@@ -287,24 +220,19 @@ impl Pipeline {
                     .map(|index| match handled.outcome(index) {
                         Outcome::Outputs(_) => Verdict::Outputs { call, index },
                         Outcome::Failed { kind, message } => {
-                            let kind = kind.as_str();
-                            self.metrics.record_message_failure(plugin.name(), kind);
-                            Verdict::Failed(MessageFailure {
-                                kind,
-                                message: message.to_owned(),
-                                attempts: 1,
-                            })
+                            let kind = MessageFailureKind::from(kind);
+                            self.recorder.message_failed(plugin.name(), kind);
+                            Verdict::Failed(MessageFailure::new(kind, message))
                         }
                     })
                     .collect();
                 answers.push(handled);
                 verdicts
             }
-            Err(error) if count == 1 => vec![Verdict::Failed(MessageFailure {
-                kind: error.kind.as_str(),
-                message: error.message,
-                attempts: 1,
-            })],
+            Err(error) if count == 1 => vec![Verdict::Failed(MessageFailure::new(
+                MessageFailureKind::Call(error.kind),
+                error.message,
+            ))],
             Err(error) => {
                 tracing::warn!(
                     pipeline = %self.name,
@@ -354,11 +282,7 @@ impl Pipeline {
             let _permit = self.concurrency.acquire().await;
             plugin.handle(batch).await
         };
-        self.plugin_series
-            .record_invocation(&self.metrics, plugin.name(), &invocation);
-        if let Err(error) = &invocation.result {
-            self.metrics.record_call_error(plugin.name(), error.kind);
-        }
+        self.recorder.invocation(plugin.name(), &invocation);
         invocation.result
     }
 
@@ -373,9 +297,6 @@ impl Pipeline {
         producer: &OutputProducer,
     ) -> MessageResult {
         let message = batch.view().message(index);
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let attempts = failure.attempts.to_string();
         // Every failure is counted and dead-lettered with its reason; the
         // log gets a sample, so a plugin failing every message cannot
         // drown it.
@@ -387,7 +308,7 @@ impl Pipeline {
                 topic = message.topic(),
                 partition = message.partition(),
                 offset = message.offset(),
-                kind = failure.kind,
+                kind = %failure.kind,
                 attempts = failure.attempts,
                 error = %failure.message,
                 held_back,
@@ -395,32 +316,19 @@ impl Pipeline {
             );
         }
         let mut result = MessageResult::default();
-        if let Some(topic) = &self.failure_policy.dead_letter_topic {
-            let why = [
-                ("runnel-error", failure.message.as_bytes()),
-                ("runnel-error-kind", failure.kind.as_bytes()),
-                (PLUGIN_HEADER, plugin.name().as_bytes()),
-                (PLUGIN_VERSION_HEADER, version.as_bytes()),
-                ("runnel-source-topic", message.topic().as_bytes()),
-                ("runnel-source-partition", partition.as_bytes()),
-                ("runnel-source-offset", offset.as_bytes()),
-                ("runnel-attempts", attempts.as_bytes()),
-            ];
-            // The original message, untouched, plus why it is here.
-            match producer
-                .send(
-                    topic,
-                    message.key(),
-                    message.value(),
-                    message.headers().chain(why),
-                )
+        if let Some(dead_letters) = &self.failure_policy.dead_letters {
+            let failed_in = FailedIn {
+                plugin: plugin.name(),
+                version,
+            };
+            match dead_letters
+                .send(producer, &message, &failure, failed_in)
                 .await
             {
                 Ok(pending) => {
                     result.deliveries.push(pending);
                     result.dead_lettered = true;
-                    self.stats.record_dead_lettered();
-                    self.metrics.record_dead_lettered(&self.name);
+                    self.recorder.dead_lettered();
                 }
                 Err(error) => {
                     // A dead letter that cannot even be queued must not be
@@ -470,12 +378,10 @@ impl Pipeline {
         }
         for output in outputs {
             let Some(topic) = output.topic.or(self.default_output.as_deref()) else {
-                result.failure = Some(MessageFailure {
-                    kind: "permanent",
-                    message: "the output names no topic and the pipeline has no default `output`"
-                        .into(),
-                    attempts: 1,
-                });
+                result.failure = Some(MessageFailure::new(
+                    MessageFailureKind::Permanent,
+                    "the output names no topic and the pipeline has no default `output`",
+                ));
                 break;
             };
             match producer
@@ -489,30 +395,14 @@ impl Pipeline {
             {
                 Ok(pending) => result.deliveries.push(pending),
                 Err(error) => {
-                    result.failure = Some(MessageFailure {
-                        kind: "permanent",
-                        message: error.to_string(),
-                        attempts: 1,
-                    });
+                    result.failure = Some(MessageFailure::new(
+                        MessageFailureKind::Permanent,
+                        error.to_string(),
+                    ));
                     break;
                 }
             }
         }
         result
     }
-}
-
-/// An output's headers with the plugin's name and version set by the host,
-/// replacing any the plugin copied from its input.
-fn tagged<'a>(
-    headers: impl Iterator<Item = (&'a str, &'a [u8])> + 'a,
-    plugin: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-    headers
-        .filter(|(name, _)| *name != PLUGIN_HEADER && *name != PLUGIN_VERSION_HEADER)
-        .chain([
-            (PLUGIN_HEADER, plugin.as_bytes()),
-            (PLUGIN_VERSION_HEADER, version.as_bytes()),
-        ])
 }

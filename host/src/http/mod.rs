@@ -161,7 +161,7 @@ fn find_pipeline(state: &HttpState, name: &str) -> Option<Arc<Pipeline>> {
 
 async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
     match find_pipeline(&state, &binding) {
-        Some(pipeline) => Json(pipeline.stats.snapshot()).into_response(),
+        Some(pipeline) => Json(pipeline.recorder.stats().snapshot()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("unknown binding {binding}")),
     }
 }
@@ -172,7 +172,7 @@ async fn all_stats(State(state): State<HttpState>) -> Response {
         .live
         .pipelines()
         .into_iter()
-        .map(|(name, pipeline)| (name, pipeline.stats.snapshot()))
+        .map(|(name, pipeline)| (name, pipeline.recorder.stats().snapshot()))
         .collect();
     Json(json!({ "pipelines": pipelines })).into_response()
 }
@@ -222,15 +222,16 @@ async fn binding_message(
         Err(failure) => {
             // Dapr redelivers on any error status; 503 says a retry may
             // well succeed, 500 that the message itself failed.
-            let status = match failure.kind {
-                "transient" | "timeout" => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            let status = if failure.kind.may_pass_later() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
             };
             (
                 status,
                 Json(json!({
                     "error": failure.message,
-                    "kind": failure.kind,
+                    "kind": failure.kind.as_str(),
                     "binding": binding,
                 })),
             )

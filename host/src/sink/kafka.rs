@@ -12,6 +12,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use thiserror::Error;
 
+use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
 
 #[derive(Debug, Error)]
@@ -44,6 +45,10 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // does by default, rather than librdkafka's 10 s.
     ("reconnect.backoff.max.ms", "1000"),
 ];
+
+/// How long to wait for room when the producer's local queue is full: it
+/// drains as the broker acknowledges, typically within a millisecond.
+const QUEUE_FULL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(1));
 
 /// How long one transaction step may take before it counts as failed.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -214,12 +219,14 @@ impl OutputProducer {
         if let Some(key) = key {
             record = record.key(key);
         }
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             match self.producer.send_result(record) {
                 Ok(future) => return Ok(future),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF.delay(attempt)).await;
                 }
                 Err((source, _)) => {
                     return Err(SinkError::Produce {

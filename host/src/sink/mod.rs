@@ -1,7 +1,11 @@
-//! Where outputs go: Kafka, or a Dapr output binding.
+//! Where outputs go: Kafka, or a Dapr output binding; and where messages
+//! that failed for good go: the dead-letter topic.
 
 pub mod dapr;
+pub mod dead_letter;
+pub mod headers;
 pub mod kafka;
 
 pub use dapr::DaprOutput;
+pub use dead_letter::{DeadLetters, FailedIn};
 pub use kafka::{OutputProducer, PendingDelivery, SinkError};

@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchPolicy;
-use crate::pipeline::{MessageFailure, Pipeline};
+use crate::failure::{MessageFailure, MessageFailureKind};
+use crate::pipeline::Pipeline;
 use crate::runtime::{BatchWriter, NewMessage};
 
 /// One request waiting for its outcome.
@@ -99,9 +100,8 @@ impl BindingInput {
         let metadata = KafkaMetadata::extract(&mut headers);
         let (respond, outcome) = oneshot::channel();
         let shutting_down = || MessageFailure {
-            kind: "transient",
-            message: "the host is shutting down".into(),
             attempts: 0,
+            ..MessageFailure::new(MessageFailureKind::Transient, "the host is shutting down")
         };
         self.requests
             .send(BindingRequest {
@@ -123,7 +123,7 @@ async fn run_batches(
     mut queue: UnboundedReceiver<BindingRequest>,
     shutdown: CancellationToken,
 ) {
-    pipeline.stats.set_running(true);
+    pipeline.recorder.set_running(true);
     let mut batch = Vec::with_capacity(policy.batch_size);
     let mut closing = false;
     loop {
@@ -151,7 +151,7 @@ async fn run_batches(
         // Batches run concurrently, bounded by the pipeline's concurrency.
         tokio::spawn(process(binding.clone(), pipeline.clone(), requests));
     }
-    pipeline.stats.set_running(false);
+    pipeline.recorder.set_running(false);
 }
 
 async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<BindingRequest>) {
@@ -183,7 +183,7 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
         .iter()
         .take(results.len())
         .map(|request| request.received);
-    pipeline.series.record_processing(handled);
+    pipeline.recorder.handled(handled);
     for (request, result) in requests.into_iter().zip(results) {
         // A dead-lettered message is handled: Dapr must not redeliver it.
         let outcome = match result.failure {
@@ -191,14 +191,13 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
             // An output not acknowledged: Dapr redelivers the message.
             _ => match pipeline.producer.confirm_all(result.deliveries).await {
                 Ok(outputs) => {
-                    pipeline.series.record_outputs(outputs);
+                    pipeline.recorder.outputs_delivered(outputs);
                     Ok(outputs as usize)
                 }
-                Err(error) => Err(MessageFailure {
-                    kind: "transient",
-                    message: error.to_string(),
-                    attempts: 1,
-                }),
+                Err(error) => Err(MessageFailure::new(
+                    MessageFailureKind::Transient,
+                    error.to_string(),
+                )),
             },
         };
         let _ = request.respond.send(outcome);

@@ -1,0 +1,191 @@
+//! The pipeline's consumer: its configuration, and the hooks librdkafka
+//! calls on it (client events, statistics, rebalances).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use super::commit::{TransactionalProducers, commit_stored};
+use super::workers::{Workers, drain};
+use crate::client_events::ClientEvents;
+use crate::config::ResolvedPipeline;
+use crate::pipeline::Pipeline;
+
+pub(super) type PipelineConsumer = StreamConsumer<ConsumerHooks>;
+
+/// Consumer settings Runnel's guarantees rest on, applied after the user's.
+const CONSUMER_REQUIRED: &[(&str, &str)] = &[
+    // Offsets are stored by the host once outputs are acknowledged.
+    ("enable.auto.offset.store", "false"),
+];
+
+/// Defaults the user may override.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Reconnect to a returning broker within a second, as the Java client
+    // does by default, rather than librdkafka's 10 s.
+    ("reconnect.backoff.max.ms", "1000"),
+    // Stored offsets are committed in the background every second, and
+    // synchronously on revocation and shutdown.
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    ("auto.offset.reset", "earliest"),
+    // Lag per partition for stats and metrics.
+    ("statistics.interval.ms", "5000"),
+];
+
+pub(super) fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &settings.group);
+    for (key, value) in CONSUMER_DEFAULTS {
+        config.set(*key, *value);
+    }
+    let options: &BTreeMap<String, String> = &settings.consumer;
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    for (key, value) in CONSUMER_REQUIRED {
+        config.set(*key, *value);
+    }
+    if settings.exactly_once {
+        // Offsets are committed inside the output transactions, never on
+        // their own; and inputs written transactionally are read only once
+        // committed.
+        config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    }
+    config
+}
+
+/// Hooks librdkafka calls on the consumer's polling thread.
+pub(super) struct ConsumerHooks {
+    pub pipeline: Arc<Pipeline>,
+    pub events: ClientEvents,
+    pub workers: Arc<Workers>,
+    pub transactions: Option<Arc<TransactionalProducers>>,
+    pub drain_timeout: Duration,
+}
+
+impl ClientContext for ConsumerHooks {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, text: &str) {
+        self.events.report_log(level, facility, text);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.events.report_error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let recorder = &self.pipeline.recorder;
+        let mut owned = Vec::new();
+        for (topic, topic_stats) in &statistics.topics {
+            for (partition, partition_stats) in &topic_stats.partitions {
+                // Partition -1 is librdkafka's internal placeholder; a lag of
+                // -1 means the partition is not assigned here.
+                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                    continue;
+                }
+                recorder.lag(topic, *partition, partition_stats.consumer_lag);
+                owned.push((topic.clone(), *partition));
+            }
+        }
+        recorder.retain_lag(|topic, partition| {
+            owned.iter().any(|(t, p)| t == topic && *p == partition)
+        });
+    }
+}
+
+impl ConsumerContext for ConsumerHooks {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let name = &self.pipeline.name;
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(pipeline = %name, partitions = partitions.count(), "partitions revoked; draining their work");
+                let keys = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect::<Vec<_>>();
+                self.drain_revoked(&keys);
+                if let Some(transactions) = &self.transactions {
+                    transactions.forget(&keys);
+                } else if !commit_stored(consumer, name) {
+                    tracing::error!(pipeline = %name, "offsets of revoked partitions not committed; their next owner repeats that work");
+                }
+            }
+            Rebalance::Assign(partitions) => {
+                tracing::info!(pipeline = %name, partitions = partitions.count(), "partitions assigned");
+                if let Some(transactions) = &self.transactions {
+                    let assigned = partitions.elements();
+                    let keys = assigned.iter().map(|e| (e.topic(), e.partition()));
+                    transactions.start_for(name, keys);
+                }
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(pipeline = %name, %error, "rebalance failed");
+            }
+        }
+    }
+}
+
+impl ConsumerHooks {
+    /// Lets the workers of revoked partitions finish what they hold, up to
+    /// the drain timeout.
+    fn drain_revoked(&self, keys: &[(String, i32)]) {
+        let workers = self.workers.take(keys.iter().cloned());
+        if workers.is_empty() {
+            return;
+        }
+        // This runs inside the receive loop's poll; the workers run on
+        // other tasks, so hand this thread over while waiting for them.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let drained =
+            tokio::task::block_in_place(|| handle.block_on(drain(workers, self.drain_timeout)));
+        if !drained {
+            tracing::warn!(pipeline = %self.pipeline.name, "revoked partitions did not drain in time; their unfinished messages will be processed again by the next owner");
+        }
+    }
+}
+
+/// Pauses or resumes fetching for every assigned partition; returns
+/// whether that worked.
+pub(super) fn set_paused(consumer: &PipelineConsumer, pause: bool, pipeline: &str) -> bool {
+    let result = consumer.assignment().and_then(|assignment| {
+        if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        }
+    });
+    match result {
+        Ok(()) => {
+            tracing::debug!(
+                pipeline,
+                pause,
+                "fetching paused or resumed on in-flight bound"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::warn!(pipeline, %error, pause, "could not pause or resume fetching");
+            false
+        }
+    }
+}
+
+/// Whether `partition` of `topic` is assigned to this consumer.
+pub(super) fn owns(consumer: &PipelineConsumer, topic: &str, partition: i32) -> bool {
+    consumer
+        .assignment()
+        .is_ok_and(|assignment| assignment.find_partition(topic, partition).is_some())
+}
