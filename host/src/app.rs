@@ -89,39 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     }));
-    let mut references = Vec::new();
-    for name in config.pipelines.keys() {
-        let settings = config.resolve(name)?;
-        match &settings.plugin {
-            PluginSource::File(path) => {
-                let plugin = load_plugin(&engine, &settings, path, &metrics).await?;
-                launcher.start(settings, plugin)?;
-            }
-            // Started by the plugin directory below.
-            PluginSource::Directory(_) => references.push(settings),
-        }
-    }
-    let registry = match &config.plugins {
-        Some(plugins) => {
-            let registry = Arc::new(PluginRegistry::new(
-                plugins.dir.clone(),
-                engine.clone(),
-                config.clone(),
-                references,
-                launcher.clone(),
-                metrics.clone(),
-            ));
-            registry.start().await?;
-            plugin_dir::watch(
-                registry.clone(),
-                plugins.debounce,
-                plugins.rescan_interval,
-                shutdown.clone(),
-            );
-            Some(registry)
-        }
-        None => None,
-    };
+    let registry = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown).await?;
     health.plugins_loaded.store(true, Ordering::Relaxed);
 
     let state = HttpState::new(launcher.live(), registry, metrics.clone(), health.clone());
@@ -152,6 +120,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let flush = producer.clone();
     let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(5))).await;
     Ok(drained)
+}
+
+/// Starts the pipelines whose plugin is a file, and the plugin directory,
+/// which starts those that name one of its plugins.
+async fn start_pipelines(
+    config: &Config,
+    engine: &PluginEngine,
+    launcher: &Arc<PipelineLauncher>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<PluginRegistry>>> {
+    let mut references = Vec::new();
+    for name in config.pipelines.keys() {
+        let settings = config.resolve(name)?;
+        match &settings.plugin {
+            PluginSource::File(path) => {
+                let plugin = load_plugin(engine, &settings, path, metrics).await?;
+                launcher.start(settings, plugin)?;
+            }
+            // Started by the plugin directory below.
+            PluginSource::Directory(_) => references.push(settings),
+        }
+    }
+    let Some(plugins) = &config.plugins else {
+        return Ok(None);
+    };
+    let registry = Arc::new(PluginRegistry::new(
+        plugins.dir.clone(),
+        engine.clone(),
+        config.clone(),
+        references,
+        launcher.clone(),
+        metrics.clone(),
+    ));
+    registry.start().await?;
+    plugin_dir::watch(
+        registry.clone(),
+        plugins.debounce,
+        plugins.rescan_interval,
+        shutdown.clone(),
+    );
+    Ok(Some(registry))
 }
 
 /// Loads a plugin named by path in the host config: once, at start.

@@ -28,6 +28,9 @@ use crate::source::kafka::workers::{PartitionKey, WorkerShared};
 /// never finish a transaction that its neighbours finished at once.
 const TRANSACTION_ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long reading the group's committed offset may take.
+const OFFSET_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Waits between tries to start or recover a transactional producer.
 const TRANSACTION_BACKOFF: Backoff =
     Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
@@ -184,6 +187,10 @@ pub(in crate::source::kafka) struct Transactional {
     producer: Option<OutputProducer>,
     /// The worker's input is closed: stop waiting and leave.
     closing: CancellationToken,
+    /// The producer was replaced in the middle of a transaction that may
+    /// still have committed: one given up on after the time limit can
+    /// commit before the new producer fences the old one.
+    in_doubt: bool,
 }
 
 /// Why a transaction did not commit, and whether its producer can go on.
@@ -203,6 +210,7 @@ impl Transactional {
             producers,
             producer: None,
             closing,
+            in_doubt: false,
         }
     }
 
@@ -230,6 +238,31 @@ impl Transactional {
             let Some(producer) = self.producer.clone() else {
                 return;
             };
+            if self.in_doubt {
+                // The new producer's start has finished the old one's
+                // transaction, committed or aborted: the group's offset
+                // says which.
+                match self.committed_by_replaced(batch).await {
+                    Ok(true) => {
+                        tracing::info!(pipeline = %name, topic, partition, "the replaced producer's transaction committed the batch; not running it again");
+                        return;
+                    }
+                    Ok(false) => self.in_doubt = false,
+                    Err(error) => {
+                        failures += 1;
+                        if LogLimiter::global()
+                            .admit(&format!("transaction-in-doubt:{name}"))
+                            .is_some()
+                        {
+                            tracing::warn!(pipeline = %name, topic, partition, %error, "cannot read the committed offset after replacing a transactional producer; retrying");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(TRANSACTION_BACKOFF.delay(failures)) => continue,
+                            _ = self.closing.cancelled() => return,
+                        }
+                    }
+                }
+            }
             let attempt = self.attempt(&producer, batch, encoded);
             let failure = match tokio::time::timeout(TRANSACTION_ATTEMPT_LIMIT, attempt).await {
                 Ok(Ok(processed)) => return self.committed(batch, processed).await,
@@ -278,6 +311,23 @@ impl Transactional {
         Ok(processed)
     }
 
+    /// Whether the group's committed offset is past the batch's first
+    /// message: the transaction of a replaced producer committed it.
+    async fn committed_by_replaced(&self, batch: &PartitionBatch<'_>) -> Result<bool, KafkaError> {
+        let consumer = self.shared.consumer.clone();
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(batch.topic, batch.partition);
+        let committed = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(partitions, OFFSET_FETCH_TIMEOUT)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        let offset = committed
+            .find_partition(batch.topic, batch.partition)
+            .map(|element| element.offset());
+        Ok(matches!(offset, Some(Offset::Offset(next)) if next > batch.first_offset()))
+    }
+
     /// The transaction committed: every output in it is acknowledged.
     async fn committed(&self, batch: &PartitionBatch<'_>, processed: Processed) {
         let recorder = &self.shared.pipeline.recorder;
@@ -321,6 +371,7 @@ impl Transactional {
         }
         self.producers.replace(&(topic.to_owned(), partition));
         self.producer = None;
+        self.in_doubt = true;
         true
     }
 }
