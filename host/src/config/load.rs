@@ -4,6 +4,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use super::owned_options::{
+    HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, refuse_owned,
+};
 use super::plugin_source::PluginSource;
 use super::{Config, ConfigError};
 
@@ -70,6 +73,20 @@ impl Config {
                 "runtime.worker_threads must be at least 1".into(),
             ));
         }
+        // Options owned in exactly-once pipelines only are checked as each
+        // pipeline resolves.
+        refuse_owned(
+            "kafka.producer",
+            &self.kafka.producer,
+            HOST_OWNED_PRODUCER_OPTIONS,
+            false,
+        )?;
+        refuse_owned(
+            "kafka.consumer",
+            &self.kafka.consumer,
+            HOST_OWNED_CONSUMER_OPTIONS,
+            false,
+        )?;
         let mut bindings = HashSet::new();
         for name in self.pipelines.keys() {
             let pipeline = self.resolve(name)?;

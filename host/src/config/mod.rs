@@ -8,6 +8,7 @@
 
 pub mod defaults;
 mod load;
+mod owned_options;
 mod pipeline_table;
 mod plugin_source;
 mod profiles;
@@ -19,6 +20,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use crate::backoff::BackoffKind;
+pub use owned_options::{
+    HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption, OwnedOptionError,
+};
 pub use pipeline_table::{CommitStrategy, LimitsConfig, OnFailure, PipelineConfig, RetryConfig};
 pub use plugin_source::{PluginSource, is_plugin_name};
 pub use profiles::Profile;
@@ -40,6 +44,8 @@ pub enum ConfigError {
     BadOverride(String),
     #[error("pipeline {pipeline}: {message}")]
     Pipeline { pipeline: String, message: String },
+    #[error(transparent)]
+    OwnedOption(#[from] OwnedOptionError),
     #[error("{0}")]
     Invalid(String),
 }

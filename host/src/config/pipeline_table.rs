@@ -78,7 +78,9 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub exactly_once: bool,
     /// Raw librdkafka options for this pipeline's consumer; win over
-    /// `[kafka.consumer]` and the profile.
+    /// `[kafka.consumer]` and the profile. Those of
+    /// [`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS)
+    /// are refused.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
 }

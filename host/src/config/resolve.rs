@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::owned_options::{HOST_OWNED_CONSUMER_OPTIONS, refuse_owned};
 use super::plugin_source::PluginSource;
 use super::profiles::ProfileDefaults;
 use super::{
@@ -250,16 +251,25 @@ impl Resolving<'_> {
     }
 
     /// The Kafka consumer's raw options in layers: the profile's, then
-    /// `[kafka.consumer]`, then the pipeline's own.
+    /// `[kafka.consumer]`, then the pipeline's own. Neither of the user's
+    /// layers may name an option the host sets for this pipeline.
     fn consumer_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
-        let layers = [&self.host.kafka.consumer, &self.pipeline.consumer];
+        let exactly_once = self.pipeline.exactly_once;
+        let layers = [
+            ("kafka.consumer", &self.host.kafka.consumer),
+            ("consumer", &self.pipeline.consumer),
+        ];
+        for (section, options) in layers {
+            refuse_owned(section, options, HOST_OWNED_CONSUMER_OPTIONS, exactly_once)
+                .map_err(|error| self.invalid(error.to_string()))?;
+        }
         let mut consumer = BTreeMap::new();
         if let Some(profile) = &self.profile {
             for (key, value) in profile.consumer {
                 consumer.insert(key.to_string(), value.to_string());
             }
         }
-        for options in layers {
+        for (_, options) in layers {
             consumer.extend(options.clone());
         }
         Ok(consumer)

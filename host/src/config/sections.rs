@@ -47,11 +47,14 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Raw librdkafka options for every consumer, passed through unchanged
     /// (for example `"security.protocol" = "SASL_SSL"`). They win over
-    /// Runnel's defaults but not over the settings Runnel needs for
-    /// correctness (`enable.auto.offset.store`).
+    /// Runnel's defaults; the options its delivery promises rest on
+    /// ([`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS))
+    /// are refused.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
-    /// Raw librdkafka options for the producer, passed through unchanged.
+    /// Raw librdkafka options for every producer, passed through unchanged;
+    /// those of [`HOST_OWNED_PRODUCER_OPTIONS`](super::HOST_OWNED_PRODUCER_OPTIONS)
+    /// are refused.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
 }
