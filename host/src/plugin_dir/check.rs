@@ -4,16 +4,38 @@
 
 use std::path::{Path, PathBuf};
 
-use super::manifest::Manifest;
-use crate::config::{Config, ResolvedPipeline};
+use thiserror::Error;
+
+use super::manifest::{Manifest, ManifestError};
+use crate::config::{Config, ConfigError, PipelineConfig, ResolvedPipeline};
 use crate::pipeline::UNVERSIONED;
-use crate::runtime::{EngineSettings, PluginEngine, PluginLimits};
+use crate::runtime::{EngineError, EngineSettings, LoadError, PluginEngine, PluginLimits};
+
+/// One thing wrong with a plugin under check.
+#[derive(Debug, Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The manifest's pipeline does not resolve.
+    #[error(transparent)]
+    Pipeline(#[from] ConfigError),
+    #[error("cannot read component {path}: {reason}")]
+    ReadComponent {
+        path: PathBuf,
+        /// Not a `source`: the message already says it.
+        reason: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
 
 /// Checks `file` (a component, or a manifest naming one) against the
 /// `plugin` world and, when there is a manifest, against it: the manifest
 /// parses, its pipeline resolves, and the component's `init` accepts the
 /// pipeline's configuration. Returns `NAME VERSION`, or every error found.
-pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Vec<String>> {
+pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Vec<CheckError>> {
     let mut errors = Vec::new();
     let (manifest_path, component_path) = match manifest {
         Some(manifest) => (Some(manifest), Some(file.to_owned())),
@@ -59,9 +81,9 @@ pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Ve
     }
 }
 
-fn read_manifest(path: &Path) -> Result<Manifest, String> {
-    let manifest = Manifest::read(path).map_err(|e| e.to_string())?;
-    manifest.check_file_name(path).map_err(|e| e.to_string())?;
+fn read_manifest(path: &Path) -> Result<Manifest, CheckError> {
+    let manifest = Manifest::read(path)?;
+    manifest.check_file_name(path)?;
     Ok(manifest)
 }
 
@@ -72,13 +94,9 @@ fn stem(path: &Path) -> String {
 }
 
 /// The manifest's pipeline as a host with default settings resolves it.
-fn resolve(
-    name: &str,
-    pipeline: &crate::config::PipelineConfig,
-) -> Result<ResolvedPipeline, String> {
-    let host = Config::parse("[plugins]\ndir = \".\"\n", &[]).map_err(|e| e.to_string())?;
-    host.resolve_pipeline(name, pipeline)
-        .map_err(|e| e.to_string())
+fn resolve(name: &str, pipeline: &PipelineConfig) -> Result<ResolvedPipeline, CheckError> {
+    let host = Config::parse("[plugins]\ndir = \".\"\n", &[])?;
+    Ok(host.resolve_pipeline(name, pipeline)?)
 }
 
 async fn load(
@@ -86,12 +104,12 @@ async fn load(
     component: &PathBuf,
     config: Vec<(String, String)>,
     limits: PluginLimits,
-) -> Result<(), String> {
-    let wasm = std::fs::read(component)
-        .map_err(|e| format!("cannot read component {}: {e}", component.display()))?;
-    let engine = PluginEngine::new(EngineSettings::default()).map_err(|e| e.to_string())?;
-    let plugin = engine
-        .load(name, &wasm, config, limits)
-        .map_err(|e| e.to_string())?;
-    plugin.validate().await.map_err(|e| e.to_string())
+) -> Result<(), CheckError> {
+    let wasm = std::fs::read(component).map_err(|reason| CheckError::ReadComponent {
+        path: component.clone(),
+        reason,
+    })?;
+    let engine = PluginEngine::new(EngineSettings::default())?;
+    let plugin = engine.load(name, &wasm, config, limits)?;
+    Ok(plugin.validate().await?)
 }

@@ -13,12 +13,12 @@ use std::time::SystemTime;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::manifest::Manifest;
-use crate::config::{Config, ResolvedPipeline, is_plugin_name};
-use crate::launcher::PipelineLauncher;
+use super::manifest::{Manifest, ManifestError};
+use crate::config::{Config, ConfigError, ResolvedPipeline, is_plugin_name};
+use crate::launcher::{LaunchError, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::ServedPlugin;
-use crate::runtime::{Plugin, PluginEngine};
+use crate::runtime::{LoadError, Plugin, PluginEngine};
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -33,6 +33,37 @@ pub enum RegistryError {
         plugin: String,
         reason: String,
     },
+}
+
+/// Why a version found in the plugin directory cannot serve. Users see its
+/// text: in the log, as the plugin's `last_error`, and in a reload's answer.
+#[derive(Debug, Error)]
+enum VersionError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("cannot read component {path}: {reason}")]
+    ReadComponent {
+        path: PathBuf,
+        /// Not a `source`: the message already says it.
+        reason: std::io::Error,
+    },
+    #[error("the host config already has a pipeline named {0}: rename the plugin or that pipeline")]
+    PipelineNameTaken(String),
+    /// The manifest's pipeline does not resolve.
+    #[error(transparent)]
+    Pipeline(#[from] ConfigError),
+    #[error("compiling plugin {plugin} failed: {reason}")]
+    CompileTask {
+        plugin: String,
+        reason: tokio::task::JoinError,
+    },
+    #[error(transparent)]
+    Compile(#[from] LoadError),
+    /// `init` refused a pipeline's configuration, or failed.
+    #[error("pipeline {pipeline}: {reason}")]
+    Start { pipeline: String, reason: LoadError },
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
 }
 
 #[derive(Debug, Error)]
@@ -109,7 +140,7 @@ struct Serving {
 enum Outcome {
     Unchanged,
     Served,
-    Rejected(String),
+    Rejected(VersionError),
     Removed,
     Absent,
 }
@@ -206,7 +237,7 @@ impl PluginRegistry {
         let mut entries = self.plugins.lock().await;
         match self.refresh(&mut entries, name, true).await {
             Outcome::Served | Outcome::Unchanged => self.status(name).ok_or_else(unknown),
-            Outcome::Rejected(error) => Err(ReloadError::Rejected(error)),
+            Outcome::Rejected(error) => Err(ReloadError::Rejected(error.to_string())),
             Outcome::Removed | Outcome::Absent => Err(unknown()),
         }
     }
@@ -253,42 +284,21 @@ impl PluginRegistry {
         force: bool,
     ) -> Outcome {
         let path = self.dir.join(format!("{name}.toml"));
-        let text = match tokio::fs::read_to_string(&path).await {
-            Ok(text) => Ok(text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return self.remove(entries, name).await;
-            }
-            Err(error) => Err(format!("cannot read manifest {}: {error}", path.display())),
+        let Some(found) = read_version(&path).await else {
+            return self.remove(entries, name).await;
         };
-        let manifest = text.as_ref().map_err(Clone::clone).and_then(|text| {
-            let manifest = Manifest::parse(text, &path).map_err(|e| e.to_string())?;
-            manifest.check_file_name(&path).map_err(|e| e.to_string())?;
-            Ok(manifest)
-        });
-        let component = match &manifest {
-            Ok(manifest) => Some(tokio::fs::read(&manifest.component).await.map_err(|e| {
-                format!(
-                    "cannot read component {}: {e}",
-                    manifest.component.display()
-                )
-            })),
-            Err(_) => None,
-        };
-        let fingerprint = {
-            let mut hasher = DefaultHasher::new();
-            text.hash(&mut hasher);
-            component.hash(&mut hasher);
-            hasher.finish()
-        };
+        let VersionFiles {
+            fingerprint,
+            version,
+            files,
+        } = found;
         let entry = entries.entry(name.to_owned()).or_default();
         if !force && entry.seen == Some(fingerprint) {
             return Outcome::Unchanged;
         }
         entry.seen = Some(fingerprint);
-        let version = manifest.as_ref().ok().map(|m| m.version.clone());
         let loaded = async {
-            let manifest = manifest?;
-            let wasm = component.unwrap_or_else(|| Err("no component".into()))?;
+            let (manifest, wasm) = files?;
             let ready = self.prepare(name, &manifest, wasm).await?;
             let same_version = entry
                 .serving
@@ -318,25 +328,22 @@ impl PluginRegistry {
         name: &str,
         manifest: &Manifest,
         wasm: Vec<u8>,
-    ) -> Result<Vec<(ResolvedPipeline, Plugin)>, String> {
+    ) -> Result<Vec<(ResolvedPipeline, Plugin)>, VersionError> {
         let mut pipelines = Vec::new();
         if let Some(pipeline) = &manifest.pipeline {
             if self.config.pipelines.contains_key(name) {
-                return Err(format!(
-                    "the host config already has a pipeline named {name}: rename the plugin or \
-                     that pipeline"
-                ));
+                return Err(VersionError::PipelineNameTaken(name.to_owned()));
             }
-            let settings = self
-                .config
-                .resolve_pipeline(name, pipeline)
-                .map_err(|e| e.to_string())?;
+            let settings = self.config.resolve_pipeline(name, pipeline)?;
             for binding in &settings.bindings {
                 let live = self.launcher.live().binding(binding);
                 if live.is_some_and(|input| input.pipeline.name != name) {
-                    return Err(format!(
-                        "pipeline {name}: Dapr binding `{binding}` already feeds another pipeline"
-                    ));
+                    // Checked before compiling; the launcher would refuse it.
+                    return Err(LaunchError::BindingTaken {
+                        pipeline: name.to_owned(),
+                        binding: binding.clone(),
+                    }
+                    .into());
                 }
             }
             pipelines.push(settings);
@@ -351,12 +358,16 @@ impl PluginRegistry {
         let compiled =
             tokio::task::spawn_blocking(move || engine.compile(&plugin, &wasm, fuel_budget))
                 .await
-                .map_err(|e| format!("compiling plugin {name} failed: {e}"))?
-                .map_err(|e| e.to_string())?;
+                .map_err(|reason| VersionError::CompileTask {
+                    plugin: name.to_owned(),
+                    reason,
+                })??;
         let mut ready = Vec::with_capacity(pipelines.len());
         for settings in pipelines {
-            let in_pipeline =
-                |e: crate::runtime::LoadError| format!("pipeline {}: {e}", settings.name);
+            let in_pipeline = |reason| VersionError::Start {
+                pipeline: settings.name.clone(),
+                reason,
+            };
             let plugin = compiled
                 .configure(settings.plugin_config.clone(), settings.limits.clone())
                 .map_err(in_pipeline)?;
@@ -376,7 +387,7 @@ impl PluginRegistry {
         name: &str,
         manifest: Manifest,
         ready: Vec<(ResolvedPipeline, Plugin)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), VersionError> {
         let version: Arc<str> = manifest.version.as_str().into();
         let previous = entry.serving.as_ref();
         let own_settings_changed =
@@ -398,9 +409,7 @@ impl PluginRegistry {
                         tracing::info!(plugin = name, pipeline = %pipeline_name, "pipeline settings changed; draining the pipeline to restart it");
                         self.launcher.stop(&pipeline_name).await;
                     }
-                    self.launcher
-                        .start(settings, served)
-                        .map_err(|e| e.to_string())?;
+                    self.launcher.start(settings, served)?;
                 }
             }
             pipelines.push(pipeline_name);
@@ -439,7 +448,7 @@ impl PluginRegistry {
         Ok(())
     }
 
-    fn reject(&self, entry: &Entry, name: &str, version: Option<&str>, error: &str) {
+    fn reject(&self, entry: &Entry, name: &str, version: Option<&str>, error: &VersionError) {
         let serving = entry.serving.as_ref().map(|s| s.version.to_string());
         tracing::error!(
             plugin = name,
@@ -461,7 +470,7 @@ impl PluginRegistry {
         }
         status.last_error = Some(match version {
             Some(version) => format!("version {version}: {error}"),
-            None => error.to_owned(),
+            None => error.to_string(),
         });
         self.set_status(status);
     }
@@ -504,4 +513,57 @@ impl PluginRegistry {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A plugin's files as one look at the directory found them.
+struct VersionFiles {
+    /// Of the manifest's text and the component's bytes, or of why either
+    /// could not be read: unchanged files are not acted on again.
+    fingerprint: u64,
+    /// The manifest's version, once the manifest parsed.
+    version: Option<String>,
+    files: Result<(Manifest, Vec<u8>), VersionError>,
+}
+
+/// Reads the manifest at `path` and the component it names; `None` when
+/// there is no manifest.
+async fn read_version(path: &Path) -> Option<VersionFiles> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(source) => Err(VersionError::from(ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })),
+    };
+    let mut fingerprint = DefaultHasher::new();
+    text.as_ref()
+        .map_err(ToString::to_string)
+        .hash(&mut fingerprint);
+    let manifest = text.and_then(|text| {
+        let manifest = Manifest::parse(&text, path)?;
+        manifest.check_file_name(path)?;
+        Ok(manifest)
+    });
+    let version = manifest.as_ref().ok().map(|m| m.version.clone());
+    let files = match manifest {
+        Ok(manifest) => match tokio::fs::read(&manifest.component).await {
+            Ok(wasm) => Ok((manifest, wasm)),
+            Err(reason) => Err(VersionError::ReadComponent {
+                path: manifest.component.clone(),
+                reason,
+            }),
+        },
+        Err(error) => Err(error),
+    };
+    files
+        .as_ref()
+        .map(|(_, wasm)| wasm)
+        .map_err(ToString::to_string)
+        .hash(&mut fingerprint);
+    Some(VersionFiles {
+        fingerprint: fingerprint.finish(),
+        version,
+        files,
+    })
 }

@@ -59,7 +59,7 @@ impl Default for EngineSettings {
         Self {
             epoch_tick: Duration::from_millis(10),
             fuel_metering: false,
-            max_instances: 256,
+            max_instances: crate::config::defaults::MAX_INSTANCES,
             max_memory_bytes: 1 << 30,
         }
     }

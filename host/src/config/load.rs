@@ -1,0 +1,173 @@
+//! Reading the file: TOML, then the command line's `--set path=value`
+//! overrides, then the checks that need the whole file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::owned_options::{
+    HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, refuse_owned,
+};
+use super::plugin_source::PluginSource;
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Reads a config file and applies `path.to.field=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
+            path: path.to_owned(),
+            reason,
+        })?;
+        let mut config = Self::parse(&text, overrides).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        // Plugin paths are relative to the file that names them.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for pipeline in config.pipelines.values_mut() {
+            let is_file = matches!(
+                PluginSource::parse(&pipeline.plugin),
+                Some(PluginSource::File(_))
+            );
+            if is_file && pipeline.plugin.is_relative() {
+                pipeline.plugin = base.join(&pipeline.plugin);
+            }
+        }
+        if let Some(plugins) = &mut config.plugins
+            && plugins.dir.is_relative()
+        {
+            plugins.dir = base.join(&plugins.dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses the text of a config file and applies `path.to.field=value`
+    /// overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message,
+        };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        for spec in overrides {
+            apply_override(&mut table, spec)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "kafka.brokers must name at least one broker".into(),
+            ));
+        }
+        if self.runtime.worker_threads == Some(0) {
+            return Err(ConfigError::Invalid(
+                "runtime.worker_threads must be at least 1".into(),
+            ));
+        }
+        // Options owned in exactly-once pipelines only are checked as each
+        // pipeline resolves.
+        refuse_owned(
+            "kafka.producer",
+            &self.kafka.producer,
+            HOST_OWNED_PRODUCER_OPTIONS,
+            false,
+        )?;
+        refuse_owned(
+            "kafka.consumer",
+            &self.kafka.consumer,
+            HOST_OWNED_CONSUMER_OPTIONS,
+            false,
+        )?;
+        let mut bindings = HashSet::new();
+        for name in self.pipelines.keys() {
+            let pipeline = self.resolve(name)?;
+            for binding in pipeline.bindings {
+                if !bindings.insert(binding.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "Dapr binding `{binding}` feeds more than one pipeline"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `a.b.c = value` in the parsed file. The value is read as TOML when
+/// it parses (numbers, booleans, quoted strings), and as a bare string
+/// otherwise, so `kafka.brokers=host:9092` needs no quotes.
+fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::BadOverride(spec.to_owned());
+    let (path, raw) = spec.split_once('=').ok_or_else(bad)?;
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(bad());
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let (last, parents) = keys.split_last().ok_or_else(bad)?;
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(bad)?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::MINIMAL;
+    use super::*;
+
+    #[test]
+    fn overrides_set_nested_fields_with_or_without_quotes() {
+        let config = Config::parse(
+            MINIMAL,
+            &[
+                "kafka.brokers=10.0.0.1:9092".into(),
+                "pipelines.upper.batch_size=50".into(),
+                "pipelines.upper.batch_timeout=\"2s\"".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "10.0.0.1:9092");
+        let pipeline = config.resolve("upper").unwrap();
+        assert_eq!(pipeline.batch_size, 50);
+        assert_eq!(pipeline.batch_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let error = Config::parse(&format!("{MINIMAL}\nbatch_sise = 3\n"), &[]).unwrap_err();
+        assert!(error.to_string().contains("batch_sise"), "{error}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cpus_and_cannot_be_zero() {
+        let config = Config::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(config.runtime.worker_threads, None);
+        let config = Config::parse(MINIMAL, &["runtime.worker_threads=1".into()]).unwrap();
+        assert_eq!(config.runtime.worker_threads, Some(1));
+        let error = Config::parse(MINIMAL, &["runtime.worker_threads=0".into()]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "runtime.worker_threads must be at least 1"
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! A pipeline as it runs: its table with the profile and defaults applied,
+//! checked for settings that cannot work together.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::owned_options::{HOST_OWNED_CONSUMER_OPTIONS, refuse_owned};
+use super::plugin_source::PluginSource;
+use super::profiles::ProfileDefaults;
+use super::{
+    CommitStrategy, Config, ConfigError, OnFailure, PipelineConfig, Profile, RetryConfig, defaults,
+};
+use crate::runtime::PluginLimits;
+
+/// Paths of the HTTP server that a Dapr binding must not shadow.
+const RESERVED_PATHS: &[&str] = &["metrics", "healthz", "readyz", "messages", "plugins"];
+
+/// A pipeline's settings with the profile and defaults applied.
+#[derive(Debug, Clone)]
+pub struct ResolvedPipeline {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub bindings: Vec<String>,
+    pub group: String,
+    pub plugin: PluginSource,
+    pub plugin_config: Vec<(String, String)>,
+    pub output: Option<String>,
+    pub output_binding: Option<String>,
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+    pub max_concurrent: usize,
+    pub max_in_flight: usize,
+    pub max_in_flight_bytes: usize,
+    pub commit: CommitStrategy,
+    pub limits: PluginLimits,
+    pub retry: RetryConfig,
+    pub dead_letter_topic: Option<String>,
+    pub on_failure: OnFailure,
+    pub exactly_once: bool,
+    /// Consumer options: profile, then `[kafka.consumer]`, then the
+    /// pipeline's own.
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The named pipeline with its profile and defaults applied.
+    pub fn resolve(&self, name: &str) -> Result<ResolvedPipeline, ConfigError> {
+        let pipeline = self
+            .pipelines
+            .get(name)
+            .ok_or_else(|| ConfigError::Pipeline {
+                pipeline: name.to_owned(),
+                message: "no such pipeline".into(),
+            })?;
+        self.resolve_pipeline(name, pipeline)
+    }
+
+    /// `pipeline`, named `name`, with its profile and defaults applied: a
+    /// pipeline of this file or of a plugin manifest. The checks run in the
+    /// order of the steps below; the first that fails is the error.
+    pub fn resolve_pipeline(
+        &self,
+        name: &str,
+        pipeline: &PipelineConfig,
+    ) -> Result<ResolvedPipeline, ConfigError> {
+        let step = Resolving {
+            host: self,
+            name,
+            pipeline,
+            profile: pipeline.profile.map(Profile::defaults),
+        };
+        let plugin = step.plugin_source()?;
+        step.check_inputs()?;
+        let (batch_size, batch_timeout) = step.batching()?;
+        step.check_in_flight_bounds(batch_size)?;
+        let limits = step.plugin_limits();
+        step.check_failure_policy()?;
+        let consumer = step.consumer_options()?;
+        Ok(ResolvedPipeline {
+            name: name.to_owned(),
+            inputs: pipeline.inputs.clone(),
+            bindings: pipeline.bindings.clone(),
+            group: pipeline
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{}{name}", defaults::GROUP_PREFIX)),
+            plugin,
+            plugin_config: pipeline
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            output: pipeline.output.clone(),
+            output_binding: pipeline.output_binding.clone(),
+            batch_size,
+            batch_timeout,
+            max_concurrent: pipeline.max_concurrent,
+            max_in_flight: pipeline.max_in_flight,
+            max_in_flight_bytes: pipeline.max_in_flight_mib << 20,
+            commit: pipeline.commit,
+            limits,
+            retry: pipeline.retry.clone(),
+            dead_letter_topic: pipeline.dead_letter_topic.clone(),
+            on_failure: pipeline.on_failure,
+            exactly_once: pipeline.exactly_once,
+            consumer,
+        })
+    }
+}
+
+/// One pipeline on its way to a [`ResolvedPipeline`]: each step reads what
+/// it needs from here.
+struct Resolving<'a> {
+    host: &'a Config,
+    name: &'a str,
+    pipeline: &'a PipelineConfig,
+    profile: Option<ProfileDefaults>,
+}
+
+impl Resolving<'_> {
+    fn invalid(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Pipeline {
+            pipeline: self.name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// `plugin`: a component file, or a plugin of the plugin directory when
+    /// the host has one.
+    fn plugin_source(&self) -> Result<PluginSource, ConfigError> {
+        let plugin = &self.pipeline.plugin;
+        if plugin.as_os_str().is_empty() {
+            return Err(self.invalid(
+                "needs `plugin`: a path to a `.wasm` component or the name of a plugin in the \
+                 plugin directory",
+            ));
+        }
+        let source = PluginSource::parse(plugin).ok_or_else(|| {
+            self.invalid(format!(
+                "`plugin` must be a path to a `.wasm` component or the name of a plugin in the \
+                 plugin directory, not `{}`",
+                plugin.display()
+            ))
+        })?;
+        if let PluginSource::Directory(plugin) = &source
+            && self.host.plugins.is_none()
+        {
+            return Err(self.invalid(format!(
+                "`plugin = \"{plugin}\"` names a plugin of the plugin directory, but `[plugins] dir` \
+                 is not set (a path to a component ends in `.wasm`)"
+            )));
+        }
+        Ok(source)
+    }
+
+    /// Something feeds the pipeline, and every Dapr binding's name can be a
+    /// path of the HTTP server.
+    fn check_inputs(&self) -> Result<(), ConfigError> {
+        let pipeline = self.pipeline;
+        if pipeline.inputs.is_empty() && pipeline.bindings.is_empty() {
+            return Err(
+                self.invalid("needs `inputs` (Kafka topics) or `bindings` (Dapr input bindings)")
+            );
+        }
+        for binding in &pipeline.bindings {
+            if RESERVED_PATHS.contains(&binding.as_str())
+                || binding.is_empty()
+                || !binding
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(self.invalid(format!(
+                    "binding name `{binding}` is reserved or not a plain path segment"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Batch size and timeout: the pipeline's, else the profile's, else the
+    /// defaults.
+    fn batching(&self) -> Result<(usize, Duration), ConfigError> {
+        let batch_size = self
+            .pipeline
+            .batch_size
+            .or(self.profile.as_ref().map(|p| p.batch_size))
+            .unwrap_or(defaults::BATCH_SIZE);
+        if batch_size == 0 {
+            return Err(self.invalid("`batch_size` must be at least 1"));
+        }
+        let batch_timeout = self
+            .pipeline
+            .batch_timeout
+            .or(self.profile.as_ref().map(|p| p.batch_timeout))
+            .unwrap_or(defaults::BATCH_TIMEOUT);
+        Ok((batch_size, batch_timeout))
+    }
+
+    /// Concurrency and the in-flight bounds leave room for a batch.
+    fn check_in_flight_bounds(&self, batch_size: usize) -> Result<(), ConfigError> {
+        let pipeline = self.pipeline;
+        if pipeline.max_concurrent == 0 {
+            return Err(self.invalid("`max_concurrent` must be at least 1"));
+        }
+        if pipeline.max_in_flight < batch_size {
+            return Err(self.invalid(format!(
+                "`max_in_flight` ({}) must be at least `batch_size` ({batch_size})",
+                pipeline.max_in_flight
+            )));
+        }
+        if pipeline.max_in_flight_mib == 0 {
+            return Err(self.invalid("`max_in_flight_mib` must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The sandbox limits: the pipeline's, else the profile's call timeout,
+    /// else the runtime's defaults.
+    fn plugin_limits(&self) -> PluginLimits {
+        let limits = &self.pipeline.limits;
+        PluginLimits {
+            max_memory_bytes: limits
+                .max_memory_mib
+                .map_or(defaults::MAX_MEMORY_BYTES, |mib| mib << 20),
+            call_timeout: limits
+                .call_timeout
+                .or(self.profile.as_ref().map(|p| p.call_timeout))
+                .unwrap_or(defaults::CALL_TIMEOUT),
+            fuel_per_call: limits.fuel,
+        }
+    }
+
+    /// Retries, commits and outputs agree with each other.
+    fn check_failure_policy(&self) -> Result<(), ConfigError> {
+        let pipeline = self.pipeline;
+        if pipeline.retry.max_attempts == 0 {
+            return Err(self.invalid("`retry.max_attempts` must be at least 1"));
+        }
+        if pipeline.exactly_once && pipeline.commit == CommitStrategy::BeforeProcessing {
+            return Err(self.invalid(
+                "`exactly_once` commits offsets with the outputs; it cannot be combined with \
+                 `commit = \"before_processing\"`",
+            ));
+        }
+        if pipeline.exactly_once && pipeline.output_binding.is_some() {
+            return Err(self.invalid(
+                "`exactly_once` needs Kafka outputs; a Dapr output binding is not transactional",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Kafka consumer's raw options in layers: the profile's, then
+    /// `[kafka.consumer]`, then the pipeline's own. Neither of the user's
+    /// layers may name an option the host sets for this pipeline.
+    fn consumer_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let exactly_once = self.pipeline.exactly_once;
+        let layers = [
+            ("kafka.consumer", &self.host.kafka.consumer),
+            ("consumer", &self.pipeline.consumer),
+        ];
+        for (section, options) in layers {
+            refuse_owned(section, options, HOST_OWNED_CONSUMER_OPTIONS, exactly_once)
+                .map_err(|error| self.invalid(error.to_string()))?;
+        }
+        let mut consumer = BTreeMap::new();
+        if let Some(profile) = &self.profile {
+            for (key, value) in profile.consumer {
+                consumer.insert(key.to_string(), value.to_string());
+            }
+        }
+        for (_, options) in layers {
+            consumer.extend(options.clone());
+        }
+        Ok(consumer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::MINIMAL;
+    use super::*;
+    use crate::backoff::BackoffKind;
+
+    #[test]
+    fn defaults_apply_to_a_minimal_pipeline() {
+        let config = Config::parse(MINIMAL, &[]).unwrap();
+        let pipeline = config.resolve("upper").unwrap();
+        assert_eq!(pipeline.group, "runnel-upper");
+        assert_eq!(pipeline.batch_size, 1);
+        assert_eq!(pipeline.commit, CommitStrategy::AfterProcessing);
+        assert_eq!(config.http.listen.port(), 3000);
+    }
+
+    #[test]
+    fn raw_consumer_options_layer_global_then_pipeline() {
+        let text = format!(
+            "[kafka.consumer]\n\"fetch.wait.max.ms\" = \"7\"\n\"client.rack\" = \"a\"\n{MINIMAL}\nprofile = \"realtime\"\n[pipelines.upper.consumer]\n\"client.rack\" = \"b\"\n"
+        );
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(
+            pipeline.consumer["fetch.wait.max.ms"], "7",
+            "global beats profile"
+        );
+        assert_eq!(
+            pipeline.consumer["client.rack"], "b",
+            "pipeline beats global"
+        );
+    }
+
+    #[test]
+    fn failure_settings_parse_and_conflicts_are_refused() {
+        let text = format!(
+            "{MINIMAL}\ndead_letter_topic = \"dlq\"\non_failure = \"stop\"\n[pipelines.upper.retry]\nbackoff = \"linear\"\ninitial_delay = \"1s\"\nmax_attempts = 4\n"
+        );
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(pipeline.retry.backoff, BackoffKind::Linear);
+        assert_eq!(pipeline.retry.max_attempts, 4);
+        assert_eq!(pipeline.dead_letter_topic.as_deref(), Some("dlq"));
+        assert_eq!(pipeline.on_failure, OnFailure::Stop);
+        let text = format!("{MINIMAL}\nexactly_once = true\ncommit = \"before_processing\"\n");
+        assert!(
+            Config::parse(&text, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("exactly_once")
+        );
+    }
+
+    #[test]
+    fn impossible_settings_are_one_clear_error() {
+        let error = Config::parse(&format!("{MINIMAL}\nbatch_size = 0\n"), &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "pipeline upper: `batch_size` must be at least 1"
+        );
+        let error = Config::parse("[pipelines.p]\nplugin = \"x.wasm\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("inputs"), "{error}");
+        let error = Config::parse(
+            "[pipelines.p]\nplugin = \"x.wasm\"\nbindings = [\"metrics\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("reserved"), "{error}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The host-wide tables of the configuration file: `[kafka]`, `[http]`,
+//! `[runtime]`, `[dapr]`, `[plugins]`, and the file itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::PipelineConfig;
+use super::defaults;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Kafka, and raw client options.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The HTTP server: stats, metrics, health, Dapr bindings.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Settings shared by every plugin on this host.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The Dapr sidecar, for pipelines that send to Dapr output bindings.
+    #[serde(default)]
+    pub dapr: DaprConfig,
+    /// How long shutdown may take to finish in-flight work before giving up.
+    #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The pipelines, by name.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// A plugin directory to watch: plugins added, changed or removed there
+    /// start, swap or stop their pipelines while the host runs.
+    pub plugins: Option<PluginDirConfig>,
+}
+
+/// The `[kafka]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (librdkafka's `bootstrap.servers`).
+    #[serde(default = "defaults::brokers")]
+    pub brokers: String,
+    /// Raw librdkafka options for every consumer, passed through unchanged
+    /// (for example `"security.protocol" = "SASL_SSL"`). They win over
+    /// Runnel's defaults; the options its delivery promises rest on
+    /// ([`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS))
+    /// are refused.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Raw librdkafka options for every producer, passed through unchanged;
+    /// those of [`HOST_OWNED_PRODUCER_OPTIONS`](super::HOST_OWNED_PRODUCER_OPTIONS)
+    /// are refused.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: defaults::BROKERS.into(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `[dapr]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaprConfig {
+    /// Base URL of the sidecar's HTTP API.
+    #[serde(default = "defaults::dapr_sidecar")]
+    pub sidecar: String,
+}
+
+impl Default for DaprConfig {
+    fn default() -> Self {
+        Self {
+            sidecar: defaults::DAPR_SIDECAR.into(),
+        }
+    }
+}
+
+/// The `[plugins]` table. Each plugin in `dir` is a manifest `NAME.toml`
+/// (name, version, component, and optionally a `[pipeline]` table with the
+/// settings of a pipeline table here) beside its component (`NAME.wasm`
+/// unless the manifest names another file). The manifest is the commit
+/// point: write the component first, then the manifest, each by writing a
+/// temporary file and renaming it into place.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDirConfig {
+    /// The directory, relative to the config file. Hosts that mount the
+    /// same directory serve the same versions.
+    pub dir: PathBuf,
+    /// Quiet time after the last change in the directory before it is read,
+    /// so that a file being written is read once it is complete.
+    #[serde(default = "defaults::plugin_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// How often the whole directory is read again even without a change
+    /// notice: network filesystems do not always deliver them.
+    #[serde(default = "defaults::plugin_rescan_interval", with = "humantime_serde")]
+    pub rescan_interval: Duration,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::LISTEN,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The `[runtime]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Count fuel in every plugin, so that `runnel_plugin_fuel_used_total`
+    /// covers them all. Off, only plugins with a `limits.fuel` budget count
+    /// fuel: counting costs a plugin about a tenth of its speed.
+    #[serde(default)]
+    pub fuel_metering: bool,
+    /// Plugin instances alive at once on each of the host's engines (one, or
+    /// two once a plugin has a fuel budget).
+    #[serde(default = "defaults::max_instances")]
+    pub max_instances: u32,
+    /// Threads running pipelines, plugin calls and the HTTP server; one per
+    /// CPU when unset. Different partitions' plugin calls run on them in
+    /// parallel. Fewer threads wake fewer of each other per message; on two
+    /// cores shared with Kafka, one thread cost batch pipelines 7–18%
+    /// of their throughput and did not reliably shorten per-message
+    /// latency (the figures are in `bench/README.md`).
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            fuel_metering: false,
+            max_instances: defaults::MAX_INSTANCES,
+            worker_threads: None,
+        }
+    }
+}
