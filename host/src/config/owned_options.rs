@@ -89,6 +89,20 @@ pub struct OwnedOptionError {
     pub reason: &'static str,
 }
 
+impl HostOwnedOption {
+    /// The options of `owned` that apply to a client, with the value the
+    /// host gives each; the clients set these after the user's options.
+    pub fn values(
+        owned: &'static [HostOwnedOption],
+        exactly_once: bool,
+    ) -> impl Iterator<Item = (&'static str, &'static str)> {
+        owned
+            .iter()
+            .filter(move |option| exactly_once || !option.exactly_once_only)
+            .filter_map(|option| Some((option.name, option.value?)))
+    }
+}
+
 /// Refuses the first of `options` that `owned` lists, counting the
 /// exactly-once-only ones when `exactly_once`.
 pub(super) fn refuse_owned(

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
+use crate::config::{HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -29,11 +30,10 @@ pub enum SinkError {
     Binding(#[from] super::dapr::DaprOutputError),
 }
 
-/// Settings Runnel's delivery guarantees depend on; users may add to them
-/// but the host decides these.
+/// Defaults users may override. What the delivery guarantees rest on
+/// (idempotence, `acks`) is not here: the host sets it after the user's
+/// options, from [`HOST_OWNED_PRODUCER_OPTIONS`].
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
-    // Retries never duplicate or reorder outputs.
-    ("enable.idempotence", "true"),
     // A few milliseconds of batching costs little latency and buys a lot of
     // throughput.
     ("linger.ms", "5"),
@@ -108,6 +108,9 @@ impl OutputProducer {
             config.set(*key, *value);
         }
         for (key, value) in options {
+            config.set(key, value);
+        }
+        for (key, value) in HostOwnedOption::values(HOST_OWNED_PRODUCER_OPTIONS, false) {
             config.set(key, value);
         }
         let producer = config

@@ -14,16 +14,10 @@ use rdkafka::statistics::Statistics;
 use super::commit::{TransactionalProducers, commit_stored};
 use super::workers::{Workers, drain};
 use crate::client_events::ClientEvents;
-use crate::config::ResolvedPipeline;
+use crate::config::{HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline};
 use crate::pipeline::Pipeline;
 
 pub(super) type PipelineConsumer = StreamConsumer<ConsumerHooks>;
-
-/// Consumer settings Runnel's guarantees rest on, applied after the user's.
-const CONSUMER_REQUIRED: &[(&str, &str)] = &[
-    // Offsets are stored by the host once outputs are acknowledged.
-    ("enable.auto.offset.store", "false"),
-];
 
 /// Defaults the user may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -51,16 +45,11 @@ pub(super) fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> Cli
     for (key, value) in options {
         config.set(key, value);
     }
-    for (key, value) in CONSUMER_REQUIRED {
-        config.set(*key, *value);
-    }
-    if settings.exactly_once {
-        // Offsets are committed inside the output transactions, never on
-        // their own; and inputs written transactionally are read only once
-        // committed.
-        config
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
+    // What the delivery guarantees rest on, after the user's options
+    // (which configuration refuses to name these anyway).
+    for (key, value) in HostOwnedOption::values(HOST_OWNED_CONSUMER_OPTIONS, settings.exactly_once)
+    {
+        config.set(key, value);
     }
     config
 }
