@@ -7,6 +7,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The compiler rust-toolchain.toml names, with the WASI preview 2 target that
 # plugins are built for (a no-op when both are installed).
 rustup --quiet toolchain install >/dev/null
+# clippy, for the lints scripts/test.sh runs: rust-toolchain.toml names it,
+# but a toolchain installed before it did may lack it.
+if ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add clippy
+fi
 
 # kcat: an independent Kafka client, used to check the test broker and to
 # feed the demo by hand.

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Says what comes next: some steps take minutes without printing anything.
+step() { printf '\n==> %s\n' "$*"; }
+
+step "set-up: toolchain, kcat, Kafka's jars"
 scripts/setup.sh --with-kafka
 
 # Builds are cached outside the clone when the machine allows it, so a fresh
@@ -13,8 +17,19 @@ export RUNNEL_CACHE="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RUNNEL_CACHE/target}"
 export RUNNEL_PLUGINS_TARGET_DIR="${RUNNEL_PLUGINS_TARGET_DIR:-$RUNNEL_CACHE/plugins-target}"
 
+step "formatting (cargo fmt --check)"
 cargo fmt --all --check
 
+step "lints of the host workspace (cargo clippy)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+# The plugins are a workspace of their own, built for wasm32-wasip2
+# (plugins/.cargo/config.toml) into the target directory the tests build
+# them in.
+step "lints of the plugins workspace (cargo clippy, wasm32-wasip2)"
+(cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo clippy --release --all-targets -- -D warnings)
+
+step "starting the test broker"
 # One broker for the whole run; it stops with this script, even on failure.
 broker_dir="$(mktemp -d)"
 trap 'tests/kafka/broker.sh stop --dir "$broker_dir" >/dev/null 2>&1 || true; rm -rf "$broker_dir"' EXIT
@@ -22,7 +37,9 @@ RUNNEL_TEST_BROKERS="$(tests/kafka/broker.sh start --dir "$broker_dir" --watch-p
 export RUNNEL_TEST_BROKERS
 echo "test broker at $RUNNEL_TEST_BROKERS"
 
+step "checking the broker with an independent client (kcat)"
 # An independent client (kcat) proves the broker the tests use is real.
 tests/kafka/check.sh
 
+step "tests (cargo test)"
 cargo test --release --workspace

@@ -13,14 +13,17 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, OwnBroker, Record, TopicReader};
-use support::{numbered_value, plugin_path};
+use support::{numbered_value, plugin_path, wait_until};
+use tokio::sync::Mutex;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// Held for a whole test. Each test has a runtime of its own; tokio's mutex
+/// works across them.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const PARTITIONS: i32 = 4;
 
@@ -85,39 +88,25 @@ impl OutageScenario {
 
     /// Both pipelines run `misbehave` (which echoes a message, or fails
     /// it as the message asks) at batch 100 with a dead-letter topic;
-    /// `producer` holds extra lines of the host's `[kafka.producer]` table.
-    fn config(&self, producer: &str) -> PathBuf {
-        let mut text = format!(
-            "drain_timeout = \"30s\"\n[kafka]\nbrokers = \"{}\"\n[kafka.producer]\n{producer}\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            self.broker.cluster.bootstrap
-        );
-        for lane in &self.lanes {
-            text.push_str(&format!(
-                r#"
-[pipelines.{name}]
-inputs = ["{input}"]
-group = "{input}"
-output = "{output}"
-dead_letter_topic = "{dead_letters}"
-plugin = "{plugin}"
-batch_size = 100
-batch_timeout = "5ms"
-exactly_once = {exactly_once}
-"#,
-                name = lane.name,
-                input = lane.input,
-                output = lane.output,
-                dead_letters = lane.dead_letters,
-                plugin = plugin_path("misbehave").display(),
-                exactly_once = lane.exactly_once,
-            ));
+    /// `producer` holds raw options of the host's producer.
+    fn config(&self, producer: &[(&str, &str)]) -> PathBuf {
+        let mut config = HostConfig::new(&self.broker.cluster.bootstrap).drain_timeout("30s");
+        for (option, value) in producer {
+            config = config.producer(option, value);
         }
-        let path = self.dir.path().join("runnel.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        for lane in &self.lanes {
+            let pipeline = Pipeline::reading(&lane.input)
+                .output(&lane.output)
+                .set("dead_letter_topic", lane.dead_letters.as_str())
+                .plugin(plugin_path("misbehave"))
+                .batch(100, "5ms")
+                .set("exactly_once", lane.exactly_once);
+            config = config.pipeline(lane.name, pipeline);
+        }
+        config.write_in(self.dir.path())
     }
 
-    fn start_host(&self, producer: &str) -> HostProcess {
+    fn start_host(&self, producer: &[(&str, &str)]) -> HostProcess {
         HostProcess::start(&self.config(producer), &self.dir.path().join("host.log"))
     }
 
@@ -149,25 +138,32 @@ exactly_once = {exactly_once}
         });
     }
 
-    /// Waits until every lane's group has committed the end of its input;
-    /// returns how long that took, lane by lane, or None past `timeout`.
-    fn wait_for_zero_lag(&self, timeout: Duration) -> Option<Vec<(&'static str, Duration)>> {
+    /// Waits until every lane's group has committed the end of its input
+    /// (panics past `timeout`, saying it awaited `what`); returns how long
+    /// that took, lane by lane.
+    async fn wait_for_zero_lag(
+        &self,
+        what: &str,
+        timeout: Duration,
+    ) -> Vec<(&'static str, Duration)> {
         let started = Instant::now();
         let mut caught_up: Vec<(&'static str, Duration)> = Vec::new();
-        while started.elapsed() < timeout {
-            for lane in &self.lanes {
-                let done = caught_up.iter().any(|(name, _)| *name == lane.name);
-                if !done && (self.broker.cluster).caught_up(&lane.input, &lane.input, PARTITIONS) {
-                    caught_up.push((lane.name, started.elapsed()));
+        wait_until(
+            &format!("every lane's lag back to zero: {what}"),
+            timeout,
+            async || {
+                for lane in &self.lanes {
+                    let done = caught_up.iter().any(|(name, _)| *name == lane.name);
+                    let cluster = &self.broker.cluster;
+                    if !done && cluster.caught_up(&lane.input, &lane.input, PARTITIONS) {
+                        caught_up.push((lane.name, started.elapsed()));
+                    }
                 }
-            }
-            if caught_up.len() == self.lanes.len() {
-                return Some(caught_up);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        eprintln!("lanes caught up before the timeout: {caught_up:?}");
-        None
+                caught_up.clone()
+            },
+            |caught_up| caught_up.len() == self.lanes.len(),
+        )
+        .await
     }
 
     /// Asserts that every lane's output holds each good message of
@@ -253,7 +249,7 @@ impl OutageScenario {
     /// Takes the broker away for `length` and brings it back, while `host`
     /// runs; checks that readiness said 503 meanwhile, the log stayed
     /// short, and every lane's lag returned to zero (`bound` at most).
-    fn outage(&self, host: &HostProcess, outage: Outage, length: Duration, bound: Duration) {
+    async fn outage(&self, host: &HostProcess, outage: Outage, length: Duration, bound: Duration) {
         let lines_before = host.log_lines().len();
         match outage {
             Outage::Stop => self.broker.stop(),
@@ -262,12 +258,13 @@ impl OutageScenario {
         }
         let away = Instant::now();
         let mut not_ready = None;
+        // Readiness is sampled all through the outage, which lasts `length`.
         while away.elapsed() < length {
-            let (status, body) = host.http_get("/readyz");
+            let (status, body) = host.http_get("/readyz").await;
             if status == 503 {
                 not_ready.get_or_insert(body);
             }
-            std::thread::sleep(Duration::from_millis(500));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         match outage {
             Outage::Stop | Outage::Kill => self.broker.resume(),
@@ -286,20 +283,20 @@ impl OutageScenario {
         let reason = not_ready.expect("readiness is 503 while the broker is away");
         assert!(reason.contains("no Kafka broker answers"), "{reason}");
         let recovered = self
-            .wait_for_zero_lag(bound)
-            .unwrap_or_else(|| panic!("lag back to zero after {outage:?}"));
+            .wait_for_zero_lag(&format!("after {outage:?}"), bound)
+            .await;
         eprintln!("{outage:?}: lag back to zero {recovered:?} after the broker answered again");
-        let (status, body) = host.http_get("/readyz");
+        let (status, body) = host.http_get("/readyz").await;
         assert_eq!(status, 200, "ready again after {outage:?}: {body}");
     }
 }
 
-#[test]
-fn pipelines_resume_after_a_clean_broker_stop_a_crash_and_a_hang() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_resume_after_a_clean_broker_stop_a_crash_and_a_hang() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     const PHASE: usize = 20_000;
     let scenario = OutageScenario::new("restart");
-    let host = scenario.start_host("");
+    let host = scenario.start_host(&[]);
 
     // 2,000 msg/s for 20,000 messages, then the broker stops cleanly
     // (SIGTERM) with the last outputs still in flight, and returns 10 s
@@ -307,27 +304,28 @@ fn pipelines_resume_after_a_clean_broker_stop_a_crash_and_a_hang() {
     let outages = [Outage::Stop, Outage::Kill, Outage::Freeze];
     for (phase, outage) in outages.into_iter().enumerate() {
         scenario.produce(phase * PHASE..(phase + 1) * PHASE, Some(2000));
-        scenario.outage(&host, outage, Duration::from_secs(10), RECOVERY_BOUND);
+        let length = Duration::from_secs(10);
+        scenario.outage(&host, outage, length, RECOVERY_BOUND).await;
     }
 
     // And 20,000 more flow as before.
     let count = (outages.len() + 1) * PHASE;
     scenario.produce(outages.len() * PHASE..count, Some(2000));
     scenario
-        .wait_for_zero_lag(RECOVERY_BOUND)
-        .expect("the last 20,000 processed");
+        .wait_for_zero_lag("the last 20,000 processed", RECOVERY_BOUND)
+        .await;
     scenario.assert_every_output(count);
-    host.assert_running_then_stop(Duration::from_secs(60));
+    host.assert_running_then_stop(Duration::from_secs(60)).await;
 }
 
-#[test]
-fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     const COUNT: usize = 100_000;
     let scenario = OutageScenario::new("timeout");
     scenario.produce(0..COUNT, None);
     // Outputs not acknowledged within 5 s are given up on by the producer.
-    let host = scenario.start_host("\"message.timeout.ms\" = \"5000\"");
+    let host = scenario.start_host(&[("message.timeout.ms", "5000")]);
 
     // Stop the broker while the host works through the backlog, so outputs
     // are in flight and prefetched messages still being processed; it
@@ -344,56 +342,61 @@ fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
         "the host started processing"
     );
     drop(outputs);
-    scenario.outage(
-        &host,
-        Outage::Stop,
-        Duration::from_secs(15),
-        // The exactly-once lane then works through its backlog.
-        RECOVERY_BOUND * 2,
-    );
+    scenario
+        .outage(
+            &host,
+            Outage::Stop,
+            Duration::from_secs(15),
+            // The exactly-once lane then works through its backlog.
+            RECOVERY_BOUND * 2,
+        )
+        .await;
     scenario.assert_every_output(COUNT);
 
-    let rewinds = host.metric("runnel_partition_rewinds_total{pipeline=\"at_least_once\"}");
+    let rewinds = host
+        .metric(
+            "runnel_partition_rewinds_total",
+            &[("pipeline", "at_least_once")],
+        )
+        .await;
     eprintln!("at_least_once: {rewinds} partition rewinds");
     assert!(
         rewinds > 0.0,
         "outputs timed out and their messages were processed again"
     );
-    host.assert_running_then_stop(Duration::from_secs(60));
+    host.assert_running_then_stop(Duration::from_secs(60)).await;
 }
 
-#[test]
-fn a_host_started_without_a_broker_waits_for_it_and_says_why_it_is_not_ready() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_started_without_a_broker_waits_for_it_and_says_why_it_is_not_ready() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     const COUNT: usize = 5_000;
     let scenario = OutageScenario::new("late");
     scenario.produce(0..COUNT, None);
     scenario.broker.stop();
 
-    let host = scenario.start_host("");
-    let started = Instant::now();
-    let mut reason = None;
-    while started.elapsed() < Duration::from_secs(30) && reason.is_none() {
-        let (status, body) = host.http_get("/readyz");
-        if status == 503 && body.contains("no Kafka broker answers") {
-            reason = Some(body);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let reason = reason.expect("/readyz says 503 and why");
+    let host = scenario.start_host(&[]);
+    let (_, reason) = wait_until(
+        "/readyz to say 503 and why",
+        Duration::from_secs(30),
+        async || host.http_get("/readyz").await,
+        |(status, body)| *status == 503 && body.contains("no Kafka broker answers"),
+    )
+    .await;
     eprintln!("not ready: {reason}");
 
+    // The host waits 10 s for its broker: what it logs meanwhile counts.
     let lines_before = host.log_lines().len();
-    std::thread::sleep(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(10)).await;
     scenario.broker.resume();
     let lines = host.log_lines().len() - lines_before;
     eprintln!("a host started before its broker: {lines} log lines in 10 s");
     assert!(lines <= OUTAGE_LOG_LINES);
     let recovered = scenario
-        .wait_for_zero_lag(RECOVERY_BOUND)
-        .expect("the host processes once the broker appears");
+        .wait_for_zero_lag("the host processes once the broker appears", RECOVERY_BOUND)
+        .await;
     eprintln!("late broker: lag back to zero {recovered:?} after the broker answered");
     scenario.assert_every_output(COUNT);
-    let (status, body) = host.http_get("/readyz");
+    let (status, body) = host.http_get("/readyz").await;
     assert_eq!(status, 200, "ready once the broker answers: {body}");
 }

@@ -10,9 +10,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, TopicReader};
-use support::{plugin_path, repo_root};
+use support::{plugin_path, repo_root, wait_until};
 
 /// Builds (or finds in the cache) the pinned daprd, once per process.
 fn ensure_daprd() {
@@ -130,26 +131,25 @@ impl Drop for Sidecar {
 
 /// Starts a host listening on `app_port`, where daprd finds it, with the
 /// shared broker, daprd's HTTP port `sidecar` for output bindings, and one
-/// pipeline running `misbehave`: `pipeline` is its table, `plugin` aside.
-fn start_host(dir: &Path, app_port: u16, sidecar: Option<u16>, pipeline: &str) -> HostProcess {
-    let dapr = sidecar
-        .map(|port| format!("[dapr]\nsidecar = \"http://127.0.0.1:{port}\"\n"))
-        .unwrap_or_default();
-    let config = dir.join("runnel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{brokers}\"\n[http]\nlisten = \"127.0.0.1:{app_port}\"\n{dapr}{pipeline}plugin = \"{plugin}\"\n",
-            brokers = kafka::brokers(),
-            plugin = plugin_path("misbehave").display(),
-        ),
-    )
-    .unwrap();
+/// pipeline `name` running `misbehave`.
+fn start_host(
+    dir: &Path,
+    app_port: u16,
+    sidecar: Option<u16>,
+    name: &str,
+    pipeline: Pipeline,
+) -> HostProcess {
+    let mut config = HostConfig::new(&kafka::brokers()).listen(&format!("127.0.0.1:{app_port}"));
+    if let Some(port) = sidecar {
+        config = config.dapr_sidecar(port);
+    }
+    let pipeline = pipeline.plugin(plugin_path("misbehave"));
+    let config = config.pipeline(name, pipeline).write_in(dir);
     HostProcess::start(&config, &dir.join("host.log"))
 }
 
-#[test]
-fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
+#[tokio::test(flavor = "multi_thread")]
+async fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
     ensure_daprd();
     let input = kafka::unique_topic("dapr-in");
     let output = kafka::unique_topic("dapr-out");
@@ -157,10 +157,10 @@ fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
     kafka::create_topic(&output, 1);
     let dir = kafka::scratch_dir();
     let app_port = free_port();
-    let pipeline =
-        format!("[pipelines.from-dapr]\nbindings = [\"kafka-in\"]\noutput = \"{output}\"\n");
-    let host = start_host(dir.path(), app_port, None, &pipeline);
-    assert!(host.wait_for_log("http listening", Duration::from_secs(60)));
+    let pipeline = Pipeline::bound_to("kafka-in").output(&output);
+    let host = start_host(dir.path(), app_port, None, "from-dapr", pipeline);
+    host.wait_for_log("http listening", Duration::from_secs(60))
+        .await;
     let sidecar_dir = dir.path().join("daprd");
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let sidecar = Sidecar::start(&sidecar_dir, app_port, &input, "kafka-in");
@@ -203,28 +203,19 @@ fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
     // A record the plugin rejects: Runnel answers with an error status and
     // daprd sees the failure.
     kafka::produce_with_headers(&input, "bad", "permanent", &[]);
-    let mut seen = false;
-    for _ in 0..150 {
-        if sidecar
-            .log()
-            .contains("misbehave: permanent failure requested")
-        {
-            seen = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        seen,
-        "daprd did not report the plugin failure:\n{}",
-        sidecar.log()
-    );
+    wait_until(
+        "daprd to report the plugin failure",
+        Duration::from_secs(30),
+        async || sidecar.log(),
+        |log| log.contains("misbehave: permanent failure requested"),
+    )
+    .await;
     drop(sidecar);
     drop(host);
 }
 
-#[test]
-fn outputs_can_leave_through_a_dapr_output_binding() {
+#[tokio::test(flavor = "multi_thread")]
+async fn outputs_can_leave_through_a_dapr_output_binding() {
     ensure_daprd();
     let input = kafka::unique_topic("dapr-io-in");
     let output = kafka::unique_topic("dapr-io-out");
@@ -238,9 +229,9 @@ fn outputs_can_leave_through_a_dapr_output_binding() {
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let publish = format!("publishTopic={output}");
     let sidecar = Sidecar::start_with(&sidecar_dir, app_port, &input, "kafka-io", &[&publish]);
-    let pipeline =
-        "[pipelines.through-dapr]\nbindings = [\"kafka-io\"]\noutput_binding = \"kafka-io\"\n";
-    let host = start_host(dir.path(), app_port, Some(sidecar.http_port()), pipeline);
+    let pipeline = Pipeline::bound_to("kafka-io").set("output_binding", "kafka-io");
+    let sidecar_port = Some(sidecar.http_port());
+    let host = start_host(dir.path(), app_port, sidecar_port, "through-dapr", pipeline);
     for i in 0..10 {
         kafka::produce_with_headers(&input, &format!("k{i}"), &format!("{{\"n\":{i}}}"), &[]);
     }
@@ -260,8 +251,8 @@ fn outputs_can_leave_through_a_dapr_output_binding() {
     drop(sidecar);
 }
 
-#[test]
-fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
+#[tokio::test(flavor = "multi_thread")]
+async fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
     ensure_daprd();
     const COUNT: usize = 2000;
     let input = kafka::unique_topic("dapr-restart-in");
@@ -283,10 +274,11 @@ fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
         "to-kafka",
         &[&publish],
     );
-    let pipeline = format!(
-        "[pipelines.to-dapr]\ninputs = [\"{input}\"]\ngroup = \"{input}\"\noutput_binding = \"to-kafka\"\nbatch_size = 20\nbatch_timeout = \"5ms\"\n"
-    );
-    let host = start_host(dir.path(), app_port, Some(sidecar.http_port()), &pipeline);
+    let pipeline = Pipeline::reading(&input)
+        .set("output_binding", "to-kafka")
+        .batch(20, "5ms");
+    let sidecar_port = Some(sidecar.http_port());
+    let host = start_host(dir.path(), app_port, sidecar_port, "to-dapr", pipeline);
     let messages: Vec<(String, String)> = (0..COUNT)
         .map(|i| (format!("k{i}"), format!("{{\"n\":{i}}}")))
         .collect();
@@ -312,12 +304,14 @@ fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
         "{missing} of {COUNT} outputs never came through the restarted sidecar:\n{}",
         sidecar.log()
     );
-    let rewinds = host.metric("runnel_partition_rewinds_total{pipeline=\"to-dapr\"}");
+    let rewinds = host
+        .metric("runnel_partition_rewinds_total", &[("pipeline", "to-dapr")])
+        .await;
     eprintln!(
         "sidecar restart: {COUNT} outputs arrived ({} records, {rewinds} partition rewinds)",
         reader.records.len()
     );
     assert!(rewinds > 0.0, "outputs the sidecar refused were sent again");
-    host.assert_running_then_stop(Duration::from_secs(30));
+    host.assert_running_then_stop(Duration::from_secs(30)).await;
     drop(sidecar);
 }

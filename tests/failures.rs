@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
-use support::plugin_path;
+use support::{plugin_path, wait_until};
 
 struct Scenario {
     dir: tempfile::TempDir,
@@ -38,37 +39,16 @@ impl Scenario {
 
     /// A misbehave pipeline; `settings` are extra lines of its table.
     fn config(&self, settings: &str) -> PathBuf {
-        let path = self.dir.path().join("runnel.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-drain_timeout = "20s"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:0"
-
-[pipelines.chaos]
-inputs = ["{input}"]
-group = "{input}"
-output = "{output}"
-plugin = "{plugin}"
-max_concurrent = 4
-{settings}
-
-[pipelines.chaos.consumer]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"#,
-                brokers = kafka::brokers(),
-                input = self.input,
-                output = self.output,
-                plugin = plugin_path("misbehave").display(),
-            ),
-        )
-        .unwrap();
-        path
+        let pipeline = Pipeline::reading(&self.input)
+            .output(&self.output)
+            .plugin(plugin_path("misbehave"))
+            .set("max_concurrent", 4)
+            .settings(settings)
+            .quick_failover();
+        HostConfig::new(&kafka::brokers())
+            .drain_timeout("20s")
+            .pipeline("chaos", pipeline)
+            .write_in(self.dir.path())
     }
 
     fn start(&self, settings: &str, log: &str) -> HostProcess {
@@ -92,8 +72,8 @@ fn header<'a>(record: &'a Record, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_str())
 }
 
-#[test]
-fn poison_messages_are_isolated_and_dead_lettered_while_the_rest_flow() {
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_are_isolated_and_dead_lettered_while_the_rest_flow() {
     const COUNT: usize = 4000;
     let scenario = Scenario::new("poison", 4);
     // One message in a hundred is poison, of four kinds.
@@ -182,14 +162,12 @@ fn poison_messages_are_isolated_and_dead_lettered_while_the_rest_flow() {
     // The host contained every one of them and is still running.
     let mut host = host;
     assert!(host.is_running(), "the host must not die");
-    let (status, _) = host
-        .terminate(Duration::from_secs(30))
-        .expect("exits on SIGTERM");
+    let (status, _) = host.terminate(Duration::from_secs(30)).await;
     assert!(status.success());
 }
 
-#[test]
-fn a_transient_failure_is_retried_with_backoff_and_processed_once() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_failure_is_retried_with_backoff_and_processed_once() {
     let scenario = Scenario::new("retry", 1);
     kafka::produce(
         &scenario.input,
@@ -201,7 +179,7 @@ fn a_transient_failure_is_retried_with_backoff_and_processed_once() {
     );
     let host = scenario.start(
         &format!(
-            "dead_letter_topic = \"{}\"\n[pipelines.chaos.retry]\nbackoff = \"exponential\"\ninitial_delay = \"400ms\"\nmax_attempts = 3",
+            "dead_letter_topic = \"{}\"\n[retry]\nbackoff = \"exponential\"\ninitial_delay = \"400ms\"\nmax_attempts = 3",
             scenario.dead_letters
         ),
         "host.log",
@@ -239,8 +217,8 @@ fn a_transient_failure_is_retried_with_backoff_and_processed_once() {
     drop(host);
 }
 
-#[test]
-fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
+#[tokio::test(flavor = "multi_thread")]
+async fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
     let scenario = Scenario::new("stop", 1);
     kafka::produce(
         &scenario.input,
@@ -254,14 +232,14 @@ fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
         }),
     );
     let host = scenario.start("on_failure = \"stop\"", "host.log");
-    assert!(
-        host.wait_for_log(
-            "pipeline halted at a failure; nothing after it is committed",
-            Duration::from_secs(60)
-        ),
-        "the pipeline says it stopped"
-    );
-    assert!(host.wait_for_log("stopped; offsets committed", Duration::from_secs(30)));
+    // The pipeline says it stopped.
+    host.wait_for_log(
+        "pipeline halted at a failure; nothing after it is committed",
+        Duration::from_secs(60),
+    )
+    .await;
+    host.wait_for_log("stopped; offsets committed", Duration::from_secs(30))
+        .await;
     let mut outputs = scenario.outputs("read_uncommitted");
     outputs.poll_for(Duration::from_secs(3));
     let values: Vec<&str> = outputs.records.iter().map(|r| r.value.as_str()).collect();
@@ -280,8 +258,8 @@ fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
     drop(host);
 }
 
-#[test]
-fn on_failure_skip_logs_and_moves_on() {
+#[tokio::test(flavor = "multi_thread")]
+async fn on_failure_skip_logs_and_moves_on() {
     let scenario = Scenario::new("skip", 1);
     kafka::produce(
         &scenario.input,
@@ -299,12 +277,13 @@ fn on_failure_skip_logs_and_moves_on() {
     assert!(outputs.read_until(Duration::from_secs(60), |records| records.len() >= 4));
     let values: Vec<&str> = outputs.records.iter().map(|r| r.value.as_str()).collect();
     assert_eq!(values, vec!["v0", "v1", "v3", "v4"]);
-    assert!(host.wait_for_log("message failed", Duration::from_secs(10)));
+    host.wait_for_log("message failed", Duration::from_secs(10))
+        .await;
     drop(host);
 }
 
-#[test]
-fn exactly_once_survives_three_kill_9() {
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_survives_three_kill_9() {
     const COUNT: usize = 30_000;
     let scenario = Scenario::new("exactly-once", 4);
     kafka::produce(
@@ -316,16 +295,15 @@ fn exactly_once_survives_three_kill_9() {
     for (round, fraction) in [0.2, 0.45, 0.7].iter().enumerate() {
         let host = scenario.start(settings, &format!("host-{round}.log"));
         let target = (COUNT as f64 * fraction) as i64;
-        let started = Instant::now();
         // Aborted transactions and markers also count in the log size,
         // which only makes the kill come a little earlier.
-        while output_size() < target {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "outputs stopped growing"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            &format!("{target} outputs"),
+            Duration::from_secs(180),
+            async || output_size(),
+            |&size| size >= target,
+        )
+        .await;
         host.kill_hard();
     }
     let host = scenario.start(settings, "host-final.log");

@@ -15,9 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::config::{HostConfig, Pipeline, plugin_manifest};
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
-use support::{number_of, numbered_value, plugin_bytes};
+use support::{number_of, numbered_value, plugin_bytes, wait_until};
 use tokio::sync::Mutex;
 
 const VERSION_HEADER: &str = "runnel-plugin-version";
@@ -52,18 +53,21 @@ impl PluginDir {
 
     /// Installs `version` of plugin `name` with its component in a file of
     /// its own. Returns when the manifest landed, in ms since the epoch.
-    fn install(&self, name: &str, version: &str, wasm: &[u8], pipeline: &str) -> i64 {
+    fn install(&self, name: &str, version: &str, wasm: &[u8], pipeline: Option<&Pipeline>) -> i64 {
         let component = format!("{name}-{version}.wasm");
         self.write(&component, wasm);
         self.write_manifest(name, version, Some(&component), pipeline);
         now_millis()
     }
 
-    fn write_manifest(&self, name: &str, version: &str, component: Option<&str>, pipeline: &str) {
-        let component = component
-            .map(|file| format!("component = \"{file}\"\n"))
-            .unwrap_or_default();
-        let manifest = format!("name = \"{name}\"\nversion = \"{version}\"\n{component}{pipeline}");
+    fn write_manifest(
+        &self,
+        name: &str,
+        version: &str,
+        component: Option<&str>,
+        pipeline: Option<&Pipeline>,
+    ) {
+        let manifest = plugin_manifest(name, version, component, pipeline);
         self.write(&format!("{name}.toml"), manifest.as_bytes());
     }
 
@@ -79,45 +83,19 @@ fn now_millis() -> i64 {
         .as_millis() as i64
 }
 
-/// The `[pipeline]` table of an echo plugin from `input` to `output`.
-fn echo_pipeline(input: &str, output: &str, batch_size: usize) -> String {
-    format!(
-        r#"
-[pipeline]
-inputs = ["{input}"]
-group = "{input}"
-output = "{output}"
-batch_size = {batch_size}
-batch_timeout = "20ms"
-[pipeline.consumer]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"#
-    )
+/// The pipeline of an echo plugin from `input` to `output`.
+fn echo_pipeline(input: &str, output: &str, batch_size: i64) -> Pipeline {
+    Pipeline::reading(input)
+        .output(output)
+        .batch(batch_size, "20ms")
+        .quick_failover()
 }
 
-/// A host config watching `plugins`; `extra` is appended.
-fn host_config(dir: &Path, plugins: &PluginDir, extra: &str) -> PathBuf {
-    let path = dir.join("runnel.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-drain_timeout = "20s"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:0"
-[plugins]
-dir = "{plugins}"
-{extra}
-"#,
-            brokers = kafka::brokers(),
-            plugins = plugins.path.display(),
-        ),
-    )
-    .unwrap();
-    path
+/// A host config watching `plugins`.
+fn host_config(plugins: &PluginDir) -> HostConfig {
+    HostConfig::new(&kafka::brokers())
+        .drain_timeout("20s")
+        .plugin_dir(&plugins.path)
 }
 
 struct Host {
@@ -127,9 +105,9 @@ struct Host {
 }
 
 impl Host {
-    fn start(config: &Path, log: &Path) -> Self {
+    async fn start(config: &Path, log: &Path) -> Self {
         let process = HostProcess::start(config, log);
-        let address = process.http_address(Duration::from_secs(60));
+        let address = process.http_address().await;
         Self {
             process,
             base: format!("http://{address}"),
@@ -172,45 +150,18 @@ impl Host {
 
     /// Waits until `GET /plugins` shows `name` satisfying `condition`.
     async fn wait_for_plugin(&self, name: &str, condition: impl Fn(&Value) -> bool) -> Value {
-        let started = Instant::now();
-        loop {
-            let plugin = self.plugin(name).await;
-            if condition(&plugin) {
-                return plugin;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "plugin {name} never reached the expected state: {plugin}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(
+            &format!("plugin {name} to reach the expected state"),
+            Duration::from_secs(60),
+            async || self.plugin(name).await,
+            condition,
+        )
+        .await
     }
 
     async fn wait_for_version(&self, name: &str, version: &str) -> Value {
         self.wait_for_plugin(name, |p| p["version"] == version && p["state"] == "running")
             .await
-    }
-
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")))
-            .find(|line| {
-                labels
-                    .iter()
-                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
     }
 }
 
@@ -245,16 +196,13 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     let echo = plugin_bytes("misbehave");
     let upper = plugin_bytes("uppercase");
     let component = |version: usize| if version % 2 == 1 { &echo } else { &upper };
-    plugins.install("echo", "1", component(1), &pipeline);
-    let host = Host::start(
-        &host_config(dir.path(), &plugins, ""),
-        &dir.path().join("host.log"),
-    );
+    plugins.install("echo", "1", component(1), Some(&pipeline));
+    let config = host_config(&plugins).write_in(dir.path());
+    let host = Host::start(&config, &dir.path().join("host.log")).await;
     host.wait_for_version("echo", "1").await;
-    assert!(
-        host.process
-            .wait_for_log("partitions assigned", Duration::from_secs(60))
-    );
+    host.process
+        .wait_for_log("partitions assigned", Duration::from_secs(60))
+        .await;
 
     // The load: RATE messages a second for SECONDS seconds, paced in slices.
     let producing = {
@@ -270,9 +218,10 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     for version in 2..=6 {
         let due = Duration::from_millis(1700 * (version as u64 - 1));
         tokio::time::sleep(due.saturating_sub(load_started.elapsed())).await;
-        let at = plugins.install("echo", &version.to_string(), component(version), &pipeline);
-        landed.insert(version.to_string(), at);
-        host.wait_for_version("echo", &version.to_string()).await;
+        let name = version.to_string();
+        let at = plugins.install("echo", &name, component(version), Some(&pipeline));
+        landed.insert(name.clone(), at);
+        host.wait_for_version("echo", &name).await;
     }
     let took = producing.join().unwrap();
     let rate = COUNT as f64 / took.as_secs_f64();
@@ -317,6 +266,7 @@ async fn five_swaps_under_load_lose_nothing_and_never_mix_versions() {
     assert_eq!(reader.records.len(), COUNT, "one output per input");
     assert!(seen.iter().all(|&s| s), "an input is missing");
     let timed = host
+        .process
         .metric(
             "runnel_message_processing_seconds_count",
             &[("pipeline", "echo")],
@@ -361,17 +311,15 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
     // The default layout: echo.wasm beside echo.toml.
     let good = plugin_bytes("misbehave");
     plugins.write("echo.wasm", &good);
-    plugins.write_manifest("echo", "1", None, &pipeline);
-    let host = Host::start(
-        &host_config(dir.path(), &plugins, ""),
-        &dir.path().join("host.log"),
-    );
+    plugins.write_manifest("echo", "1", None, Some(&pipeline));
+    let config = host_config(&plugins).write_in(dir.path());
+    let host = Host::start(&config, &dir.path().join("host.log")).await;
     host.wait_for_version("echo", "1").await;
     let mut reader = TopicReader::new(&output, 1, "read_uncommitted");
     assert_eq!(served_by(&input, &mut reader, "before"), "1");
 
-    let init_fails = format!("{pipeline}[pipeline.config]\ninit_fail = \"yes\"\n");
-    let cases: [(&str, &[u8], &str, &str); 3] = [
+    let init_fails = pipeline.clone().settings("[config]\ninit_fail = \"yes\"");
+    let cases: [(&str, &[u8], &Pipeline, &str); 3] = [
         (
             "2",
             &good[..good.len() / 2],
@@ -388,7 +336,7 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
     ];
     for (rejections, (version, wasm, pipeline, reason)) in cases.into_iter().enumerate() {
         plugins.write("echo.wasm", wasm);
-        plugins.write_manifest("echo", version, None, pipeline);
+        plugins.write_manifest("echo", version, None, Some(pipeline));
         let plugin = host
             .wait_for_plugin("echo", |p| {
                 p["last_error"]
@@ -405,6 +353,7 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
             "1"
         );
         let errors = host
+            .process
             .metric(
                 "runnel_plugin_reloads_total",
                 &[("plugin", "echo"), ("result", "error")],
@@ -434,7 +383,7 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
     assert_eq!(status, 404);
 
     // A good version goes through, and a reload of it answers with it.
-    plugins.write_manifest("echo", "5", None, &pipeline);
+    plugins.write_manifest("echo", "5", None, Some(&pipeline));
     let plugin = host.wait_for_version("echo", "5").await;
     assert_eq!(plugin["last_error"], Value::Null);
     assert_eq!(plugin["pipelines"], serde_json::json!(["echo"]));
@@ -444,13 +393,15 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
     assert_eq!((status, &body["version"]), (200, &Value::from("5")));
 
     // New pipeline settings: the pipeline drains and restarts with them.
-    let batched = pipeline.replace("batch_size = 1", "batch_size = 5");
-    plugins.write_manifest("echo", "6", None, &batched);
+    let batched = echo_pipeline(&input, &output, 5);
+    plugins.write_manifest("echo", "6", None, Some(&batched));
     host.wait_for_version("echo", "6").await;
-    assert!(host.process.wait_for_log(
-        "pipeline settings changed; draining the pipeline to restart it",
-        Duration::from_secs(5)
-    ));
+    host.process
+        .wait_for_log(
+            "pipeline settings changed; draining the pipeline to restart it",
+            Duration::from_secs(5),
+        )
+        .await;
     let stats = host.get("/messages/v1/stats/echo").await;
     assert_eq!(stats["batch_size_threshold"], 5);
     assert_eq!(served_by(&input, &mut reader, "after-6"), "6");
@@ -475,11 +426,9 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     kafka::create_topic(&output, PARTITIONS);
     let plugins = PluginDir::new(dir.path());
     let pipeline = echo_pipeline(&input, &output, 50);
-    plugins.install("echo", "1", &plugin_bytes("misbehave"), &pipeline);
-    let host = Host::start(
-        &host_config(dir.path(), &plugins, ""),
-        &dir.path().join("host.log"),
-    );
+    plugins.install("echo", "1", &plugin_bytes("misbehave"), Some(&pipeline));
+    let config = host_config(&plugins).write_in(dir.path());
+    let host = Host::start(&config, &dir.path().join("host.log")).await;
     host.wait_for_version("echo", "1").await;
     kafka::produce(
         &input,
@@ -494,11 +443,10 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
         .wait_for_plugin("echo", |p| p["state"] == "stopped")
         .await;
     assert_eq!(plugin["pipelines"], serde_json::json!([]));
-    assert!(
-        host.process
-            .wait_for_log("stopped; offsets committed", Duration::from_secs(5)),
-        "the pipeline drained and committed"
-    );
+    // The pipeline drained and committed.
+    host.process
+        .wait_for_log("stopped; offsets committed", Duration::from_secs(5))
+        .await;
     assert_eq!(
         kafka::committed_offsets(&input, &input, PARTITIONS),
         kafka::high_watermarks(&input, PARTITIONS),
@@ -516,7 +464,7 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     assert_eq!(reader.records.len(), COUNT, "a stopped pipeline consumed");
 
     // Back again: it picks up where it stopped, repeating nothing.
-    plugins.install("echo", "2", &plugin_bytes("misbehave"), &pipeline);
+    plugins.install("echo", "2", &plugin_bytes("misbehave"), Some(&pipeline));
     host.wait_for_version("echo", "2").await;
     assert!(reader.read_until(Duration::from_secs(60), |r| r.len() >= COUNT + 100));
     reader.poll_for(Duration::from_secs(2));
@@ -540,23 +488,20 @@ async fn hosts_sharing_a_directory_converge_on_its_version() {
     kafka::create_topic(&input, 2);
     kafka::create_topic(&output, 2);
     let plugins = PluginDir::new(dir.path());
-    plugins.install("shared", "1", &plugin_bytes("misbehave"), "");
-    let config = host_config(
-        dir.path(),
-        &plugins,
-        &format!(
-            "[pipelines.orders]\ninputs = [\"{input}\"]\ngroup = \"{input}\"\noutput = \"{output}\"\nplugin = \"shared\"\n"
-        ),
-    );
+    plugins.install("shared", "1", &plugin_bytes("misbehave"), None);
+    let orders = Pipeline::reading(&input).output(&output).plugin("shared");
+    let config = host_config(&plugins)
+        .pipeline("orders", orders)
+        .write_in(dir.path());
     let hosts = [
-        Host::start(&config, &dir.path().join("first.log")),
-        Host::start(&config, &dir.path().join("second.log")),
+        Host::start(&config, &dir.path().join("first.log")).await,
+        Host::start(&config, &dir.path().join("second.log")).await,
     ];
     for host in &hosts {
         let plugin = host.wait_for_version("shared", "1").await;
         assert_eq!(plugin["pipelines"], serde_json::json!(["orders"]));
     }
-    plugins.install("shared", "2", &plugin_bytes("uppercase"), "");
+    plugins.install("shared", "2", &plugin_bytes("uppercase"), None);
     for host in &hosts {
         host.wait_for_version("shared", "2").await;
     }
@@ -591,8 +536,8 @@ fn plugin_validate_says_pass_or_fail_in_its_exit_status() {
     plugins.write("echo.wasm", &good);
     plugins.write("cut.wasm", &good[..good.len() / 2]);
     plugins.write("empty.wasm", b"(component)");
-    let pipeline = "[pipeline]\ninputs = [\"in\"]\n";
-    plugins.write_manifest("echo", "1.2.0", None, pipeline);
+    let pipeline = Pipeline::new().set("inputs", vec!["in"]);
+    plugins.write_manifest("echo", "1.2.0", None, Some(&pipeline));
     let file = |name: &str| plugins.path.join(name);
 
     let (passed, text) = validate(&[&file("echo.wasm")]);
@@ -618,23 +563,15 @@ fn plugin_validate_says_pass_or_fail_in_its_exit_status() {
         !passed && text.contains("does not implement the runnel:plugin/plugin world"),
         "{text}"
     );
-    plugins.write_manifest(
-        "echo",
-        "2",
-        None,
-        &format!("{pipeline}[pipeline.config]\ninit_fail = \"1\"\n"),
-    );
+    let init_fails = pipeline.clone().settings("[config]\ninit_fail = \"1\"");
+    plugins.write_manifest("echo", "2", None, Some(&init_fails));
     let (passed, text) = validate(&[&file("echo.toml")]);
     assert!(
         !passed && text.contains("refused its configuration"),
         "{text}"
     );
-    plugins.write_manifest(
-        "echo",
-        "2",
-        None,
-        "[pipeline]\ninputs = [\"in\"]\nbatch_sise = 3\n",
-    );
+    let misspelt = pipeline.set("batch_sise", 3);
+    plugins.write_manifest("echo", "2", None, Some(&misspelt));
     let (passed, text) = validate(&[&file("echo.toml")]);
     assert!(
         !passed && text.contains("unknown field `batch_sise`"),

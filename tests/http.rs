@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::host::HostProcess;
+use support::config::{HostConfig, Pipeline};
+use support::host::{HostProcess, sample};
 use support::kafka::{self, TopicReader};
-use support::plugin_path;
+use support::{plugin_path, wait_until};
 
 /// Nothing listens on port 1.
 const UNREACHABLE: &str = "127.0.0.1:1";
@@ -26,7 +26,7 @@ struct Host {
 /// `bulk` (a Dapr binding, batches of up to 5) and `feed` (a Kafka topic).
 /// All run the `misbehave` plugin, which echoes values and fails on command;
 /// `bulk` gives it a fuel budget, so that its calls count fuel.
-fn start_host(brokers: &str) -> Host {
+async fn start_host(brokers: &str) -> Host {
     let dir = kafka::scratch_dir();
     let output = kafka::unique_topic("http-out");
     let feed = kafka::unique_topic("http-feed");
@@ -36,47 +36,29 @@ fn start_host(brokers: &str) -> Host {
         kafka::create_topic(&output, 1);
         kafka::create_topic(&feed, 2);
     }
-    let config: PathBuf = dir.path().join("runnel.toml");
     let plugin = plugin_path("misbehave");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-drain_timeout = "10s"
-[kafka]
-brokers = "{brokers}"
-[http]
-listen = "127.0.0.1:0"
-max_body_bytes = 1024
-
-[pipelines.orders]
-bindings = ["orders"]
-plugin = "{plugin}"
-output = "{output}"
-limits = {{ call_timeout = "2s" }}
-
-[pipelines.bulk]
-bindings = ["bulk"]
-plugin = "{plugin}"
-output = "{output}"
-batch_size = 5
-batch_timeout = "300ms"
-limits = {{ fuel = 1000000000000 }}
-
-[pipelines.feed]
-inputs = ["{feed}"]
-group = "{feed}"
-plugin = "{plugin}"
-output = "{output}"
-[pipelines.feed.consumer]
-"statistics.interval.ms" = "1000"
-"#,
-            plugin = plugin.display()
-        ),
-    )
-    .unwrap();
+    let orders = Pipeline::bound_to("orders")
+        .plugin(&plugin)
+        .output(&output)
+        .settings(r#"limits = { call_timeout = "2s" }"#);
+    let bulk = Pipeline::bound_to("bulk")
+        .plugin(&plugin)
+        .output(&output)
+        .batch(5, "300ms")
+        .settings("limits = { fuel = 1000000000000 }");
+    let feed_pipeline = Pipeline::reading(&feed)
+        .plugin(&plugin)
+        .output(&output)
+        .consumer("statistics.interval.ms", "1000");
+    let config = HostConfig::new(brokers)
+        .drain_timeout("10s")
+        .settings("[http]\nmax_body_bytes = 1024")
+        .pipeline("orders", orders)
+        .pipeline("bulk", bulk)
+        .pipeline("feed", feed_pipeline)
+        .write_in(dir.path());
     let process = HostProcess::start(&config, &dir.path().join("host.log"));
-    let address = wait_for_address(&process);
+    let address = process.http_address().await;
     Host {
         process,
         base: format!("http://{address}"),
@@ -84,20 +66,6 @@ output = "{output}"
         feed,
         _dir: dir,
     }
-}
-
-fn wait_for_address(process: &HostProcess) -> String {
-    for _ in 0..300 {
-        if let Some(line) = process
-            .log_lines()
-            .into_iter()
-            .find(|line| line["fields"]["message"] == "http listening")
-        {
-            return line["fields"]["address"].as_str().unwrap().to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the host never listened: {:?}", process.log_lines());
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
@@ -119,7 +87,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dapr_binding_endpoints_answer_deliver_and_refuse_bad_requests() {
-    let host = start_host(&kafka::brokers());
+    let host = start_host(&kafka::brokers()).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", host.base);
 
@@ -184,25 +152,9 @@ async fn dapr_binding_endpoints_answer_deliver_and_refuse_bad_requests() {
     drop(host);
 }
 
-/// The value of one Prometheus sample, found by name and labels.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find(|line| {
-            line.starts_with(&format!("{name}{{"))
-                && labels
-                    .iter()
-                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_and_metrics_count_exactly_by_status_and_mode() {
-    let host = start_host(&kafka::brokers());
+    let host = start_host(&kafka::brokers()).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", host.base);
     for i in 0..10 {
@@ -362,41 +314,35 @@ async fn stats_and_metrics_count_exactly_by_status_and_mode() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_kafka_lag() {
-    let host = start_host(&kafka::brokers());
+    let host = start_host(&kafka::brokers()).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", host.base);
     let alive = client.get(url("/healthz")).send().await.unwrap();
     assert_eq!(alive.status(), 200);
 
-    let mut ready = false;
-    for _ in 0..100 {
-        if client.get(url("/readyz")).send().await.unwrap().status() == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        ready,
-        "ready once the broker answers and plugins are loaded"
-    );
+    wait_until(
+        "ready once the broker answers and plugins are loaded",
+        Duration::from_secs(10),
+        async || client.get(url("/readyz")).send().await.unwrap().status(),
+        |&status| status == 200,
+    )
+    .await;
 
     let feed = host.feed.clone();
     kafka::produce(&feed, (0..20).map(|i| (format!("k{i}"), format!("v{i}"))));
-    let mut lag_seen = None;
-    for _ in 0..300 {
-        let stats: Value = get_json(&client, url("/messages/v1/stats/feed")).await;
-        if stats["total_processed"] == 20
-            && stats["consumer_lag"]
-                .as_array()
-                .is_some_and(|lag| lag.len() == 2)
-        {
-            lag_seen = Some(stats["consumer_lag"].clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let lag = lag_seen.expect("consumer lag reported for both partitions");
+    let stats = wait_until(
+        "consumer lag reported for both partitions",
+        Duration::from_secs(60),
+        async || get_json(&client, url("/messages/v1/stats/feed")).await,
+        |stats| {
+            stats["total_processed"] == 20
+                && stats["consumer_lag"]
+                    .as_array()
+                    .is_some_and(|lag| lag.len() == 2)
+        },
+    )
+    .await;
+    let lag = &stats["consumer_lag"];
     assert!(
         lag.as_array()
             .unwrap()
@@ -408,9 +354,15 @@ async fn health_readiness_and_kafka_lag() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_is_retried_and_readiness_says_not_ready() {
-    let host = start_host(UNREACHABLE);
+    let host = start_host(UNREACHABLE).await;
     let client = reqwest::Client::new();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outage is logged once the host has tried the broker.
+    host.process
+        .wait_for_log(
+            "kafka unreachable; retrying with backoff",
+            Duration::from_secs(30),
+        )
+        .await;
     let response = client
         .get(format!("{}/readyz", host.base))
         .send()
@@ -426,10 +378,5 @@ async fn an_unreachable_broker_is_retried_and_readiness_says_not_ready() {
         .await
         .unwrap();
     assert_eq!(alive.status(), 200, "alive while it retries");
-    let logged = host.process.wait_for_log(
-        "kafka unreachable; retrying with backoff",
-        Duration::from_secs(30),
-    );
-    assert!(logged, "the outage is logged");
     drop(host);
 }

@@ -6,11 +6,12 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
-use support::{number_of, numbered_value, plugin_path};
+use support::{number_of, numbered_value, plugin_path, wait_until};
 
 const PARTITIONS: i32 = 4;
 
@@ -39,42 +40,19 @@ impl Scenario {
         }
     }
 
-    /// Writes a config for one uppercase pipeline; `extra` lines are added to
+    /// Writes a config for one uppercase pipeline; `settings` are added to
     /// the pipeline's table.
-    fn config(&self, batch_size: usize, extra: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("runnel-{batch_size}.toml"));
-        let text = format!(
-            r#"
-drain_timeout = "20s"
-
-[kafka]
-brokers = "{brokers}"
-
-[http]
-listen = "127.0.0.1:0"
-
-[pipelines.upper]
-inputs = ["{input}"]
-# Tests run side by side: each scenario has its own consumer group.
-group = "{input}"
-output = "{output}"
-plugin = "{plugin}"
-batch_size = {batch_size}
-batch_timeout = "20ms"
-{extra}
-
-[pipelines.upper.consumer]
-# A killed host's partitions move on within seconds, not the default 45.
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"#,
-            brokers = kafka::brokers(),
-            input = self.input,
-            output = self.output,
-            plugin = plugin_path("uppercase").display(),
-        );
-        std::fs::write(&path, text).expect("writing the config");
-        path
+    fn config(&self, batch_size: i64, settings: &str) -> PathBuf {
+        let pipeline = Pipeline::reading(&self.input)
+            .output(&self.output)
+            .plugin(plugin_path("uppercase"))
+            .batch(batch_size, "20ms")
+            .settings(settings)
+            .quick_failover();
+        HostConfig::new(&kafka::brokers())
+            .drain_timeout("20s")
+            .pipeline("upper", pipeline)
+            .write_in(self.dir.path())
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -115,7 +93,7 @@ fn assert_complete_and_ordered(records: &[Record], count: usize) {
     }
 }
 
-fn run_in_order(batch_size: usize, name: &str) {
+async fn run_in_order(batch_size: i64, name: &str) {
     const COUNT: usize = 100_000;
     let scenario = Scenario::new(name);
     kafka::produce(&scenario.input, inputs(COUNT));
@@ -130,18 +108,18 @@ fn run_in_order(batch_size: usize, name: &str) {
     // Anything extra would show up now.
     reader.poll_for(Duration::from_secs(2));
     assert_complete_and_ordered(&reader.records, COUNT);
-    let (status, _) = host.terminate(Duration::from_secs(30)).expect("host exits");
+    let (status, _) = host.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "host exit: {status}");
 }
 
-#[test]
-fn per_message_mode_produces_every_output_in_order() {
-    run_in_order(1, "per-message");
+#[tokio::test(flavor = "multi_thread")]
+async fn per_message_mode_produces_every_output_in_order() {
+    run_in_order(1, "per-message").await;
 }
 
-#[test]
-fn batch_mode_produces_every_output_in_order() {
-    run_in_order(100, "batch");
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_mode_produces_every_output_in_order() {
+    run_in_order(100, "batch").await;
 }
 
 /// Pseudo-random fractions for the kill points; the seed is printed so a
@@ -157,19 +135,18 @@ fn kill_points(seed: u64) -> [f64; 3] {
     [0.1 + 0.2 * next(), 0.35 + 0.2 * next(), 0.6 + 0.2 * next()]
 }
 
-fn wait_for_output_size(scenario: &Scenario, at_least: i64, timeout: Duration) {
-    let started = Instant::now();
-    while scenario.output_size() < at_least {
-        assert!(
-            started.elapsed() < timeout,
-            "outputs stopped growing before {at_least}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+async fn wait_for_output_size(scenario: &Scenario, at_least: i64, timeout: Duration) {
+    wait_until(
+        &format!("{at_least} outputs"),
+        timeout,
+        async || scenario.output_size(),
+        |&size| size >= at_least,
+    )
+    .await;
 }
 
-#[test]
-fn kill_9_at_three_points_loses_nothing() {
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_three_points_loses_nothing() {
     const COUNT: usize = 200_000;
     let scenario = Scenario::new("kill");
     kafka::produce(&scenario.input, inputs(COUNT));
@@ -186,7 +163,8 @@ fn kill_9_at_three_points_loses_nothing() {
             &scenario,
             (COUNT as f64 * fraction) as i64,
             Duration::from_secs(180),
-        );
+        )
+        .await;
         host.kill_hard();
     }
     let host = HostProcess::start(&config, &scenario.log("host-final.log"));
@@ -219,8 +197,8 @@ fn distinct(records: &[Record]) -> usize {
     values.len()
 }
 
-#[test]
-fn sigterm_drains_and_a_restart_processes_nothing_twice() {
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_and_a_restart_processes_nothing_twice() {
     const COUNT: usize = 50_000;
     let scenario = Scenario::new("sigterm");
     kafka::produce(&scenario.input, inputs(COUNT));
@@ -228,10 +206,8 @@ fn sigterm_drains_and_a_restart_processes_nothing_twice() {
     // mid-stream: the drain finishes what is in flight and leaves the rest.
     let config = scenario.config(1, "max_in_flight = 2000");
     let host = HostProcess::start(&config, &scenario.log("host-1.log"));
-    wait_for_output_size(&scenario, 5_000, Duration::from_secs(120));
-    let (status, took) = host
-        .terminate(Duration::from_secs(40))
-        .expect("the host exits after SIGTERM");
+    wait_for_output_size(&scenario, 5_000, Duration::from_secs(120)).await;
+    let (status, took) = host.terminate(Duration::from_secs(40)).await;
     assert!(status.success(), "exit status {status}");
     // The drain timeout is 20 s; the process must not need more.
     assert!(took < Duration::from_secs(25), "shutdown took {took:?}");
@@ -259,33 +235,43 @@ fn assigned_partitions(log: &[serde_json::Value]) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops() {
+/// How many partitions each host was given last.
+fn last_assignments(hosts: &[&HostProcess]) -> Vec<Option<u64>> {
+    hosts
+        .iter()
+        .map(|host| assigned_partitions(&host.log_lines()).last().copied())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops() {
     const COUNT: usize = 100_000;
     let scenario = Scenario::new("group");
     let config = scenario.config(50, "");
     let first = HostProcess::start(&config, &scenario.log("first.log"));
-    assert!(first.wait_for_log("partitions assigned", Duration::from_secs(60)));
+    first
+        .wait_for_log("partitions assigned", Duration::from_secs(60))
+        .await;
     let second = HostProcess::start(&config, &scenario.log("second.log"));
-    let split = wait_until(Duration::from_secs(60), || {
-        assigned_partitions(&second.log_lines()).last() == Some(&2)
-            && assigned_partitions(&first.log_lines()).last() == Some(&2)
-    });
-    assert!(
-        split,
-        "the two hosts did not split four partitions two and two"
-    );
+    wait_until(
+        "the two hosts to split four partitions two and two",
+        Duration::from_secs(60),
+        async || last_assignments(&[&first, &second]),
+        |assigned| assigned == &[Some(2), Some(2)],
+    )
+    .await;
 
     kafka::produce(&scenario.input, inputs(COUNT));
-    wait_for_output_size(&scenario, COUNT as i64 / 4, Duration::from_secs(120));
-    let (status, _) = first
-        .terminate(Duration::from_secs(40))
-        .expect("first host exits");
+    wait_for_output_size(&scenario, COUNT as i64 / 4, Duration::from_secs(120)).await;
+    let (status, _) = first.terminate(Duration::from_secs(40)).await;
     assert!(status.success());
-    let took_over = wait_until(Duration::from_secs(60), || {
-        assigned_partitions(&second.log_lines()).last() == Some(&4)
-    });
-    assert!(took_over, "the second host did not take all partitions");
+    wait_until(
+        "the second host to take all partitions",
+        Duration::from_secs(60),
+        async || last_assignments(&[&second]),
+        |assigned| assigned == &[Some(4)],
+    )
+    .await;
 
     let mut reader = scenario.reader();
     let complete = reader.read_until(Duration::from_secs(180), |records| {
@@ -304,37 +290,29 @@ fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops() {
     drop(second);
 }
 
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
-#[test]
-fn before_processing_may_lose_the_batch_in_flight_but_never_duplicates() {
+#[tokio::test(flavor = "multi_thread")]
+async fn before_processing_may_lose_the_batch_in_flight_but_never_duplicates() {
     const COUNT: usize = 50_000;
     let scenario = Scenario::new("at-most-once");
     kafka::produce(&scenario.input, inputs(COUNT));
     let config = scenario.config(100, "commit = \"before_processing\"");
     let host = HostProcess::start(&config, &scenario.log("host-1.log"));
-    wait_for_output_size(&scenario, COUNT as i64 / 3, Duration::from_secs(120));
+    wait_for_output_size(&scenario, COUNT as i64 / 3, Duration::from_secs(120)).await;
     host.kill_hard();
     let restarted = HostProcess::start(&config, &scenario.log("host-2.log"));
-    // Done when the output stops growing.
-    let mut last = -1;
-    let settled = wait_until(Duration::from_secs(180), || {
-        std::thread::sleep(Duration::from_secs(3));
-        let size = scenario.output_size();
-        let stable = size == last && size > 0;
-        last = size;
-        stable
-    });
-    assert!(settled);
+    // Done when the output stops growing: the same size 3 s apart.
+    let mut size = -1;
+    let (_, last) = wait_until(
+        "the output to stop growing",
+        Duration::from_secs(180),
+        async || {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let before = std::mem::replace(&mut size, scenario.output_size());
+            (before, size)
+        },
+        |&(before, now)| now == before && now > 0,
+    )
+    .await;
     let mut reader = scenario.reader();
     reader.read_until(Duration::from_secs(60), |records| {
         records.len() as i64 >= last

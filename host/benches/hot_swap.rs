@@ -57,7 +57,8 @@ fn main() {
     )
     .unwrap();
     let host = HostProcess::start(&config, &dir.path().join("host.log"));
-    assert!(host.wait_for_log("partitions assigned", Duration::from_secs(60)));
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the test support's waits");
+    runtime.block_on(host.wait_for_log("partitions assigned", Duration::from_secs(60)));
 
     // A message every 2 ms, so a batch starts soon after any moment.
     let feeding = Arc::new(AtomicBool::new(true));

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel::config::Config;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -71,7 +72,16 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // Before anything starts: a filter that cannot be read would otherwise
+    // hide the very logs it asked for.
+    let filter = match log_filter(&cli.log) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.log_format, filter);
     // A host's configuration is read first: it sizes the runtime.
     let job = match cli.command {
         Command::Run {
@@ -187,14 +197,37 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The log filter of `--log` (or `RUNNEL_LOG`), or an error naming it and
+/// saying what is wrong.
+fn log_filter(directives: &str) -> anyhow::Result<EnvFilter> {
+    // The parse error's source repeats its message: only the message is kept.
+    EnvFilter::try_new(directives).map_err(|error| {
+        anyhow::anyhow!("invalid log filter `{directives}` (from --log or RUNNEL_LOG): {error}")
+    })
+}
+
+fn init_logging(format: LogFormat, filter: EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_filter_that_cannot_be_read_is_an_error_naming_it_and_why() {
+        assert!(log_filter("info,runnel=debug").is_ok());
+        let error = log_filter("runnel=loud").expect_err("`loud` is no level");
+        let message = format!("{error:#}");
+        let reason = message
+            .strip_prefix("invalid log filter `runnel=loud` (from --log or RUNNEL_LOG): ")
+            .unwrap_or_else(|| panic!("the filter is named: {message}"));
+        assert!(!reason.is_empty(), "the reason is given: {message}");
     }
 }

@@ -107,7 +107,9 @@ readonly SELF
 # shellcheck source=SCRIPTDIR/../lib/service.sh
 source "$(dirname "$SELF")/../lib/service.sh"
 readonly SERVICE=daprd
-readonly SERVICE_FILES=(daprd.pid http_port)
+readonly SERVICE_PID_FILE=daprd.pid
+readonly SERVICE_LOG=daprd.log
+readonly SERVICE_FILES=("$SERVICE_PID_FILE" http_port)
 readonly SERVICE_ADDRESS=http_port
 
 usage() {
@@ -229,7 +231,7 @@ cmd_build() {
 service_pid_if_ours() {
   # Prints daprd's PID if DIR/daprd.pid names a live daprd of DIR.
   local dir=$1 pid
-  pid="$(read_pid "$dir/daprd.pid")" || return 1
+  pid="$(read_pid "$dir/$SERVICE_PID_FILE")" || return 1
   [[ -n "$pid" ]] && pid_cmdline_has "$pid" daprd "--resources-path $dir/components" && echo "$pid"
 }
 
@@ -315,17 +317,24 @@ EOF
 }
 
 # Set by start_once for its caller.
-DAPRD_PID=""
 HTTP_PORT=""
-PORT_RACE=0
+
+# daprd_ready URL BINDING: does URL answer 2xx, and has daprd loaded BINDING?
+daprd_ready() {
+  local code
+  code="$(http_status "$1")"
+  # A component that fails to initialise (e.g. unreachable brokers) is
+  # reported asynchronously: the outbound health can turn 204 a moment
+  # before daprd logs the fatal error and exits. So also insist on the
+  # line daprd logs once our component is up.
+  [[ "$code" == 2* ]] &&
+    grep -qF "Component loaded: $2 (bindings.kafka/v1)" "$SERVICE_DIR/$SERVICE_LOG"
+}
 
 start_once() {
   # Returns with daprd ready, or with PORT_RACE=1 when another process took
-  # one of our ports first (the caller retries); exits on other errors. It is
-  # called as a plain statement, never in `if`/`||`, so that `set -e` stays in
-  # force inside it.
-  local dir=$1 app_id=$2 app_port=$3 wait_app=$4 binding=$5 gport mport iport deadline url code
-  PORT_RACE=0
+  # one of our ports first; exits on other errors.
+  local dir=$SERVICE_DIR app_id=$1 app_port=$2 wait_app=$3 binding=$4 gport mport iport url
   HTTP_PORT="$(pick_port "$app_port")"
   gport="$(pick_port "$app_port" "$HTTP_PORT")"
   mport="$(pick_port "$app_port" "$HTTP_PORT" "$gport")"
@@ -357,11 +366,7 @@ start_once() {
   printf '%q ' "${argv[@]}" >"$dir/daprd.cmdline"
   echo >>"$dir/daprd.cmdline"
   log "starting daprd $DAPR_VERSION: dapr http 127.0.0.1:$HTTP_PORT grpc :$gport internal :$iport metrics :$mport, app 127.0.0.1:$app_port"
-  # stdin/stdout/stderr are all detached: a background child holding the
-  # caller's stdout would make `$(daprd.sh start ...)` wait forever.
-  "${argv[@]}" </dev/null >>"$dir/daprd.log" 2>&1 &
-  DAPRD_PID=$!
-  echo "$DAPRD_PID" >"$dir/daprd.pid"
+  launch_service "${argv[@]}"
 
   # /v1.0/healthz/outbound turns 204 once components are loaded, just before
   # daprd starts waiting for the app port; /v1.0/healthz only once the app
@@ -369,39 +374,13 @@ start_once() {
   # need the former, so daprd may be started before the app listens.
   if [[ "$wait_app" == 1 ]]; then url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz"
   else url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz/outbound"; fi
-  deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! pid_alive "$DAPRD_PID"; then
-      if grep -qi 'address already in use' "$dir/daprd.log"; then
-        log "port race lost (address already in use); retrying with new ports"
-        PORT_RACE=1
-        return 0
-      fi
-      tail -n 40 "$dir/daprd.log" >&2 || true
-      die "daprd exited during startup (full log: $dir/daprd.log)"
-    fi
-    code="$(http_status "$url")"
-    # A component that fails to initialise (e.g. unreachable brokers) is
-    # reported asynchronously: the outbound health can turn 204 a moment
-    # before daprd logs the fatal error and exits. So also insist on the
-    # line daprd logs once our component is up.
-    if [[ "$code" == 2* ]] &&
-      grep -qF "Component loaded: $binding (bindings.kafka/v1)" "$dir/daprd.log"; then
-      return 0
-    fi
-    sleep 0.3
-  done
-  tail -n 40 "$dir/daprd.log" >&2 || true
-  die "daprd not ready ($url) after ${START_TIMEOUT}s (full log: $dir/daprd.log)"
+  await_start "($url)" daprd_ready "$url" "$binding"
 }
-
-START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
 
 cmd_start() {
   local dir=$1 watch=$2 app_port=$3 brokers=$4 topic=$5 binding=$6 group=$7 app_id=$8 wait_app=$9
   local direction=${10}
   shift 10
-  local attempt wstart=""
   [[ "$app_port" =~ ^[0-9]+$ ]] || die "--app-port needs a numeric port"
   [[ -n "$brokers" && -n "$topic" ]] || die "--brokers and --topic are required"
   # The binding name is the component name and the app's URL path: keep it
@@ -414,16 +393,7 @@ cmd_start() {
     input | output | input,output | output,input | none) ;;
     *) die "--direction must be input, output, input,output or none (got '$direction')" ;;
   esac
-  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
-  mkdir -p "$dir"
-  dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
-  if service_pid_if_ours "$dir" >/dev/null; then
-    die "a daprd is already running for $dir (port $(cat "$dir/http_port" 2>/dev/null || echo '?')); stop it first"
-  fi
-  stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
-  rm -f "$dir/http_port"
-  : >"$dir/daprd.log"      # logs of an earlier run in this DIR would mislead
-  : >"$dir/watcher.log"
+  prepare_start "$dir" "$watch"
   # Unique per start unless given: a consumer group shared with an earlier
   # run would resume from that run's committed offsets.
   [[ -n "$group" ]] || group="runnel-dapr-$binding-$(date +%s)-$$"
@@ -431,57 +401,38 @@ cmd_start() {
   bin_ready || log "no daprd at $DAPRD_BIN yet; building it first"
   cmd_build >/dev/null
 
-  write_component "$dir" "$binding" "$brokers" "$topic" "$group" "$direction" "$@"
+  write_component "$SERVICE_DIR" "$binding" "$brokers" "$topic" "$group" "$direction" "$@"
   log "component $binding: bindings.kafka topic=$topic brokers=$brokers group=$group"
 
-  # If anything below fails (or we are interrupted), do not leave daprd
-  # running behind the caller's back.
-  START_DIR=$dir
-  trap 'stop_service_in "$START_DIR"' EXIT
-  trap 'exit 130' INT TERM
-  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
-    start_once "$dir" "$app_id" "$app_port" "$wait_app" "$binding"
-    ((PORT_RACE)) || break
-    stop_service_in "$dir"
-  done
-  ((PORT_RACE == 0)) || die "could not start daprd after $START_ATTEMPTS attempts"
-
-  echo "$HTTP_PORT" >"$dir/http_port"
-  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
-  trap - EXIT INT TERM
-  log "daprd pid $DAPRD_PID ready, Dapr HTTP API on 127.0.0.1:$HTTP_PORT (log: $dir/daprd.log)"
+  start_with_retries start_once "$app_id" "$app_port" "$wait_app" "$binding"
+  finish_start "$HTTP_PORT"
+  log "daprd pid $SERVICE_PID ready, Dapr HTTP API on 127.0.0.1:$HTTP_PORT (log: $SERVICE_DIR/$SERVICE_LOG)"
   echo "$HTTP_PORT"
 }
 
 cmd_resume() {
-  local dir watch=$2 wstart="" deadline arg previous="" url
-  dir="$(cd "$1" && pwd)" || die "no such directory $1"
-  [[ -f "$dir/daprd.cmdline" ]] || die "$dir holds no daprd that was started before; use start"
-  service_pid_if_ours "$dir" >/dev/null && die "the daprd of $dir is running"
-  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
+  local deadline arg previous="" url
+  prepare_resume "$1" "$2" daprd.cmdline
   # The command line start_once wrote, each word quoted with printf %q.
   local -a argv
-  eval "argv=($(cat "$dir/daprd.cmdline"))"
+  eval "argv=($(cat "$SERVICE_DIR/daprd.cmdline"))"
   HTTP_PORT=""
   for arg in "${argv[@]}"; do
     [[ "$previous" == --dapr-http-port ]] && HTTP_PORT=$arg
     previous=$arg
   done
-  [[ -n "$HTTP_PORT" ]] || die "no --dapr-http-port in $dir/daprd.cmdline"
+  [[ -n "$HTTP_PORT" ]] || die "no --dapr-http-port in $SERVICE_DIR/daprd.cmdline"
   log "resuming daprd $DAPR_VERSION on dapr http 127.0.0.1:$HTTP_PORT"
-  "${argv[@]}" </dev/null >>"$dir/daprd.log" 2>&1 &
-  DAPRD_PID=$!
-  echo "$DAPRD_PID" >"$dir/daprd.pid"
+  launch_service "${argv[@]}"
   url="http://127.0.0.1:$HTTP_PORT/v1.0/healthz/outbound"
   deadline=$((SECONDS + START_TIMEOUT))
   until [[ "$(http_status "$url")" == 2* ]]; do
-    pid_alive "$DAPRD_PID" || die "daprd exited while resuming (full log: $dir/daprd.log)"
-    ((SECONDS < deadline)) || die "daprd not ready ($url) after ${START_TIMEOUT}s (full log: $dir/daprd.log)"
+    pid_alive "$SERVICE_PID" || die "daprd exited while resuming (full log: $SERVICE_DIR/$SERVICE_LOG)"
+    ((SECONDS < deadline)) || die "daprd not ready ($url) after ${START_TIMEOUT}s (full log: $SERVICE_DIR/$SERVICE_LOG)"
     sleep 0.3
   done
-  echo "$HTTP_PORT" >"$dir/http_port"
-  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
-  log "daprd pid $DAPRD_PID ready again on 127.0.0.1:$HTTP_PORT"
+  finish_start "$HTTP_PORT"
+  log "daprd pid $SERVICE_PID ready again on 127.0.0.1:$HTTP_PORT"
   echo "$HTTP_PORT"
 }
 

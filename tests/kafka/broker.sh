@@ -66,7 +66,9 @@ readonly SELF
 # shellcheck source=SCRIPTDIR/../lib/service.sh
 source "$(dirname "$SELF")/../lib/service.sh"
 readonly SERVICE=broker
-readonly SERVICE_FILES=(broker.pid)
+readonly SERVICE_PID_FILE=broker.pid
+readonly SERVICE_LOG=broker.log
+readonly SERVICE_FILES=("$SERVICE_PID_FILE")
 readonly SERVICE_ADDRESS=bootstrap
 
 usage() {
@@ -150,7 +152,7 @@ EOF
 service_pid_if_ours() {
   # Prints the broker's PID if DIR/broker.pid names a live broker of DIR.
   local dir=$1 pid
-  pid="$(read_pid "$dir/broker.pid")" || return 1
+  pid="$(read_pid "$dir/$SERVICE_PID_FILE")" || return 1
   [[ -n "$pid" ]] && pid_cmdline_has "$pid" "$BROKER_MAIN" "$dir/server.properties" && echo "$pid"
 }
 
@@ -271,17 +273,12 @@ java_base() {
 }
 
 # Set by start_once for its caller.
-BROKER_PID=""
 BOOTSTRAP=""
-PORT_RACE=0
 
 start_once() {
   # Returns with the broker ready, or with PORT_RACE=1 when another process
-  # took one of our ports first (the caller retries); exits on other errors.
-  # It is called as a plain statement, never in `if`/`||`, so that `set -e`
-  # stays in force inside it.
-  local dir=$1 bport cport deadline
-  PORT_RACE=0
+  # took one of our ports first; exits on other errors.
+  local dir=$SERVICE_DIR bport cport
   bport="$(pick_port)"
   cport="$(pick_port "$bport")"
   BOOTSTRAP="127.0.0.1:$bport"
@@ -300,116 +297,49 @@ start_once() {
   fi
 
   log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$cport)"
-  # stdin/stdout/stderr are all detached: a background child holding the
-  # caller's stdout would make `$(broker.sh start ...)` wait forever.
-  "${JAVA_CMD[@]}" "$BROKER_MAIN" "$dir/server.properties" \
-    </dev/null >>"$dir/broker.log" 2>&1 &
-  BROKER_PID=$!
-  echo "$BROKER_PID" >"$dir/broker.pid"
-
-  deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! pid_alive "$BROKER_PID"; then
-      if grep -q 'Address already in use' "$dir/broker.log"; then
-        log "port race lost (address already in use); retrying with new ports"
-        PORT_RACE=1
-        return 0
-      fi
-      tail -n 40 "$dir/broker.log" >&2 || true
-      die "broker exited during startup (full log: $dir/broker.log)"
-    fi
-    probe "$BOOTSTRAP" && return 0
-    sleep 0.5
-  done
-  tail -n 40 "$dir/broker.log" >&2 || true
-  die "broker not ready on $BOOTSTRAP after ${START_TIMEOUT}s (full log: $dir/broker.log)"
+  launch_service "${JAVA_CMD[@]}" "$BROKER_MAIN" "$dir/server.properties"
+  await_start "on $BOOTSTRAP" probe "$BOOTSTRAP"
 }
 
-START_DIR=""   # for the EXIT trap, which may fire deep inside start_once
-
 cmd_start() {
-  local dir=$1 watch=$2 attempt wstart=""
-  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
-  mkdir -p "$dir"
-  dir="$(cd "$dir" && pwd)"   # absolute: the watcher and pid checks rely on it
-  if service_pid_if_ours "$dir" >/dev/null; then
-    die "a broker is already running for $dir ($(cat "$dir/bootstrap" 2>/dev/null || echo '?')); stop it first"
-  fi
-  stop_watcher_in "$dir"   # a stale watcher from an earlier run in this DIR
-  : >"$dir/broker.log"     # logs of an earlier run in this DIR would mislead
-  : >"$dir/watcher.log"
+  prepare_start "$1" "$2"
   need java "install a JDK >= 17"
   need timeout
   fetch_libs
-
-  # If anything below fails (or we are interrupted), do not leave a broker
-  # running behind the caller's back.
-  START_DIR=$dir
-  trap 'stop_service_in "$START_DIR"' EXIT
-  trap 'exit 130' INT TERM
-  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
-    start_once "$dir"
-    ((PORT_RACE)) || break
-    stop_service_in "$dir"
-  done
-  ((PORT_RACE == 0)) || die "could not start the broker after $START_ATTEMPTS attempts"
-
-  echo "$BOOTSTRAP" >"$dir/bootstrap"
-  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
-  trap - EXIT INT TERM
-  log "broker pid $BROKER_PID ready on $BOOTSTRAP"
+  start_with_retries start_once
+  finish_start "$BOOTSTRAP"
+  log "broker pid $SERVICE_PID ready on $BOOTSTRAP"
   echo "$BOOTSTRAP"
 }
 
 # ---------------------------------------------------------------------------
-# kill and resume: a broker outage for failure tests. The data directory,
-# configuration and ports stay, so a resumed broker is the same broker
-# coming back, as after a crash or a rolling restart.
+# kill (in lib/service.sh) and resume: a broker outage for failure tests. The
+# data directory, configuration and ports stay, so a resumed broker is the
+# same broker coming back, as after a crash or a rolling restart.
 # ---------------------------------------------------------------------------
-cmd_kill() {
-  local dir pid
-  dir="$(cd "$1" && pwd)" || die "no such directory $1"
-  stop_watcher_in "$dir"
-  if pid="$(service_pid_if_ours "$dir")"; then
-    log "killing broker pid $pid ($dir)"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-  else
-    log "no broker running for $dir"
-  fi
-  remove_service_files "$dir"
-}
-
 cmd_resume() {
-  local dir watch=$2 wstart="" deadline
-  dir="$(cd "$1" && pwd)" || die "no such directory $1"
-  [[ -f "$dir/server.properties" && -f "$dir/bootstrap" ]] \
-    || die "$dir holds no broker that was started before; use start"
-  service_pid_if_ours "$dir" >/dev/null && die "the broker of $dir is running"
-  [[ -z "$watch" ]] || wstart="$(watched_start_time "$watch")"
-  BOOTSTRAP="$(cat "$dir/bootstrap")"
-  java_base "$dir"
+  local deadline
+  prepare_resume "$1" "$2" server.properties bootstrap
+  BOOTSTRAP="$(cat "$SERVICE_DIR/bootstrap")"
+  java_base "$SERVICE_DIR"
   # The ports were ours a moment ago; after a crash the kernel may hold the
   # listening port for a little while, so a bind failure is retried.
   deadline=$((SECONDS + START_TIMEOUT))
   while :; do
     log "resuming Kafka $KAFKA_VERSION on $BOOTSTRAP"
-    "${JAVA_CMD[@]}" "$BROKER_MAIN" "$dir/server.properties" \
-      </dev/null >>"$dir/broker.log" 2>&1 &
-    BROKER_PID=$!
-    echo "$BROKER_PID" >"$dir/broker.pid"
-    while pid_alive "$BROKER_PID" && ! probe "$BOOTSTRAP"; do
-      ((SECONDS < deadline)) || die "broker not ready on $BOOTSTRAP after ${START_TIMEOUT}s (full log: $dir/broker.log)"
+    launch_service "${JAVA_CMD[@]}" "$BROKER_MAIN" "$SERVICE_DIR/server.properties"
+    while pid_alive "$SERVICE_PID" && ! probe "$BOOTSTRAP"; do
+      ((SECONDS < deadline)) || die "broker not ready on $BOOTSTRAP after ${START_TIMEOUT}s (full log: $SERVICE_DIR/$SERVICE_LOG)"
       sleep 0.2
     done
-    pid_alive "$BROKER_PID" && break
-    ((SECONDS < deadline)) || die "broker exited while resuming (full log: $dir/broker.log)"
-    tail -n 5 "$dir/broker.log" >&2 || true
+    pid_alive "$SERVICE_PID" && break
+    ((SECONDS < deadline)) || die "broker exited while resuming (full log: $SERVICE_DIR/$SERVICE_LOG)"
+    tail -n 5 "$SERVICE_DIR/$SERVICE_LOG" >&2 || true
     log "broker exited while resuming; trying again"
     sleep 1
   done
-  [[ -z "$watch" ]] || start_watcher "$dir" "$watch" "$wstart"
-  log "broker pid $BROKER_PID ready again on $BOOTSTRAP"
+  finish_start "$BOOTSTRAP"
+  log "broker pid $SERVICE_PID ready again on $BOOTSTRAP"
   echo "$BOOTSTRAP"
 }
 

@@ -8,12 +8,21 @@
 #   SELF             its own absolute path (the watcher runs `bash $SELF _watch`)
 # and, before calling anything below:
 #   SERVICE          what log lines call the service ("broker", "daprd")
+#   SERVICE_PID_FILE the file under DIR holding the service's PID
+#   SERVICE_LOG      the file under DIR the service's output goes to
 #   SERVICE_FILES    files under DIR that describe a running service, removed
 #                    once it has stopped (an array)
 #   SERVICE_ADDRESS  the file under DIR whose content `status` prints
 #   STOP_GRACE       seconds between SIGTERM and SIGKILL
+#   START_TIMEOUT    seconds a starting service may take to be ready
+#   START_ATTEMPTS   how many starts to try when another process takes a port
 # and defines `service_pid_if_ours DIR`, which prints the service's PID if
 # DIR's PID file names a live service of DIR.
+#
+# A script's `start` command runs, in order: prepare_start, its own set-up,
+# start_with_retries with its function that starts the service once (which
+# calls launch_service, then await_start), and finish_start. Its `resume`
+# runs prepare_resume, launch_service, its own wait, and finish_start.
 
 log() { printf '%s: %s\n' "${SELF##*/}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -129,6 +138,116 @@ pick_port() {
 }
 
 # ---------------------------------------------------------------------------
+# Starting and resuming. The functions below share these with the script:
+#   SERVICE_DIR   the service's directory, absolute (the watcher and the PID
+#                 checks rely on that)
+#   SERVICE_PID   the PID of the service launched last
+#   PORT_RACE     1 when a start failed because another process took a port
+# ---------------------------------------------------------------------------
+SERVICE_DIR=""
+SERVICE_PID=""
+PORT_RACE=0
+WATCH_PID=""
+WATCH_START=""
+
+# prepare_start DIR WATCH_PID: makes DIR the service's directory, refusing
+# one whose service runs, and clears what an earlier run there left.
+prepare_start() {
+  local dir=$1
+  WATCH_PID=$2
+  WATCH_START=""
+  [[ -z "$WATCH_PID" ]] || WATCH_START="$(watched_start_time "$WATCH_PID")"
+  mkdir -p "$dir"
+  SERVICE_DIR="$(cd "$dir" && pwd)"
+  if service_pid_if_ours "$SERVICE_DIR" >/dev/null; then
+    die "a $SERVICE is already running for $SERVICE_DIR ($(cat "$SERVICE_DIR/$SERVICE_ADDRESS" 2>/dev/null || echo '?')); stop it first"
+  fi
+  stop_watcher_in "$SERVICE_DIR"   # a stale watcher from an earlier run in this DIR
+  rm -f "$SERVICE_DIR/$SERVICE_ADDRESS"
+  : >"$SERVICE_DIR/$SERVICE_LOG"   # logs of an earlier run in this DIR would mislead
+  : >"$SERVICE_DIR/watcher.log"
+}
+
+# start_with_retries COMMAND...: runs COMMAND, which starts the service once
+# and sets PORT_RACE=1 when it lost a port to another process, until the
+# service is ready; then new ports are worth another try, anything else is
+# fatal. If anything fails (or the script is interrupted) before
+# finish_start, the service is stopped: none is left running behind the
+# caller's back. COMMAND runs as a plain statement, never in `if`/`||`, so
+# that `set -e` stays in force inside it.
+start_with_retries() {
+  local attempt
+  trap 'stop_service_in "$SERVICE_DIR"' EXIT
+  trap 'exit 130' INT TERM
+  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
+    "$@"
+    ((PORT_RACE)) || break
+    stop_service_in "$SERVICE_DIR"
+  done
+  ((PORT_RACE == 0)) || die "could not start the $SERVICE after $START_ATTEMPTS attempts"
+}
+
+# launch_service COMMAND...: runs COMMAND in the background as the service,
+# its output going to SERVICE_LOG, and records its PID. stdin, stdout and
+# stderr are all detached: a background child holding the caller's stdout
+# would make `$(script start ...)` wait forever.
+launch_service() {
+  "$@" </dev/null >>"$SERVICE_DIR/$SERVICE_LOG" 2>&1 &
+  SERVICE_PID=$!
+  echo "$SERVICE_PID" >"$SERVICE_DIR/$SERVICE_PID_FILE"
+}
+
+# await_start WHERE CHECK...: waits until CHECK... succeeds, the launched
+# service still running. Sets PORT_RACE=1 if the service exited because its
+# address was in use; exits with the log's tail if it exited otherwise, or
+# was not ready (WHERE: "on HOST:PORT") within START_TIMEOUT.
+await_start() {
+  local where=$1 log=$SERVICE_DIR/$SERVICE_LOG deadline
+  shift
+  PORT_RACE=0
+  deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$SERVICE_PID"; then
+      if grep -qi 'address already in use' "$log"; then
+        log "port race lost (address already in use); retrying with new ports"
+        PORT_RACE=1
+        return 0
+      fi
+      tail -n 40 "$log" >&2 || true
+      die "$SERVICE exited during startup (full log: $log)"
+    fi
+    "$@" && return 0
+    sleep 0.3
+  done
+  tail -n 40 "$log" >&2 || true
+  die "$SERVICE not ready $where after ${START_TIMEOUT}s (full log: $log)"
+}
+
+# prepare_resume DIR WATCH_PID FILE...: makes DIR the service's directory
+# for a resume: DIR must hold FILE... of an earlier start, and no running
+# service.
+prepare_resume() {
+  local file
+  SERVICE_DIR="$(cd "$1" && pwd)" || die "no such directory $1"
+  WATCH_PID=$2
+  shift 2
+  for file in "$@"; do
+    [[ -f "$SERVICE_DIR/$file" ]] || die "$SERVICE_DIR holds no $SERVICE that was started before; use start"
+  done
+  service_pid_if_ours "$SERVICE_DIR" >/dev/null && die "the $SERVICE of $SERVICE_DIR is running"
+  WATCH_START=""
+  [[ -z "$WATCH_PID" ]] || WATCH_START="$(watched_start_time "$WATCH_PID")"
+}
+
+# finish_start ADDRESS: the service is ready at ADDRESS; records it for
+# `status` and starts the watcher if one was asked for.
+finish_start() {
+  echo "$1" >"$SERVICE_DIR/$SERVICE_ADDRESS"
+  [[ -z "$WATCH_PID" ]] || start_watcher "$SERVICE_DIR" "$WATCH_PID" "$WATCH_START"
+  trap - EXIT INT TERM
+}
+
+# ---------------------------------------------------------------------------
 # Commands every service script has.
 # ---------------------------------------------------------------------------
 cmd_watch() {
@@ -160,6 +279,21 @@ cmd_stop() {
     log "no $SERVICE running for $dir"
     remove_service_files "$dir"
   fi
+}
+
+# SIGKILL: the service crashes; its directory stays for a resume.
+cmd_kill() {
+  local dir pid i
+  dir="$(cd "$1" && pwd)" || die "no such directory $1"
+  stop_watcher_in "$dir"
+  if pid="$(service_pid_if_ours "$dir")"; then
+    log "killing $SERVICE pid $pid ($dir)"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+  else
+    log "no $SERVICE running for $dir"
+  fi
+  remove_service_files "$dir"
 }
 
 cmd_status() {

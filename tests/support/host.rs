@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::wait_until;
+
 pub struct HostProcess {
     child: Child,
     log_path: PathBuf,
@@ -48,31 +50,30 @@ impl HostProcess {
         self.child.wait().expect("reaping the host");
     }
 
-    /// SIGTERM, then waits up to `timeout` for the exit. Returns the exit
-    /// status and how long the exit took, or None if it did not exit.
-    pub fn terminate(mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+    /// SIGTERM, then waits up to `timeout` for the exit (panics past it).
+    /// Returns the exit status and how long the exit took.
+    pub async fn terminate(mut self, timeout: Duration) -> (ExitStatus, Duration) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("sending SIGTERM");
         assert!(status.success());
         let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(exit) = self.child.try_wait().expect("waiting for the host") {
-                return Some((exit, started.elapsed()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
+        let exit = wait_until(
+            "the host to exit after SIGTERM",
+            timeout,
+            async || self.child.try_wait().expect("waiting for the host"),
+            Option::is_some,
+        )
+        .await;
+        (exit.expect("exited"), started.elapsed())
     }
 
     /// Asserts that the host is still running (nothing made it exit or
     /// restart), then stops it with SIGTERM and asserts a clean exit.
-    pub fn assert_running_then_stop(mut self, drain: Duration) {
+    pub async fn assert_running_then_stop(mut self, drain: Duration) {
         assert!(self.is_running(), "the host exited by itself");
-        let (status, _) = self.terminate(drain).expect("exits on SIGTERM");
+        let (status, _) = self.terminate(drain).await;
         assert!(status.success(), "clean exit: {status}");
     }
 
@@ -81,72 +82,68 @@ impl HostProcess {
         read_log(&self.log_path)
     }
 
-    /// Waits until a log line's message equals `message`.
-    pub fn wait_for_log(&self, message: &str, timeout: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if self
-                .log_lines()
-                .iter()
-                .any(|line| line["fields"]["message"] == message)
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+    /// Waits until the host logs a line whose message is `message`, and
+    /// returns that line.
+    pub async fn wait_for_log(&self, message: &str, timeout: Duration) -> serde_json::Value {
+        let lines = wait_until(
+            &format!("the host to log \"{message}\""),
+            timeout,
+            async || self.log_lines(),
+            |lines| {
+                lines
+                    .iter()
+                    .any(|line| line["fields"]["message"] == message)
+            },
+        )
+        .await;
+        lines
+            .into_iter()
+            .find(|line| line["fields"]["message"] == message)
+            .expect("the line waited for")
     }
-}
 
-impl HostProcess {
     /// The address the host's HTTP server listens on, from its log.
-    pub fn http_address(&self, timeout: Duration) -> String {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(line) = self
-                .log_lines()
-                .into_iter()
-                .find(|line| line["fields"]["message"] == "http listening")
-            {
-                return line["fields"]["address"]
-                    .as_str()
-                    .expect("address is a string")
-                    .to_owned();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the host never listened: {:?}", self.log_lines());
+    pub async fn http_address(&self) -> String {
+        let line = self
+            .wait_for_log("http listening", Duration::from_secs(60))
+            .await;
+        line["fields"]["address"]
+            .as_str()
+            .expect("address is a string")
+            .to_owned()
     }
-}
 
-impl HostProcess {
     /// `GET path` on the host's HTTP server: the status and the body.
-    pub fn http_get(&self, path: &str) -> (u16, String) {
-        let url = format!(
-            "http://{}{path}",
-            self.http_address(Duration::from_secs(30))
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for one request");
-        runtime.block_on(async {
-            let response = reqwest::get(&url).await.expect("the host answers");
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        })
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.http_address().await);
+        let response = reqwest::get(&url).await.expect("the host answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The value of one series on the host's `/metrics`, found by its name
+    /// and labels; 0 if the host has not exported it.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.http_get("/metrics").await;
+        sample(&text, name, labels)
     }
 }
 
-impl HostProcess {
-    /// The value of one series on the host's `/metrics` (its name with
-    /// labels, as Prometheus prints it); 0 if the host has not exported it.
-    pub fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.http_get("/metrics");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
+/// The value of one Prometheus sample in `metrics`, found by its name and
+/// labels (those it has besides do not matter); 0 if there is none.
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| {
+            line.starts_with(&format!("{name}{{"))
+                && labels
+                    .iter()
+                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Drop for HostProcess {

@@ -1,14 +1,44 @@
 //! Shared by the end-to-end tests: builds the example plugins once per test
-//! binary and hands out their paths.
+//! binary and hands out their paths, and waits for what a test expects.
 
 #![allow(dead_code)]
 
+pub mod config;
 pub mod host;
 pub mod kafka;
 
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How often [`wait_until`] looks again. A look may create a Kafka client
+/// or read a whole host log; the conditions awaited take seconds to come
+/// true, and ten looks a second see them soon enough.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Observes the state of something every [`POLL_INTERVAL`] until `done`
+/// holds for it, and returns that state. Past `timeout` it panics with
+/// `what` was awaited (as "the host to exit") and the last state observed.
+pub async fn wait_until<State: Debug>(
+    what: &str,
+    timeout: Duration,
+    mut observe: impl AsyncFnMut() -> State,
+    mut done: impl FnMut(&State) -> bool,
+) -> State {
+    let started = Instant::now();
+    loop {
+        let state = observe().await;
+        if done(&state) {
+            return state;
+        }
+        if started.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}; last observed: {state:?}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 /// A 100-byte value that carries its message number, for tests that check
 /// every message arrives once and in order.
