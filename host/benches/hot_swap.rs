@@ -10,17 +10,52 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use support::config::HostConfig;
 use support::host::HostProcess;
 use support::kafka::{self, TopicReader};
 use support::plugin_bytes;
 
 const SWAPS: usize = 12;
+
+/// A plugin directory whose `echo` plugin alternates between two
+/// components, one version after another.
+struct PluginDir {
+    dir: std::path::PathBuf,
+    components: [(&'static str, Vec<u8>); 2],
+    pipeline: String,
+}
+
+impl PluginDir {
+    /// Installs `version`; returns when it landed, in ms since the epoch.
+    fn install(&self, version: usize) -> i64 {
+        let (_, wasm) = &self.components[version % 2];
+        write(&self.dir, &format!("echo-{version}.wasm"), wasm);
+        let manifest = format!(
+            "name = \"echo\"\nversion = \"{version}\"\ncomponent = \"echo-{version}.wasm\"\n{}",
+            self.pipeline
+        );
+        write(&self.dir, "echo.toml", manifest.as_bytes());
+        now_millis()
+    }
+}
+
+/// What the swaps measured, in ms.
+#[derive(Default)]
+struct Measured {
+    /// Landing to first output, per component.
+    by_component: [Vec<i64>; 2],
+    /// Input to output of every message meanwhile.
+    pipeline_latency: Vec<i64>,
+    /// Each version and when it landed.
+    landings: Vec<(usize, i64)>,
+}
 
 fn main() {
     let dir = kafka::scratch_dir();
@@ -28,34 +63,21 @@ fn main() {
     let output = kafka::unique_topic("bench-swap-out");
     kafka::create_topic(&input, 1);
     kafka::create_topic(&output, 1);
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    let components = [
-        ("misbehave", plugin_bytes("misbehave")),
-        ("uppercase", plugin_bytes("uppercase")),
-    ];
-    let pipeline =
-        format!("[pipeline]\ninputs = [\"{input}\"]\ngroup = \"{input}\"\noutput = \"{output}\"\n");
-    let install = |version: usize| {
-        let (_, wasm) = &components[version % 2];
-        write(&plugins, &format!("echo-{version}.wasm"), wasm);
-        let manifest = format!(
-            "name = \"echo\"\nversion = \"{version}\"\ncomponent = \"echo-{version}.wasm\"\n{pipeline}"
-        );
-        write(&plugins, "echo.toml", manifest.as_bytes());
-        now_millis()
-    };
-    install(0);
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[plugins]\ndir = \"{}\"\n",
-            kafka::brokers(),
-            plugins.display()
+    let plugins = PluginDir {
+        dir: dir.path().join("plugins"),
+        components: [
+            ("misbehave", plugin_bytes("misbehave")),
+            ("uppercase", plugin_bytes("uppercase")),
+        ],
+        pipeline: format!(
+            "[pipeline]\ninputs = [\"{input}\"]\ngroup = \"{input}\"\noutput = \"{output}\"\n"
         ),
-    )
-    .unwrap();
+    };
+    std::fs::create_dir(&plugins.dir).unwrap();
+    plugins.install(0);
+    let config = HostConfig::new(&kafka::brokers())
+        .plugin_dir(&plugins.dir)
+        .write_in(dir.path());
     let host = HostProcess::start(&config, &dir.path().join("host.log"));
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the test support's waits");
     runtime.block_on(host.wait_for_log("partitions assigned", Duration::from_secs(60)));
@@ -67,15 +89,23 @@ fn main() {
         let input = input.clone();
         std::thread::spawn(move || feed(&input, &feeding))
     };
+    let measured = swap(&plugins, &output);
+    feeding.store(false, Ordering::Relaxed);
+    feeder.join().unwrap();
+    let serving = serving_times(&host);
+    drop(host);
+    report(&plugins, measured, &serving);
+}
 
-    let mut reader = TopicReader::new(&output, 1, "read_uncommitted");
-    let mut landings = Vec::new();
-    let mut pipeline_latency = Vec::new();
-    let mut by_component: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
+/// Installs `SWAPS` versions, one a second, each time waiting for the
+/// first output of the new version.
+fn swap(plugins: &PluginDir, output: &str) -> Measured {
+    let mut reader = TopicReader::new(output, 1, "read_uncommitted");
+    let mut measured = Measured::default();
     for version in 1..=SWAPS {
         std::thread::sleep(Duration::from_secs(1));
-        let landed = install(version);
-        landings.push((version, landed));
+        let landed = plugins.install(version);
+        measured.landings.push((version, landed));
         let wanted = version.to_string();
         let started = Instant::now();
         let mut first = None;
@@ -89,21 +119,20 @@ fn main() {
                 .min();
         }
         let first = first.unwrap_or_else(|| panic!("version {version} never served"));
-        by_component[version % 2].push(first - landed);
+        measured.by_component[version % 2].push(first - landed);
         for record in &reader.records {
             if let (Ok(sent), Some(out)) = (record.value.parse::<i64>(), record.timestamp) {
-                pipeline_latency.push(out - sent);
+                measured.pipeline_latency.push(out - sent);
             }
         }
         reader.records.clear();
     }
-    feeding.store(false, Ordering::Relaxed);
-    feeder.join().unwrap();
-    let serving = serving_times(&host);
-    drop(host);
+    measured
+}
 
+fn report(plugins: &PluginDir, measured: Measured, serving: &HashMap<usize, i64>) {
     println!("hot swap: manifest landing -> first output of the new version (debounce 250ms)");
-    for ((name, wasm), mut latencies) in components.iter().zip(by_component) {
+    for ((name, wasm), mut latencies) in plugins.components.iter().zip(measured.by_component) {
         latencies.sort_unstable();
         println!(
             "  {name:<10} ({:>3} KiB component, {} swaps): min {} ms, median {} ms, max {} ms",
@@ -114,6 +143,7 @@ fn main() {
             latencies[latencies.len() - 1],
         );
     }
+    let mut pipeline_latency = measured.pipeline_latency;
     pipeline_latency.sort_unstable();
     println!(
         "  input -> output latency meanwhile: median {} ms, p99 {} ms",
@@ -121,7 +151,8 @@ fn main() {
         pipeline_latency[pipeline_latency.len() * 99 / 100],
     );
     // The part before the swap: notice, debounce, read, compile, `init`.
-    let mut loading: Vec<i64> = landings
+    let mut loading: Vec<i64> = measured
+        .landings
         .iter()
         .filter_map(|(version, landed)| Some(serving.get(version)? - landed))
         .collect();
@@ -137,7 +168,7 @@ fn main() {
 }
 
 /// When the host logged each version as serving, in ms since the epoch.
-fn serving_times(host: &HostProcess) -> std::collections::HashMap<usize, i64> {
+fn serving_times(host: &HostProcess) -> HashMap<usize, i64> {
     host.log_lines()
         .iter()
         .filter(|line| line["fields"]["message"] == "plugin version serving")
