@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{Config, PluginSource, ResolvedPipeline};
 use crate::http::{self, HttpState};
-use crate::launcher::{LauncherSettings, PipelineLauncher};
+use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
 use crate::plugin_dir::{self, PluginRegistry};
@@ -114,7 +114,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         drained & server.await.is_ok()
     };
     // Each input bounds its own drain; this bounds the whole.
-    let drained = tokio::time::timeout(config.drain_timeout + Duration::from_secs(5), drain)
+    let drained = tokio::time::timeout(config.drain_timeout + DRAIN_GRACE, drain)
         .await
         .unwrap_or(false);
     let flush = producer.clone();

@@ -37,6 +37,10 @@ pub enum LaunchError {
 }
 
 /// The pipelines and Dapr bindings serving right now, by name: what the
+/// How much longer than the drain timeout a stopping host waits for its
+/// inputs: each bounds its own drain by the timeout, and then commits.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
 /// HTTP server routes requests and stats queries to.
 #[derive(Default)]
 pub struct LivePipelines {
@@ -252,7 +256,7 @@ impl PipelineLauncher {
         pipeline.stop.cancel();
         let drained = match pipeline.kafka {
             // The input bounds its own drain; this bounds the wait for it.
-            Some(input) => tokio::time::timeout(self.drain_timeout + Duration::from_secs(5), input)
+            Some(input) => tokio::time::timeout(self.drain_timeout + DRAIN_GRACE, input)
                 .await
                 .is_ok_and(|joined| joined.unwrap_or(false)),
             None => true,
