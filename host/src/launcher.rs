@@ -36,11 +36,11 @@ pub enum LaunchError {
     Source(#[from] SourceError),
 }
 
-/// The pipelines and Dapr bindings serving right now, by name: what the
 /// How much longer than the drain timeout a stopping host waits for its
 /// inputs: each bounds its own drain by the timeout, and then commits.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// The pipelines and Dapr bindings serving right now, by name: what the
 /// HTTP server routes requests and stats queries to.
 #[derive(Default)]
 pub struct LivePipelines {
