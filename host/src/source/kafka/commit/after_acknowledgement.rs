@@ -10,7 +10,6 @@ use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::confirmations::{Acknowledgement, Confirmations, Settle};
-use super::run_pipeline;
 use crate::runtime::EncodedBatch;
 use crate::sink::SinkError;
 use crate::source::kafka::partition::PartitionBatch;
@@ -38,11 +37,7 @@ impl AfterAcknowledgement {
 
     pub async fn process(&mut self, batch: &PartitionBatch<'_>, encoded: &EncodedBatch) {
         let shared = &self.shared;
-        let processed = run_pipeline(shared, batch, encoded, &shared.pipeline.producer).await;
-        let handled = batch.received_at(processed.results.len());
-        shared.pipeline.recorder.handled(handled);
-        let acknowledgement = Acknowledgement::new(batch, processed.results, processed.next_offset);
-        self.confirmations.send(shared, acknowledgement);
+        self.confirmations.process(shared, batch, encoded).await;
     }
 
     pub async fn finish(self) {

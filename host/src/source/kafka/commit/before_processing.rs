@@ -9,7 +9,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::confirmations::{Acknowledgement, Confirmations, Settle};
-use super::{COMMIT_ATTEMPTS, COMMIT_BACKOFF, run_pipeline};
+use super::{COMMIT_ATTEMPTS, COMMIT_BACKOFF};
 use crate::client_events::LogLimiter;
 use crate::runtime::EncodedBatch;
 use crate::sink::SinkError;
@@ -51,11 +51,7 @@ impl BeforeProcessing {
             shared.finished(batch.work);
             return;
         }
-        let processed = run_pipeline(shared, batch, encoded, &shared.pipeline.producer).await;
-        let handled = batch.received_at(processed.results.len());
-        shared.pipeline.recorder.handled(handled);
-        let acknowledgement = Acknowledgement::new(batch, processed.results, processed.next_offset);
-        self.confirmations.send(shared, acknowledgement);
+        self.confirmations.process(shared, batch, encoded).await;
     }
 
     pub async fn finish(self) {

@@ -7,7 +7,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::run_pipeline;
 use crate::failure::MessageResult;
+use crate::runtime::EncodedBatch;
 use crate::sink::SinkError;
 use crate::source::kafka::back_pressure::Work;
 use crate::source::kafka::partition::PartitionBatch;
@@ -26,7 +28,7 @@ pub(super) struct Acknowledgement {
 }
 
 impl Acknowledgement {
-    pub fn new(batch: &PartitionBatch<'_>, results: Vec<MessageResult>, next_offset: i64) -> Self {
+    fn new(batch: &PartitionBatch<'_>, results: Vec<MessageResult>, next_offset: i64) -> Self {
         Self {
             results,
             topic: batch.topic.to_owned(),
@@ -64,7 +66,22 @@ impl Confirmations {
         Self { pending, task }
     }
 
-    pub fn send(&self, shared: &WorkerShared, batch: Acknowledgement) {
+    /// Runs `batch` through the pipeline on the shared producer and queues
+    /// its outputs for confirmation, so the next batch can start.
+    pub async fn process(
+        &self,
+        shared: &WorkerShared,
+        batch: &PartitionBatch<'_>,
+        encoded: &EncodedBatch,
+    ) {
+        let processed = run_pipeline(shared, batch, encoded, &shared.pipeline.producer).await;
+        let handled = batch.received_at(processed.results.len());
+        shared.pipeline.recorder.handled(handled);
+        let acknowledgement = Acknowledgement::new(batch, processed.results, processed.next_offset);
+        self.send(shared, acknowledgement);
+    }
+
+    fn send(&self, shared: &WorkerShared, batch: Acknowledgement) {
         if let Err(unsent) = self.pending.send(batch) {
             // The task is gone (it cannot be, short of a panic): the
             // offset stays unstored, so the batch is read again later.
