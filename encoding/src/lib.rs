@@ -9,7 +9,9 @@
 
 mod batch;
 mod buffer;
+mod layout;
 mod outcomes;
+mod text;
 
 pub use batch::{BatchView, BatchWriter, EncodedBatch, Headers, MessageView, NewMessage};
 pub use buffer::DecodeError;
