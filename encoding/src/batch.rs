@@ -177,7 +177,12 @@ impl Parts {
 fn parse<B: Bytes>(bytes: B) -> Result<(CheckedBuffer<B>, Table), DecodeError> {
     let parts = Parts::read(&bytes)?;
     let buffer = parts.check_text(bytes)?;
-    check_messages(buffer.borrow(), parts.messages, parts.topics.len(), parts.headers.len())?;
+    check_messages(
+        buffer.borrow(),
+        parts.messages,
+        parts.topics.len(),
+        parts.headers.len(),
+    )?;
     Ok((buffer, parts.messages))
 }
 

@@ -45,6 +45,7 @@ impl Span {
         length: 0,
     };
 
+    #[inline]
     fn end(self) -> u64 {
         u64::from(self.offset) + u64::from(self.length)
     }
@@ -129,6 +130,7 @@ impl Table {
 
     /// Record `index`. Panics unless `index` is below `len`: a record past the end of a table
     /// is not one that was checked.
+    #[inline]
     pub fn record<'a>(&self, buffer: &'a [u8], index: usize) -> Record<'a> {
         assert!(
             index < self.len,
@@ -150,6 +152,7 @@ impl<'a> Data<'a> {
     }
 
     /// The bytes of a span that [`Data::check`] accepted.
+    #[inline]
     pub fn get(self, span: Span) -> &'a [u8] {
         let start = span.offset as usize;
         &self.0[start..start + span.length as usize]
@@ -157,15 +160,20 @@ impl<'a> Data<'a> {
 
     pub fn check(self, span: Span, what: impl Fn() -> String) -> Result<&'a [u8], DecodeError> {
         if span.end() > self.0.len() as u64 {
-            return Err(DecodeError::new(format!(
-                "{} ({} bytes at {}) runs past the {}-byte data area",
-                what(),
-                span.length,
-                span.offset,
-                self.0.len()
-            )));
+            return Err(self.past_the_end(span, what()));
         }
         Ok(self.get(span))
+    }
+
+    // Kept out of `check`, so that the check itself is small enough to inline.
+    #[cold]
+    fn past_the_end(self, span: Span, what: String) -> DecodeError {
+        DecodeError::new(format!(
+            "{what} ({} bytes at {}) runs past the {}-byte data area",
+            span.length,
+            span.offset,
+            self.0.len()
+        ))
     }
 
     /// A key span: `None` for the "no key" marker.
@@ -186,6 +194,7 @@ impl<'a> Data<'a> {
         self.check(span, what).map(Some)
     }
 
+    #[inline]
     pub fn get_key(self, span: Span) -> Option<&'a [u8]> {
         (span.offset != NO_KEY).then(|| self.get(span))
     }

@@ -44,6 +44,7 @@ pub(crate) trait FieldType: Sized {
     fn write(self, bytes: &mut [u8]);
 }
 
+#[inline]
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut array = [0; N];
     array.copy_from_slice(bytes);
@@ -55,10 +56,12 @@ macro_rules! little_endian {
         impl FieldType for $int {
             const LEN: usize = size_of::<$int>();
 
+            #[inline]
             fn read(bytes: &[u8]) -> Self {
                 Self::from_le_bytes(array(bytes))
             }
 
+            #[inline]
             fn write(self, bytes: &mut [u8]) {
                 bytes.copy_from_slice(&self.to_le_bytes());
             }
@@ -72,6 +75,7 @@ little_endian!(u32, i32, i64);
 impl FieldType for Span {
     const LEN: usize = 8;
 
+    #[inline]
     fn read(bytes: &[u8]) -> Self {
         Span {
             offset: u32::read(&bytes[..4]),
@@ -79,6 +83,7 @@ impl FieldType for Span {
         }
     }
 
+    #[inline]
     fn write(self, bytes: &mut [u8]) {
         self.offset.write(&mut bytes[..4]);
         self.length.write(&mut bytes[4..]);
@@ -88,10 +93,12 @@ impl FieldType for Span {
 impl FieldType for [u8; 4] {
     const LEN: usize = 4;
 
+    #[inline]
     fn read(bytes: &[u8]) -> Self {
         array(bytes)
     }
 
+    #[inline]
     fn write(self, bytes: &mut [u8]) {
         bytes.copy_from_slice(&self);
     }
@@ -233,7 +240,11 @@ mod tests {
     fn assert_tiles(name: &str, start: usize, len: usize, fields: &[Range<usize>]) {
         let mut next = start;
         for field in fields {
-            assert_eq!(field.start, next, "{name}: a field starts at {}", field.start);
+            assert_eq!(
+                field.start, next,
+                "{name}: a field starts at {}",
+                field.start
+            );
             next = field.end;
         }
         assert_eq!(next, len, "{name}: the fields end at {next}, not {len}");
@@ -304,7 +315,11 @@ mod tests {
             "outcome",
             0,
             o::LEN,
-            &[o::OUTPUTS_END.bytes(), o::KIND.bytes(), o::FAILURE_MESSAGE.bytes()],
+            &[
+                o::OUTPUTS_END.bytes(),
+                o::KIND.bytes(),
+                o::FAILURE_MESSAGE.bytes(),
+            ],
         );
         use output as out;
         assert_tiles(

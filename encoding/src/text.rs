@@ -101,12 +101,13 @@ impl<B: Bytes> CheckedBuffer<B> {
     /// Checks a header table: every name is text, every value lies inside the data area.
     pub fn check_headers(&mut self, table: Table) -> Result<(), DecodeError> {
         let buffer = self.borrow();
+        let data = buffer.data();
         for index in 0..table.len() {
             let record = table.record(buffer.bytes, index);
-            check_text(buffer.data(), record.get(header::NAME), || {
+            check_text(data, record.get(header::NAME), || {
                 format!("the name of header {index}")
             })?;
-            buffer.data().check(record.get(header::VALUE), || {
+            data.check(record.get(header::VALUE), || {
                 format!("the value of header {index}")
             })?;
         }
