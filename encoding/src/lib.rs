@@ -9,6 +9,8 @@
 
 mod batch;
 mod buffer;
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
 mod layout;
 mod outcomes;
 mod text;
