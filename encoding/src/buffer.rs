@@ -85,9 +85,10 @@ impl<const N: usize> RecordWriter<N> {
 /// `len` records of `size` bytes starting at byte `at` of a buffer, checked to lie inside it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Table {
-    at: usize,
-    len: usize,
-    size: usize,
+    // `u32`s, as in the encoding: views and the buffers that hold them copy tables around.
+    at: u32,
+    len: u32,
+    size: u32,
 }
 
 impl Table {
@@ -101,9 +102,9 @@ impl Table {
     /// A table a writer laid out itself.
     pub fn new(at: u32, len: u32, size: usize) -> Self {
         Self {
-            at: at as usize,
-            len: len as usize,
-            size,
+            at,
+            len,
+            size: size as u32,
         }
     }
 
@@ -125,7 +126,7 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Record `index`. Panics unless `index` is below `len`: a record past the end of a table
@@ -133,12 +134,13 @@ impl Table {
     #[inline]
     pub fn record<'a>(&self, buffer: &'a [u8], index: usize) -> Record<'a> {
         assert!(
-            index < self.len,
+            index < self.len(),
             "record {index} of a table of {}",
             self.len
         );
-        let start = self.at + index * self.size;
-        Record(&buffer[start..start + self.size])
+        let size = self.size as usize;
+        let start = self.at as usize + index * size;
+        Record(&buffer[start..start + size])
     }
 }
 
