@@ -6,9 +6,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use runnel::runtime::{
-    BatchWriter, CallErrorKind, EncodedBatch, EncodedOutcomes, EngineSettings, FailureKind,
-    LoadError, NewMessage, Outcome, Plugin, PluginEngine, PluginLimits,
+    CallErrorKind, EncodedBatch, EncodedOutcomes, EngineSettings, FailureKind, LoadError, Outcome,
+    Plugin, PluginEngine, PluginLimits,
 };
+use runnel_encoding::fixture::BatchFixture;
 use support::plugin_bytes;
 
 fn engine() -> PluginEngine {
@@ -36,20 +37,17 @@ fn load(engine: &PluginEngine, name: &str, config: &[(&str, &str)]) -> Plugin {
 /// A batch of values on topic `in`, partition 0, offsets from 0, keyed
 /// `k<i>`, each with one header.
 fn batch_of(values: &[&str]) -> EncodedBatch {
-    let mut builder = BatchWriter::new("test-source");
-    for (i, value) in values.iter().enumerate() {
-        let key = format!("k{i}");
-        let message = NewMessage {
-            topic: "in",
-            partition: 0,
-            offset: i as i64,
-            timestamp: Some(1_700_000_000_000 + i as i64),
-            key: Some(key.as_bytes()),
-            value: value.as_bytes(),
-        };
-        builder.push(&message, [("trace", b"abc".as_slice())]);
-    }
-    builder.finish()
+    let fixture = BatchFixture {
+        source: "test-source",
+        topic: "in",
+        headers: &[("trace", b"abc")],
+    };
+    fixture.build(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| (Some(format!("k{i}")), value)),
+    )
 }
 
 /// The values a message produced, or the failure it reported.
@@ -69,21 +67,17 @@ fn outputs_of(
 async fn uppercase_returns_one_outcome_per_message_keeping_key_and_headers() {
     let engine = engine();
     let plugin = load(&engine, "uppercase", &[]);
-    let mut builder = BatchWriter::new("src");
+    let fixture = BatchFixture {
+        source: "src",
+        topic: "in",
+        headers: &[("h1", b"v1"), ("h2", b"")],
+    };
     let values = ["hello", "", "MiXeD 123"];
-    for (i, value) in values.iter().enumerate() {
-        let message = NewMessage {
-            topic: "in",
-            partition: 3,
-            offset: 10 + i as i64,
-            timestamp: None,
-            // The second message has no key at all, which is not an empty key.
-            key: (i != 1).then_some(b"key".as_slice()),
-            value: value.as_bytes(),
-        };
-        builder.push(&message, [("h1", b"v1".as_slice()), ("h2", b"".as_slice())]);
-    }
-    let invocation = plugin.handle(&builder.finish()).await;
+    // The second message has no key at all, which is not an empty key.
+    let keys = [Some("key"), None, Some("key")];
+    let invocation = plugin
+        .handle(&fixture.build(keys.into_iter().zip(values)))
+        .await;
     let handled = invocation.result.expect("call succeeds");
     assert_eq!(handled.len(), 3);
     let expected = ["HELLO", "", "MIXED 123"];

@@ -342,58 +342,8 @@ fn measure_latency(
     options: &RunOptions,
     clock: &Progress,
 ) -> anyhow::Result<Vec<LatencyResult>> {
-    let (batch_size, batch_timeout) = LATENCY_BATCH;
-    let per_message = |linger_ms, diagnostic| Subject::Runnel {
-        batch_size: 1,
-        batch_timeout,
-        linger_ms,
-        diagnostic,
-    };
-    // Per-message mode on one runtime thread: with two, each worker woken
-    // for a message first wakes the other, which finds nothing to do.
-    let one_thread = Some(Diagnostic::WorkerThreads(1));
-    let baseline = |linger_ms| Subject::Baseline {
-        gated: true,
-        linger_ms,
-    };
-    // The baseline's second run (the `true`) brackets per-message Runnel
-    // with the first, so that drift over the round moves both comparisons.
-    let subjects = [
-        (baseline(RUNNEL_LINGER_MS), false),
-        (per_message(RUNNEL_LINGER_MS, None), false),
-        (per_message(RUNNEL_LINGER_MS, one_thread), false),
-        (baseline(RUNNEL_LINGER_MS), true),
-        (
-            Subject::Runnel {
-                batch_size,
-                batch_timeout,
-                linger_ms: RUNNEL_LINGER_MS,
-                diagnostic: None,
-            },
-            false,
-        ),
-        (baseline(0), false),
-        (per_message(0, None), false),
-        (per_message(0, one_thread), false),
-        (baseline(0), true),
-    ];
-    // A broker that has not run this load yet (a latency-only run, with no
-    // throughput section before it) is still compiling its hot paths: at
-    // 2000 msg/s its p99 stayed above 100 ms for the first 6 s of such a
-    // run. The baseline runs untimed at the highest rate first, long enough
-    // for that to pass.
-    let top_rate = options.rates.iter().copied().max().unwrap_or(0);
-    clock.say(&format!(
-        "latency warm-up: the baseline at {top_rate}/s for {} s, untimed",
-        LATENCY_WARM_UP.as_secs()
-    ));
-    latency::measure(
-        harness,
-        &subjects[0].0,
-        &[top_rate],
-        LATENCY_WARM_UP.as_secs(),
-    )
-    .context("latency warm-up")?;
+    let subjects = latency_subjects();
+    warm_up_for_latency(harness, options, clock, &subjects[0].0)?;
     // samples[subject][round][rate]
     let mut samples = vec![Vec::new(); subjects.len()];
     for round in 1..=options.latency_rounds {
@@ -421,12 +371,82 @@ fn measure_latency(
             rounds.push(by_rate);
         }
     }
-    let results = subjects
+    Ok(pool_latency_rounds(subjects, samples, &options.rates))
+}
+
+/// What the latency section measures, in the order of each round; `true`
+/// marks the baseline's second run.
+fn latency_subjects() -> [(Subject, bool); 9] {
+    let (batch_size, batch_timeout) = LATENCY_BATCH;
+    let per_message = |linger_ms, diagnostic| Subject::Runnel {
+        batch_size: 1,
+        batch_timeout,
+        linger_ms,
+        diagnostic,
+    };
+    // Per-message mode on one runtime thread: with two, each worker woken
+    // for a message first wakes the other, which finds nothing to do.
+    let one_thread = Some(Diagnostic::WorkerThreads(1));
+    let baseline = |linger_ms| Subject::Baseline {
+        gated: true,
+        linger_ms,
+    };
+    // The baseline's second run (the `true`) brackets per-message Runnel
+    // with the first, so that drift over the round moves both comparisons.
+    [
+        (baseline(RUNNEL_LINGER_MS), false),
+        (per_message(RUNNEL_LINGER_MS, None), false),
+        (per_message(RUNNEL_LINGER_MS, one_thread), false),
+        (baseline(RUNNEL_LINGER_MS), true),
+        (
+            Subject::Runnel {
+                batch_size,
+                batch_timeout,
+                linger_ms: RUNNEL_LINGER_MS,
+                diagnostic: None,
+            },
+            false,
+        ),
+        (baseline(0), false),
+        (per_message(0, None), false),
+        (per_message(0, one_thread), false),
+        (baseline(0), true),
+    ]
+}
+
+/// A broker that has not run this load yet (a latency-only run, with no
+/// throughput section before it) is still compiling its hot paths: at
+/// 2000 msg/s its p99 stayed above 100 ms for the first 6 s of such a
+/// run. The baseline runs untimed at the highest rate first, long enough
+/// for that to pass.
+fn warm_up_for_latency(
+    harness: &Harness,
+    options: &RunOptions,
+    clock: &Progress,
+    baseline: &Subject,
+) -> anyhow::Result<()> {
+    let top_rate = options.rates.iter().copied().max().unwrap_or(0);
+    clock.say(&format!(
+        "latency warm-up: the baseline at {top_rate}/s for {} s, untimed",
+        LATENCY_WARM_UP.as_secs()
+    ));
+    latency::measure(harness, baseline, &[top_rate], LATENCY_WARM_UP.as_secs())
+        .context("latency warm-up")?;
+    Ok(())
+}
+
+/// Each subject's runs at each rate, its rounds pooled; `samples` holds
+/// `samples[subject][round][rate]`.
+fn pool_latency_rounds(
+    subjects: [(Subject, bool); 9],
+    samples: Vec<Vec<Vec<latency::RateSamples>>>,
+    rates: &[u32],
+) -> Vec<LatencyResult> {
+    subjects
         .into_iter()
         .zip(samples)
         .map(|((subject, calibration), rounds)| {
-            let runs = options
-                .rates
+            let runs = rates
                 .iter()
                 .enumerate()
                 .map(|(index, &rate)| {
@@ -440,8 +460,7 @@ fn measure_latency(
                 runs,
             }
         })
-        .collect();
-    Ok(results)
+        .collect()
 }
 
 fn measure_footprint(

@@ -16,10 +16,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use runnel::runtime::{
-    BatchWriter, EncodedBatch, EngineSettings, NewMessage, Outcome, Plugin, PluginEngine,
-    PluginLimits,
-};
+use runnel::runtime::{EncodedBatch, EngineSettings, Outcome, Plugin, PluginEngine, PluginLimits};
+use runnel_encoding::fixture::BatchFixture;
 use tokio::runtime::Runtime;
 
 use crate::kafka::{message_key, message_value};
@@ -155,22 +153,14 @@ fn load(wasm: &[u8], fuel_metering: bool) -> anyhow::Result<Plugin> {
     Ok(engine.load("uppercase", wasm, Vec::new(), PluginLimits::default())?)
 }
 
+/// The messages of the end-to-end runs, without headers.
 fn batch(size: usize, value_bytes: usize) -> EncodedBatch {
-    let mut builder = BatchWriter::new("bench");
-    for i in 0..size {
-        let key = message_key(i);
-        let value = message_value(i, value_bytes);
-        let message = NewMessage {
-            topic: "orders",
-            partition: 0,
-            offset: i as i64,
-            timestamp: Some(1_700_000_000_000 + i as i64),
-            key: Some(key.as_bytes()),
-            value: &value,
-        };
-        builder.push(&message, []);
-    }
-    builder.finish()
+    let fixture = BatchFixture {
+        source: "bench",
+        topic: "orders",
+        headers: &[],
+    };
+    fixture.build((0..size).map(|i| (Some(message_key(i)), message_value(i, value_bytes))))
 }
 
 /// Two untimed calls proving the plugin does what is measured: one output

@@ -2,15 +2,13 @@
 //! of a batch or dead-letters a message).
 
 use crate::buffer::{
-    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, Record, RecordWriter, SPAN_LEN,
-    Span, Table, check_header_range, check_headers, intern, read_preamble, span_table, to_u32,
-    write_header,
+    Buffer, DecodeError, Record, RecordWriter, Span, Table, check_header_range, intern,
+    read_preamble, to_u32, topic_table, write_header,
 };
+use crate::layout::{batch_header, header, message, preamble, topic};
+use crate::text::{Bytes, CheckedBuffer};
 
 pub use crate::buffer::Headers;
-
-const MAGIC: [u8; 4] = *b"RNB1";
-const MESSAGE_LEN: usize = 48;
 
 /// The fields of a message to append to a batch.
 #[derive(Debug, Clone, Copy)]
@@ -47,13 +45,13 @@ impl BatchWriter {
     pub fn with_capacity(source: &str, messages: usize, data_bytes: usize) -> Self {
         // Room for the message table too, which is appended after the data
         // when the batch is done.
-        let mut buffer = Buffer::with_capacity(source.len() + data_bytes + messages * MESSAGE_LEN);
+        let mut buffer = Buffer::with_capacity(source.len() + data_bytes + messages * message::LEN);
         let source = buffer.push(source.as_bytes());
         Self {
             buffer,
             source,
             topics: Vec::new(),
-            messages: Vec::with_capacity(messages * MESSAGE_LEN),
+            messages: Vec::with_capacity(messages * message::LEN),
             headers: Vec::new(),
             count: 0,
             header_count: 0,
@@ -87,16 +85,16 @@ impl BatchWriter {
             write_header(&mut self.headers, name, value);
             self.header_count += 1;
         }
-        let mut record = RecordWriter::<MESSAGE_LEN>::new();
+        let mut record = RecordWriter::<{ message::LEN }>::new();
         record
-            .i64(message.offset)
-            .i64(message.timestamp.unwrap_or(-1))
-            .i32(message.partition)
-            .u32(topic)
-            .span(key)
-            .span(value)
-            .u32(first_header)
-            .u32(self.header_count - first_header);
+            .set(message::OFFSET, message.offset)
+            .set(message::TIMESTAMP, message.timestamp.unwrap_or(-1))
+            .set(message::PARTITION, message.partition)
+            .set(message::TOPIC, topic)
+            .set(message::KEY, key)
+            .set(message::VALUE, value)
+            .set(message::FIRST_HEADER, first_header)
+            .set(message::HEADER_COUNT, self.header_count - first_header);
         self.messages.extend_from_slice(&record.finish());
         self.count += 1;
     }
@@ -104,134 +102,154 @@ impl BatchWriter {
     /// The encoded batch.
     pub fn finish(mut self) -> EncodedBatch {
         let topic_count = to_u32(self.topics.len());
-        let topics_at = self.buffer.append_table(&span_table(&self.topics));
+        let topics_at = self.buffer.append_table(&topic_table(&self.topics));
         let messages_at = self.buffer.append_table(&self.messages);
         let headers_at = self.buffer.append_table(&self.headers);
-        let layout = Layout {
+        let mut fields = RecordWriter::<{ preamble::LEN }>::new();
+        fields
+            .set(preamble::MAGIC, batch_header::MAGIC)
+            .set(batch_header::COUNT, self.count)
+            .set(batch_header::TOPIC_COUNT, topic_count)
+            .set(batch_header::HEADER_COUNT, self.header_count)
+            .set(batch_header::TOPICS_AT, topics_at)
+            .set(batch_header::MESSAGES_AT, messages_at)
+            .set(batch_header::HEADERS_AT, headers_at)
+            .set(batch_header::DATA_AT, preamble::LEN as u32)
+            .set(batch_header::SOURCE, self.source);
+        let parts = Parts {
             source: self.source,
-            topics: Table::new(topics_at, topic_count, SPAN_LEN),
-            messages: Table::new(messages_at, self.count, MESSAGE_LEN),
-            headers: Table::new(headers_at, self.header_count, HEADER_RECORD_LEN),
-            data_at: PREAMBLE_LEN,
+            data_at: preamble::LEN as u32,
+            topics: Table::new(topics_at, topic_count, topic::LEN),
+            messages: Table::new(messages_at, self.count, message::LEN),
+            headers: Table::new(headers_at, self.header_count, header::LEN),
         };
-        let bytes = self.buffer.finish(
-            MAGIC,
-            [
-                self.count,
-                topic_count,
-                self.header_count,
-                topics_at,
-                messages_at,
-                headers_at,
-                PREAMBLE_LEN as u32,
-                self.source.offset,
-                self.source.length,
-            ],
-        );
-        EncodedBatch { bytes, layout }
+        let buffer = parts
+            .check_text(self.buffer.finish(fields.finish()))
+            .expect("a batch written from `&str` names holds only text");
+        EncodedBatch {
+            buffer,
+            messages: parts.messages,
+        }
     }
 }
 
-/// Where the parts of a checked batch are.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
+/// Where the parts of a batch are, as its header says.
+struct Parts {
     source: Span,
+    data_at: u32,
     topics: Table,
     messages: Table,
     headers: Table,
-    data_at: usize,
 }
 
-impl Layout {
-    /// Checks every table, span and string of `buffer` once.
-    fn parse(buffer: &[u8]) -> Result<Self, DecodeError> {
-        let [
-            count,
-            topic_count,
-            header_count,
-            topics_at,
-            messages_at,
-            headers_at,
-            data_at,
-            source_offset,
-            source_length,
-        ] = read_preamble(buffer, MAGIC, "the batch")?;
-        let topics = Table::parse(buffer, topics_at, topic_count, SPAN_LEN, "topics")?;
-        let messages = Table::parse(buffer, messages_at, count, MESSAGE_LEN, "messages")?;
-        let headers = Table::parse(
-            buffer,
-            headers_at,
-            header_count,
-            HEADER_RECORD_LEN,
-            "headers",
-        )?;
-        let data = Data::parse(buffer, data_at)?;
-        let source = Span {
-            offset: source_offset,
-            length: source_length,
-        };
-        data.check_str(source, || "the source".into())?;
-        for index in 0..topics.len() {
-            let span = topics.record(buffer, index).span(0);
-            data.check_str(span, || format!("topic {index}"))?;
-        }
-        check_headers(buffer, headers, data)?;
-        for index in 0..messages.len() {
-            let record = messages.record(buffer, index);
-            let topic = record.u32(20);
-            if topic as usize >= topics.len() {
-                return Err(DecodeError::new(format!(
-                    "message {index} names topic {topic} of {}",
-                    topics.len()
-                )));
-            }
-            data.check_key(record.span(24), || format!("the key of message {index}"))?;
-            data.check(record.span(32), || format!("the value of message {index}"))?;
-            check_header_range(record.u32(40), record.u32(44), headers, || {
-                format!("message {index}")
-            })?;
-        }
+impl Parts {
+    /// Reads the header of `buffer` and checks that every table lies inside it.
+    fn read(buffer: &[u8]) -> Result<Self, DecodeError> {
+        let fields = read_preamble(buffer, batch_header::MAGIC, "the batch")?;
+        let count = fields.get(batch_header::COUNT);
+        let topic_count = fields.get(batch_header::TOPIC_COUNT);
+        let header_count = fields.get(batch_header::HEADER_COUNT);
+        let topics_at = fields.get(batch_header::TOPICS_AT);
+        let messages_at = fields.get(batch_header::MESSAGES_AT);
+        let headers_at = fields.get(batch_header::HEADERS_AT);
         Ok(Self {
-            source,
-            topics,
-            messages,
-            headers,
-            data_at: data_at as usize,
+            source: fields.get(batch_header::SOURCE),
+            data_at: fields.get(batch_header::DATA_AT),
+            topics: Table::parse(buffer, topics_at, topic_count, topic::LEN, "topics")?,
+            messages: Table::parse(buffer, messages_at, count, message::LEN, "messages")?,
+            headers: Table::parse(buffer, headers_at, header_count, header::LEN, "headers")?,
         })
     }
+
+    /// Checks the source, the topic names and the headers of `bytes`, which these parts
+    /// describe.
+    fn check_text<B: Bytes>(&self, bytes: B) -> Result<CheckedBuffer<B>, DecodeError> {
+        let mut buffer = CheckedBuffer::new(bytes, self.data_at)?;
+        buffer.check_source(self.source)?;
+        buffer.check_topics(self.topics, |index| format!("topic {index}"))?;
+        buffer.check_headers(self.headers)?;
+        Ok(buffer)
+    }
+}
+
+/// Checks `bytes` as a batch: every table, span and string, once. Returns them with the
+/// table of messages.
+fn parse<B: Bytes>(bytes: B) -> Result<(CheckedBuffer<B>, Table), DecodeError> {
+    let parts = Parts::read(&bytes)?;
+    let buffer = parts.check_text(bytes)?;
+    check_messages(
+        buffer.borrow(),
+        parts.messages,
+        parts.topics.len(),
+        parts.headers.len(),
+    )?;
+    Ok((buffer, parts.messages))
+}
+
+/// Checks that every message names a topic and headers that exist, and a key and a value
+/// inside the data area.
+fn check_messages(
+    buffer: CheckedBuffer<&[u8]>,
+    messages: Table,
+    topic_count: usize,
+    header_count: usize,
+) -> Result<(), DecodeError> {
+    let data = buffer.data();
+    for index in 0..messages.len() {
+        let record = messages.record(buffer.bytes(), index);
+        let topic = record.get(message::TOPIC);
+        if topic as usize >= topic_count {
+            return Err(DecodeError::new(format!(
+                "message {index} names topic {topic} of {topic_count}"
+            )));
+        }
+        data.check_key(record.get(message::KEY), || {
+            format!("the key of message {index}")
+        })?;
+        data.check(record.get(message::VALUE), || {
+            format!("the value of message {index}")
+        })?;
+        check_header_range(
+            record.get(message::FIRST_HEADER),
+            record.get(message::HEADER_COUNT),
+            header_count,
+            || format!("message {index}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// An encoded batch that owns its bytes: what the host sends to plugins.
 #[derive(Clone)]
 pub struct EncodedBatch {
-    bytes: Vec<u8>,
-    layout: Layout,
+    buffer: CheckedBuffer<Vec<u8>>,
+    messages: Table,
 }
 
 impl EncodedBatch {
     /// Checks `bytes` against the encoding.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, DecodeError> {
-        let layout = Layout::parse(&bytes)?;
-        Ok(Self { bytes, layout })
+        let (buffer, messages) = parse(bytes)?;
+        Ok(Self { buffer, messages })
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.buffer.borrow().bytes()
     }
 
     pub fn view(&self) -> BatchView<'_> {
         BatchView {
-            buffer: &self.bytes,
-            layout: self.layout,
+            buffer: self.buffer.borrow(),
+            messages: self.messages,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.view().len()
+        self.messages.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.view().is_empty()
+        self.len() == 0
     }
 }
 
@@ -244,8 +262,8 @@ impl std::fmt::Debug for EncodedBatch {
 /// A batch checked against the encoding: reading it cannot fail or go out of bounds.
 #[derive(Clone, Copy)]
 pub struct BatchView<'a> {
-    buffer: &'a [u8],
-    layout: Layout,
+    buffer: CheckedBuffer<&'a [u8]>,
+    messages: Table,
 }
 
 impl std::fmt::Debug for BatchView<'_> {
@@ -261,55 +279,45 @@ impl std::fmt::Debug for BatchView<'_> {
 /// pays only for what it looks at.
 #[derive(Clone, Copy)]
 pub struct MessageView<'a> {
-    batch: BatchView<'a>,
+    buffer: CheckedBuffer<&'a [u8]>,
     record: Record<'a>,
 }
 
 impl<'a> MessageView<'a> {
     pub fn topic(&self) -> &'a str {
-        let index = self.record.u32(20) as usize;
-        let span = self
-            .batch
-            .layout
-            .topics
-            .record(self.batch.buffer, index)
-            .span(0);
-        self.batch.data().get_str(span)
+        self.buffer.topic(self.record.get(message::TOPIC) as usize)
     }
 
     /// -1 for inputs without partitions.
     pub fn partition(&self) -> i32 {
-        self.record.i32(16)
+        self.record.get(message::PARTITION)
     }
 
     /// -1 for inputs without offsets.
     pub fn offset(&self) -> i64 {
-        self.record.i64(0)
+        self.record.get(message::OFFSET)
     }
 
     /// Milliseconds since the Unix epoch, when known.
     pub fn timestamp(&self) -> Option<i64> {
-        Some(self.record.i64(8)).filter(|&millis| millis != -1)
+        Some(self.record.get(message::TIMESTAMP)).filter(|&millis| millis != -1)
     }
 
     /// `None` when the message has no key, which differs from an empty key.
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.batch.data().get_key(self.record.span(24))
+        self.buffer.data().get_key(self.record.get(message::KEY))
     }
 
     pub fn value(&self) -> &'a [u8] {
-        self.batch.data().get(self.record.span(32))
+        self.buffer.data().get(self.record.get(message::VALUE))
     }
 
     /// The headers in the order the producer wrote them; a name may repeat.
     pub fn headers(&self) -> Headers<'a> {
-        let batch = &self.batch;
         Headers::new(
-            batch.buffer,
-            batch.layout.headers,
-            batch.data(),
-            self.record.u32(40),
-            self.record.u32(44),
+            self.buffer,
+            self.record.get(message::FIRST_HEADER),
+            self.record.get(message::HEADER_COUNT),
         )
     }
 }
@@ -331,12 +339,12 @@ impl std::fmt::Debug for MessageView<'_> {
 impl<'a> BatchView<'a> {
     /// Checks every table, span and string of `buffer` once.
     pub fn parse(buffer: &'a [u8]) -> Result<Self, DecodeError> {
-        let layout = Layout::parse(buffer)?;
-        Ok(Self { buffer, layout })
+        let (buffer, messages) = parse(buffer)?;
+        Ok(Self { buffer, messages })
     }
 
     pub fn len(&self) -> usize {
-        self.layout.messages.len()
+        self.messages.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -345,14 +353,14 @@ impl<'a> BatchView<'a> {
 
     /// The name of the pipeline input the batch came from.
     pub fn source(&self) -> &'a str {
-        self.data().get_str(self.layout.source)
+        self.buffer.source()
     }
 
     /// Message `index`, which must be below [`BatchView::len`].
     pub fn message(&self, index: usize) -> MessageView<'a> {
         MessageView {
-            batch: *self,
-            record: self.layout.messages.record(self.buffer, index),
+            buffer: self.buffer,
+            record: self.messages.record(self.buffer.bytes(), index),
         }
     }
 
@@ -379,9 +387,5 @@ impl<'a> BatchView<'a> {
             );
         }
         writer.finish()
-    }
-
-    fn data(&self) -> Data<'a> {
-        Data::new(&self.buffer[self.layout.data_at..])
     }
 }

@@ -1,12 +1,11 @@
-//! The pieces both directions share: spans, tables of fixed-size records, the data area, and
-//! the buffer a writer fills.
+//! The pieces both directions share: spans, tables of fixed-size records, the data area, the
+//! headers of a message or an output, and the buffer a writer fills.
 
 use std::fmt;
 
-/// Bytes before the first table or the data area in both directions.
-pub(crate) const PREAMBLE_LEN: usize = 40;
-pub(crate) const SPAN_LEN: usize = 8;
-pub(crate) const HEADER_RECORD_LEN: usize = 16;
+use crate::layout::{Field, FieldType, header, preamble, topic};
+use crate::text::CheckedBuffer;
+
 /// The offset of a key span that stands for "no key".
 pub(crate) const NO_KEY: u32 = u32::MAX;
 
@@ -41,11 +40,12 @@ impl Span {
         length: 0,
     };
 
-    pub fn write(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.length.to_le_bytes());
-    }
+    pub const EMPTY: Span = Span {
+        offset: 0,
+        length: 0,
+    };
 
+    #[inline]
     fn end(self) -> u64 {
         u64::from(self.offset) + u64::from(self.length)
     }
@@ -55,70 +55,28 @@ impl Span {
 #[derive(Clone, Copy)]
 pub(crate) struct Record<'a>(pub &'a [u8]);
 
-impl<'a> Record<'a> {
-    pub fn u32(self, at: usize) -> u32 {
-        u32::from_le_bytes(self.bytes(at))
-    }
-
-    pub fn i32(self, at: usize) -> i32 {
-        i32::from_le_bytes(self.bytes(at))
-    }
-
-    pub fn i64(self, at: usize) -> i64 {
-        i64::from_le_bytes(self.bytes(at))
-    }
-
-    pub fn span(self, at: usize) -> Span {
-        Span {
-            offset: self.u32(at),
-            length: self.u32(at + 4),
-        }
-    }
-
-    fn bytes<const N: usize>(self, at: usize) -> [u8; N] {
-        let mut bytes = [0; N];
-        bytes.copy_from_slice(&self.0[at..at + N]);
-        bytes
+impl Record<'_> {
+    pub fn get<T: FieldType>(self, field: Field<T>) -> T {
+        field.read(self.0)
     }
 }
 
 /// Builds one fixed-size record field by field, to append it with a single copy.
 pub(crate) struct RecordWriter<const N: usize> {
     bytes: [u8; N],
-    at: usize,
 }
 
 impl<const N: usize> RecordWriter<N> {
     pub fn new() -> Self {
-        Self {
-            bytes: [0; N],
-            at: 0,
-        }
+        Self { bytes: [0; N] }
     }
 
-    fn put<const M: usize>(&mut self, field: [u8; M]) -> &mut Self {
-        self.bytes[self.at..self.at + M].copy_from_slice(&field);
-        self.at += M;
+    pub fn set<T: FieldType>(&mut self, field: Field<T>, value: T) -> &mut Self {
+        field.write(&mut self.bytes, value);
         self
     }
 
-    pub fn u32(&mut self, value: u32) -> &mut Self {
-        self.put(value.to_le_bytes())
-    }
-
-    pub fn i32(&mut self, value: i32) -> &mut Self {
-        self.put(value.to_le_bytes())
-    }
-
-    pub fn i64(&mut self, value: i64) -> &mut Self {
-        self.put(value.to_le_bytes())
-    }
-
-    pub fn span(&mut self, span: Span) -> &mut Self {
-        self.u32(span.offset).u32(span.length)
-    }
-
-    /// The record; fields not written are zero.
+    /// The record; fields not set are zero.
     pub fn finish(&self) -> [u8; N] {
         self.bytes
     }
@@ -127,18 +85,26 @@ impl<const N: usize> RecordWriter<N> {
 /// `len` records of `size` bytes starting at byte `at` of a buffer, checked to lie inside it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Table {
-    at: usize,
-    len: usize,
-    size: usize,
+    // `u32`s, as in the encoding: views and the buffers that hold them copy tables around.
+    at: u32,
+    len: u32,
+    size: u32,
 }
 
 impl Table {
+    /// A table of no records.
+    pub const EMPTY: Table = Table {
+        at: 0,
+        len: 0,
+        size: 0,
+    };
+
     /// A table a writer laid out itself.
     pub fn new(at: u32, len: u32, size: usize) -> Self {
         Self {
-            at: at as usize,
-            len: len as usize,
-            size,
+            at,
+            len,
+            size: size as u32,
         }
     }
 
@@ -156,21 +122,25 @@ impl Table {
                 buffer.len()
             )));
         }
-        Ok(Self {
-            at: at as usize,
-            len: len as usize,
-            size,
-        })
+        Ok(Self::new(at, len, size))
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
-    /// Record `index`; `index` must be below `len`.
+    /// Record `index`. Panics unless `index` is below `len`: a record past the end of a table
+    /// is not one that was checked.
+    #[inline]
     pub fn record<'a>(&self, buffer: &'a [u8], index: usize) -> Record<'a> {
-        let start = self.at + index * self.size;
-        Record(&buffer[start..start + self.size])
+        assert!(
+            index < self.len(),
+            "record {index} of a table of {}",
+            self.len
+        );
+        let size = self.size as usize;
+        let start = self.at as usize + index * size;
+        Record(&buffer[start..start + size])
     }
 }
 
@@ -183,59 +153,29 @@ impl<'a> Data<'a> {
         Self(area)
     }
 
-    pub fn parse(buffer: &'a [u8], data_at: u32) -> Result<Self, DecodeError> {
-        buffer
-            .get(data_at as usize..)
-            .map(Data)
-            .ok_or_else(|| DecodeError::new(format!("data_at {data_at} is past the end")))
-    }
-
     /// The bytes of a span that [`Data::check`] accepted.
+    #[inline]
     pub fn get(self, span: Span) -> &'a [u8] {
         let start = span.offset as usize;
         &self.0[start..start + span.length as usize]
     }
 
-    /// The text of a span that [`Data::check_str`] accepted when the buffer was parsed, or
-    /// that this crate's writers wrote from a `&str`.
-    ///
-    /// Views call this only with spans read from the name tables of a buffer that was
-    /// parsed or written that way, and the buffer is borrowed immutably for as long as the
-    /// view lives. Checking again would cost more than the work of most handlers:
-    /// `str::from_utf8` of a six-byte topic name is about 180 WebAssembly instructions.
-    #[allow(unsafe_code)]
-    pub fn get_str(self, span: Span) -> &'a str {
-        let bytes = self.get(span);
-        debug_assert!(
-            std::str::from_utf8(bytes).is_ok(),
-            "{span:?} was not checked"
-        );
-        // SAFETY: the bytes were checked to be UTF-8 when the buffer was parsed, or copied
-        // from a `&str` when it was written (see above).
-        unsafe { std::str::from_utf8_unchecked(bytes) }
-    }
-
     pub fn check(self, span: Span, what: impl Fn() -> String) -> Result<&'a [u8], DecodeError> {
         if span.end() > self.0.len() as u64 {
-            return Err(DecodeError::new(format!(
-                "{} ({} bytes at {}) runs past the {}-byte data area",
-                what(),
-                span.length,
-                span.offset,
-                self.0.len()
-            )));
+            return Err(self.past_the_end(span, what()));
         }
         Ok(self.get(span))
     }
 
-    pub fn check_str(self, span: Span, what: impl Fn() -> String) -> Result<&'a str, DecodeError> {
-        let bytes = self.check(span, &what)?;
-        // Names are nearly always ASCII, which is a fraction of the cost of a full UTF-8 check.
-        if !bytes.is_ascii() {
-            std::str::from_utf8(bytes)
-                .map_err(|error| DecodeError::new(format!("{} is not UTF-8: {error}", what())))?;
-        }
-        Ok(self.get_str(span))
+    // Kept out of `check`, so that the check itself is small enough to inline.
+    #[cold]
+    fn past_the_end(self, span: Span, what: String) -> DecodeError {
+        DecodeError::new(format!(
+            "{what} ({} bytes at {}) runs past the {}-byte data area",
+            span.length,
+            span.offset,
+            self.0.len()
+        ))
     }
 
     /// A key span: `None` for the "no key" marker.
@@ -256,38 +196,25 @@ impl<'a> Data<'a> {
         self.check(span, what).map(Some)
     }
 
+    #[inline]
     pub fn get_key(self, span: Span) -> Option<&'a [u8]> {
         (span.offset != NO_KEY).then(|| self.get(span))
     }
-}
-
-/// Checks a header table: every span inside the data area and every name UTF-8.
-pub(crate) fn check_headers(
-    buffer: &[u8],
-    headers: Table,
-    data: Data<'_>,
-) -> Result<(), DecodeError> {
-    for index in 0..headers.len() {
-        let record = headers.record(buffer, index);
-        data.check_str(record.span(0), || format!("the name of header {index}"))?;
-        data.check(record.span(8), || format!("the value of header {index}"))?;
-    }
-    Ok(())
 }
 
 /// Checks that headers `first .. first + count` exist.
 pub(crate) fn check_header_range(
     first: u32,
     count: u32,
-    headers: Table,
+    headers: usize,
     owner: impl Fn() -> String,
 ) -> Result<(), DecodeError> {
-    if u64::from(first) + u64::from(count) > headers.len() as u64 {
+    if u64::from(first) + u64::from(count) > headers as u64 {
         return Err(DecodeError::new(format!(
             "{} has headers {first}..{} but the header table has {}",
             owner(),
             u64::from(first) + u64::from(count),
-            headers.len()
+            headers
         )));
     }
     Ok(())
@@ -296,35 +223,18 @@ pub(crate) fn check_header_range(
 /// The `(name, value)` headers of one message or output, in order.
 #[derive(Clone)]
 pub struct Headers<'a> {
-    buffer: &'a [u8],
-    table: Table,
-    data: Data<'a>,
+    buffer: CheckedBuffer<&'a [u8]>,
     remaining: std::ops::Range<usize>,
 }
 
 impl<'a> Headers<'a> {
-    pub(crate) fn new(
-        buffer: &'a [u8],
-        table: Table,
-        data: Data<'a>,
-        first: u32,
-        count: u32,
-    ) -> Self {
+    /// Headers `first .. first + count` of `buffer`'s header table, which must exist.
+    pub(crate) fn new(buffer: CheckedBuffer<&'a [u8]>, first: u32, count: u32) -> Self {
         let first = first as usize;
         Self {
             buffer,
-            table,
-            data,
             remaining: first..first + count as usize,
         }
-    }
-
-    fn header(&self, index: usize) -> (&'a str, &'a [u8]) {
-        let record = self.table.record(self.buffer, index);
-        (
-            self.data.get_str(record.span(0)),
-            self.data.get(record.span(8)),
-        )
     }
 }
 
@@ -333,7 +243,7 @@ impl<'a> Iterator for Headers<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let index = self.remaining.next()?;
-        Some(self.header(index))
+        Some(self.buffer.header(index))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -344,7 +254,7 @@ impl<'a> Iterator for Headers<'a> {
 impl DoubleEndedIterator for Headers<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         let index = self.remaining.next_back()?;
-        Some(self.header(index))
+        Some(self.buffer.header(index))
     }
 }
 
@@ -369,8 +279,8 @@ impl Buffer {
     }
 
     pub fn with_capacity(data_bytes: usize) -> Self {
-        let mut bytes = Vec::with_capacity(PREAMBLE_LEN + data_bytes);
-        bytes.resize(PREAMBLE_LEN, 0);
+        let mut bytes = Vec::with_capacity(preamble::LEN + data_bytes);
+        bytes.resize(preamble::LEN, 0);
         Self { bytes }
     }
 
@@ -385,22 +295,22 @@ impl Buffer {
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.bytes[PREAMBLE_LEN..]
+        &self.bytes[preamble::LEN..]
     }
 
     /// The bytes of a span this buffer handed out.
     pub fn data_mut(&mut self, span: Span) -> &mut [u8] {
-        let start = PREAMBLE_LEN + span.offset as usize;
+        let start = preamble::LEN + span.offset as usize;
         &mut self.bytes[start..start + span.length as usize]
     }
 
     pub fn data_len(&self) -> usize {
-        self.bytes.len() - PREAMBLE_LEN
+        self.bytes.len() - preamble::LEN
     }
 
     /// Forgets data written after the first `len` bytes; tables are not written yet.
     pub fn truncate_data(&mut self, len: usize) {
-        self.bytes.truncate(PREAMBLE_LEN + len);
+        self.bytes.truncate(preamble::LEN + len);
     }
 
     /// Appends a table after the data area and returns where it starts.
@@ -410,13 +320,9 @@ impl Buffer {
         at
     }
 
-    /// Fills in the preamble: `magic` followed by nine `u32` fields.
-    pub fn finish(mut self, magic: [u8; 4], fields: [u32; 9]) -> Vec<u8> {
-        self.bytes[..4].copy_from_slice(&magic);
-        for (index, field) in fields.into_iter().enumerate() {
-            let at = 4 + index * 4;
-            self.bytes[at..at + 4].copy_from_slice(&field.to_le_bytes());
-        }
+    /// Fills in the preamble.
+    pub fn finish(mut self, header: [u8; preamble::LEN]) -> Vec<u8> {
+        self.bytes[..preamble::LEN].copy_from_slice(&header);
         self.bytes
     }
 }
@@ -425,11 +331,10 @@ impl Buffer {
 /// it is new. Batches and answers usually hold one or a few topics, so a scan from the most
 /// recent one is the fastest lookup.
 pub(crate) fn intern(buffer: &mut Buffer, table: &mut Vec<Span>, name: &str) -> u32 {
-    let data = buffer.data();
-    let known = table.iter().rposition(|&span| {
-        let start = span.offset as usize;
-        &data[start..start + span.length as usize] == name.as_bytes()
-    });
+    let data = Data::new(buffer.data());
+    let known = table
+        .iter()
+        .rposition(|&span| data.get(span) == name.as_bytes());
     let index = known.unwrap_or_else(|| {
         let span = buffer.push(name.as_bytes());
         table.push(span);
@@ -438,19 +343,21 @@ pub(crate) fn intern(buffer: &mut Buffer, table: &mut Vec<Span>, name: &str) -> 
     to_u32(index)
 }
 
-/// Writes a table of spans.
-pub(crate) fn span_table(spans: &[Span]) -> Vec<u8> {
-    let mut table = Vec::with_capacity(spans.len() * SPAN_LEN);
-    for span in spans {
-        span.write(&mut table);
+/// Writes a topics table.
+pub(crate) fn topic_table(names: &[Span]) -> Vec<u8> {
+    let mut table = Vec::with_capacity(names.len() * topic::LEN);
+    for &name in names {
+        let mut record = RecordWriter::<{ topic::LEN }>::new();
+        record.set(topic::NAME, name);
+        table.extend_from_slice(&record.finish());
     }
     table
 }
 
 /// Appends a header record.
 pub(crate) fn write_header(out: &mut Vec<u8>, name: Span, value: Span) {
-    let mut record = RecordWriter::<HEADER_RECORD_LEN>::new();
-    record.span(name).span(value);
+    let mut record = RecordWriter::<{ header::LEN }>::new();
+    record.set(header::NAME, name).set(header::VALUE, value);
     out.extend_from_slice(&record.finish());
 }
 
@@ -460,24 +367,25 @@ pub(crate) fn to_u32(length: usize) -> u32 {
     u32::try_from(length).expect("a Runnel batch or answer cannot exceed 4 GiB")
 }
 
-/// Reads the preamble's magic and nine `u32` fields.
-pub(crate) fn read_preamble(
-    buffer: &[u8],
+/// The header of `buffer`, once it is known to be long enough and to start with `magic`.
+pub(crate) fn read_preamble<'a>(
+    buffer: &'a [u8],
     magic: [u8; 4],
     what: &str,
-) -> Result<[u32; 9], DecodeError> {
-    if buffer.len() < PREAMBLE_LEN {
+) -> Result<Record<'a>, DecodeError> {
+    if buffer.len() < preamble::LEN {
         return Err(DecodeError::new(format!(
-            "{what} is {} bytes, shorter than its {PREAMBLE_LEN}-byte header",
-            buffer.len()
+            "{what} is {} bytes, shorter than its {}-byte header",
+            buffer.len(),
+            preamble::LEN
         )));
     }
-    if buffer[..4] != magic {
+    let header = Record(&buffer[..preamble::LEN]);
+    if header.get(preamble::MAGIC) != magic {
         return Err(DecodeError::new(format!(
             "{what} does not start with {:?}: it is not encoding version 1",
             String::from_utf8_lossy(&magic)
         )));
     }
-    let record = Record(&buffer[4..PREAMBLE_LEN]);
-    Ok(std::array::from_fn(|index| record.u32(index * 4)))
+    Ok(header)
 }

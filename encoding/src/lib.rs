@@ -9,7 +9,11 @@
 
 mod batch;
 mod buffer;
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
+mod layout;
 mod outcomes;
+mod text;
 
 pub use batch::{BatchView, BatchWriter, EncodedBatch, Headers, MessageView, NewMessage};
 pub use buffer::DecodeError;

@@ -3,20 +3,11 @@
 
 use crate::FailureKind;
 use crate::buffer::{
-    Buffer, Data, DecodeError, HEADER_RECORD_LEN, PREAMBLE_LEN, Record, RecordWriter, SPAN_LEN,
-    Span, Table, check_header_range, check_headers, intern, read_preamble, span_table, to_u32,
-    write_header,
+    Buffer, DecodeError, Headers, Record, RecordWriter, Span, Table, check_header_range, intern,
+    read_preamble, to_u32, topic_table, write_header,
 };
-
-use crate::buffer::Headers;
-
-const MAGIC: [u8; 4] = *b"RNO1";
-const OUTCOME_LEN: usize = 16;
-const OUTPUT_LEN: usize = 32;
-
-const SUCCEEDED: u32 = 0;
-const TRANSIENT: u32 = 1;
-const PERMANENT: u32 = 2;
+use crate::layout::{answer_header, header, outcome, output, preamble, topic};
+use crate::text::{Bytes, CheckedBuffer};
 
 /// Encodes the outcome of each message of a batch, in order: its outputs, or its failure.
 ///
@@ -67,13 +58,13 @@ impl OutcomesWriter {
     /// a plugin keeps one writer for all its batches.
     pub fn begin(&mut self, messages: usize, data_bytes: usize) {
         // Room for the tables too, which are appended after the data when the answer is done.
-        let tables = messages * (OUTCOME_LEN + OUTPUT_LEN);
+        let tables = messages * (outcome::LEN + output::LEN);
         self.buffer = Buffer::with_capacity(data_bytes + tables);
         self.topics.clear();
         self.outcomes.clear();
-        self.outcomes.reserve(messages * OUTCOME_LEN);
+        self.outcomes.reserve(messages * outcome::LEN);
         self.outputs.clear();
-        self.outputs.reserve(messages * OUTPUT_LEN);
+        self.outputs.reserve(messages * output::LEN);
         self.headers.clear();
         self.count = 0;
         self.output_count = 0;
@@ -94,14 +85,15 @@ impl OutcomesWriter {
     /// or headers.
     pub fn send(&mut self, value: &[u8]) {
         let value = self.buffer.push(value);
-        let mut record = RecordWriter::<OUTPUT_LEN>::new();
-        // Default topic, no key, no headers yet; the last field is reserved.
+        // Default topic, no key, no headers yet.
+        let mut record = RecordWriter::<{ output::LEN }>::new();
         record
-            .u32(0)
-            .span(Span::NO_KEY)
-            .span(value)
-            .u32(self.header_count)
-            .u32(0);
+            .set(output::TOPIC, 0)
+            .set(output::KEY, Span::NO_KEY)
+            .set(output::VALUE, value)
+            .set(output::FIRST_HEADER, self.header_count)
+            .set(output::HEADER_COUNT, 0)
+            .set(output::RESERVED, 0);
         self.outputs.extend_from_slice(&record.finish());
         self.output_count += 1;
     }
@@ -113,8 +105,7 @@ impl OutcomesWriter {
             Some(key) => self.buffer.push(key),
             None => Span::NO_KEY,
         };
-        let record = self.last_output();
-        record[4..12].copy_from_slice(&RecordWriter::<SPAN_LEN>::new().span(span).finish());
+        output::KEY.write(self.last_output(), span);
     }
 
     /// Adds a header to the last output. Panics if the current message has no output yet.
@@ -124,15 +115,14 @@ impl OutcomesWriter {
         write_header(&mut self.headers, name, value);
         self.header_count += 1;
         let record = self.last_output();
-        let count = u32::from_le_bytes([record[24], record[25], record[26], record[27]]);
-        record[24..28].copy_from_slice(&(count + 1).to_le_bytes());
+        let count = output::HEADER_COUNT.read(record);
+        output::HEADER_COUNT.write(record, count + 1);
     }
 
     /// The value of the last output, to change in place. Panics if the current message has no
     /// output yet.
     pub fn last_value_mut(&mut self) -> &mut [u8] {
-        let record = self.last_output();
-        let value = Record(record).span(12);
+        let value = output::VALUE.read(self.last_output());
         self.buffer.data_mut(value)
     }
 
@@ -140,31 +130,28 @@ impl OutcomesWriter {
     /// current message has no output yet.
     pub fn set_topic(&mut self, topic: &str) {
         let number = intern(&mut self.buffer, &mut self.topics, topic) + 1;
-        self.last_output()[0..4].copy_from_slice(&number.to_le_bytes());
+        output::TOPIC.write(self.last_output(), number);
     }
 
     /// Ends the current message: keeps its outputs, or on failure discards them and records
     /// the failure instead.
     pub fn finish_message(&mut self, failure: Option<(FailureKind, &str)>) {
         let (kind, message) = match failure {
-            None => (
-                SUCCEEDED,
-                Span {
-                    offset: 0,
-                    length: 0,
-                },
-            ),
+            None => (outcome::SUCCEEDED, Span::EMPTY),
             Some((kind, message)) => {
                 self.roll_back_message();
                 let kind = match kind {
-                    FailureKind::Transient => TRANSIENT,
-                    FailureKind::Permanent => PERMANENT,
+                    FailureKind::Transient => outcome::TRANSIENT,
+                    FailureKind::Permanent => outcome::PERMANENT,
                 };
                 (kind, self.buffer.push(message.as_bytes()))
             }
         };
-        let mut record = RecordWriter::<OUTCOME_LEN>::new();
-        record.u32(self.output_count).u32(kind).span(message);
+        let mut record = RecordWriter::<{ outcome::LEN }>::new();
+        record
+            .set(outcome::OUTPUTS_END, self.output_count)
+            .set(outcome::KIND, kind)
+            .set(outcome::FAILURE_MESSAGE, message);
         self.outcomes.extend_from_slice(&record.finish());
         self.count += 1;
         self.message_start = Mark {
@@ -181,24 +168,23 @@ impl OutcomesWriter {
         self.roll_back_message();
         let mut buffer = std::mem::replace(&mut self.buffer, Buffer::empty());
         let topic_count = to_u32(self.topics.len());
-        let topics_at = buffer.append_table(&span_table(&self.topics));
+        let topics_at = buffer.append_table(&topic_table(&self.topics));
         let outcomes_at = buffer.append_table(&self.outcomes);
         let outputs_at = buffer.append_table(&self.outputs);
         let headers_at = buffer.append_table(&self.headers);
-        buffer.finish(
-            MAGIC,
-            [
-                self.count,
-                topic_count,
-                self.output_count,
-                self.header_count,
-                topics_at,
-                outcomes_at,
-                outputs_at,
-                headers_at,
-                PREAMBLE_LEN as u32,
-            ],
-        )
+        let mut fields = RecordWriter::<{ preamble::LEN }>::new();
+        fields
+            .set(preamble::MAGIC, answer_header::MAGIC)
+            .set(answer_header::COUNT, self.count)
+            .set(answer_header::TOPIC_COUNT, topic_count)
+            .set(answer_header::OUTPUT_COUNT, self.output_count)
+            .set(answer_header::HEADER_COUNT, self.header_count)
+            .set(answer_header::TOPICS_AT, topics_at)
+            .set(answer_header::OUTCOMES_AT, outcomes_at)
+            .set(answer_header::OUTPUTS_AT, outputs_at)
+            .set(answer_header::HEADERS_AT, headers_at)
+            .set(answer_header::DATA_AT, preamble::LEN as u32);
+        buffer.finish(fields.finish())
     }
 
     fn roll_back_message(&mut self) {
@@ -206,10 +192,10 @@ impl OutcomesWriter {
         self.buffer.truncate_data(mark.data_len);
         self.topics.truncate(mark.topics);
         self.outputs
-            .truncate(mark.output_count as usize * OUTPUT_LEN);
+            .truncate(mark.output_count as usize * output::LEN);
         self.output_count = mark.output_count;
         self.headers
-            .truncate(mark.header_count as usize * HEADER_RECORD_LEN);
+            .truncate(mark.header_count as usize * header::LEN);
         self.header_count = mark.header_count;
     }
 
@@ -218,90 +204,105 @@ impl OutcomesWriter {
             self.output_count > self.message_start.output_count,
             "the current message has no output to change"
         );
-        let start = self.outputs.len() - OUTPUT_LEN;
+        let start = self.outputs.len() - output::LEN;
         &mut self.outputs[start..]
     }
 }
 
-/// Where the parts of a checked answer are.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
+/// Where the parts of an answer are, as its header says.
+struct Parts {
+    data_at: u32,
     topics: Table,
     outcomes: Table,
     outputs: Table,
     headers: Table,
-    data_at: usize,
 }
 
-impl Layout {
-    fn parse(buffer: &[u8], expected_count: usize) -> Result<Self, DecodeError> {
-        let [
-            count,
-            topic_count,
-            output_count,
-            header_count,
-            topics_at,
-            outcomes_at,
-            outputs_at,
-            headers_at,
-            data_at,
-        ] = read_preamble(buffer, MAGIC, "the answer")?;
+impl Parts {
+    /// Reads the header of `buffer`, the answer to a batch of `expected_count` messages, and
+    /// checks that every table lies inside it.
+    fn read(buffer: &[u8], expected_count: usize) -> Result<Self, DecodeError> {
+        let fields = read_preamble(buffer, answer_header::MAGIC, "the answer")?;
+        let count = fields.get(answer_header::COUNT);
         if count as usize != expected_count {
             return Err(DecodeError::new(format!(
                 "the answer has {count} outcomes for a batch of {expected_count} messages"
             )));
         }
-        let topics = Table::parse(buffer, topics_at, topic_count, SPAN_LEN, "topics")?;
-        let outcomes = Table::parse(buffer, outcomes_at, count, OUTCOME_LEN, "outcomes")?;
-        let outputs = Table::parse(buffer, outputs_at, output_count, OUTPUT_LEN, "outputs")?;
-        let headers = Table::parse(
-            buffer,
-            headers_at,
-            header_count,
-            HEADER_RECORD_LEN,
-            "headers",
-        )?;
-        let data = Data::parse(buffer, data_at)?;
-        for index in 0..topics.len() {
-            let span = topics.record(buffer, index).span(0);
-            data.check_str(span, || format!("output topic {index}"))?;
-        }
-        check_headers(buffer, headers, data)?;
-        for index in 0..outputs.len() {
-            let record = outputs.record(buffer, index);
-            let topic = record.u32(0);
-            if topic as usize > topics.len() {
+        let topic_count = fields.get(answer_header::TOPIC_COUNT);
+        let output_count = fields.get(answer_header::OUTPUT_COUNT);
+        let header_count = fields.get(answer_header::HEADER_COUNT);
+        let topics_at = fields.get(answer_header::TOPICS_AT);
+        let outcomes_at = fields.get(answer_header::OUTCOMES_AT);
+        let outputs_at = fields.get(answer_header::OUTPUTS_AT);
+        let headers_at = fields.get(answer_header::HEADERS_AT);
+        Ok(Self {
+            data_at: fields.get(answer_header::DATA_AT),
+            topics: Table::parse(buffer, topics_at, topic_count, topic::LEN, "topics")?,
+            outcomes: Table::parse(buffer, outcomes_at, count, outcome::LEN, "outcomes")?,
+            outputs: Table::parse(buffer, outputs_at, output_count, output::LEN, "outputs")?,
+            headers: Table::parse(buffer, headers_at, header_count, header::LEN, "headers")?,
+        })
+    }
+
+    /// Checks the topic names and the headers of `bytes`, which these parts describe.
+    fn check_text<B: Bytes>(&self, bytes: B) -> Result<CheckedBuffer<B>, DecodeError> {
+        let mut buffer = CheckedBuffer::new(bytes, self.data_at)?;
+        buffer.check_topics(self.topics, |index| format!("output topic {index}"))?;
+        buffer.check_headers(self.headers)?;
+        Ok(buffer)
+    }
+
+    /// Checks that every output names a topic and headers that exist, and a key and a value
+    /// inside the data area.
+    fn check_outputs(&self, buffer: CheckedBuffer<&[u8]>) -> Result<(), DecodeError> {
+        let data = buffer.data();
+        for index in 0..self.outputs.len() {
+            let record = self.outputs.record(buffer.bytes(), index);
+            let topic = record.get(output::TOPIC);
+            if topic as usize > self.topics.len() {
                 return Err(DecodeError::new(format!(
                     "output {index} names topic {topic} but the answer lists {} topics",
-                    topics.len()
+                    self.topics.len()
                 )));
             }
-            data.check_key(record.span(4), || format!("the key of output {index}"))?;
-            data.check(record.span(12), || format!("the value of output {index}"))?;
-            check_header_range(record.u32(20), record.u32(24), headers, || {
-                format!("output {index}")
+            data.check_key(record.get(output::KEY), || {
+                format!("the key of output {index}")
             })?;
+            data.check(record.get(output::VALUE), || {
+                format!("the value of output {index}")
+            })?;
+            check_header_range(
+                record.get(output::FIRST_HEADER),
+                record.get(output::HEADER_COUNT),
+                self.headers.len(),
+                || format!("output {index}"),
+            )?;
         }
+        Ok(())
+    }
+
+    /// Checks that the outcomes share the outputs out in order, each message its own, and
+    /// that every outcome is of a known kind, a failure without outputs.
+    fn check_outcomes(&self, buffer: CheckedBuffer<&[u8]>) -> Result<(), DecodeError> {
+        let output_count = to_u32(self.outputs.len());
         let mut previous_end = 0;
-        for index in 0..outcomes.len() {
-            let record = outcomes.record(buffer, index);
-            let end = record.u32(0);
+        for index in 0..self.outcomes.len() {
+            let record = self.outcomes.record(buffer.bytes(), index);
+            let end = record.get(outcome::OUTPUTS_END);
             if end < previous_end || end > output_count {
                 return Err(DecodeError::new(format!(
                     "message {index} ends its outputs at {end}, after {previous_end}, of {output_count}"
                 )));
             }
-            match record.u32(4) {
-                SUCCEEDED => {}
-                TRANSIENT | PERMANENT => {
+            match record.get(outcome::KIND) {
+                outcome::SUCCEEDED => {}
+                outcome::TRANSIENT | outcome::PERMANENT => {
                     if end != previous_end {
                         return Err(DecodeError::new(format!(
                             "message {index} failed but also has outputs"
                         )));
                     }
-                    data.check_str(record.span(8), || {
-                        format!("the failure message of message {index}")
-                    })?;
                 }
                 other => {
                     return Err(DecodeError::new(format!(
@@ -316,49 +317,63 @@ impl Layout {
                 "the messages' outputs end at {previous_end} but the answer has {output_count} outputs"
             )));
         }
-        Ok(Self {
-            topics,
-            outcomes,
-            outputs,
-            headers,
-            data_at: data_at as usize,
-        })
+        Ok(())
     }
+}
+
+/// Checks `bytes` as the answer to a batch of `message_count` messages: every table, span and
+/// string, once. Returns them with the tables of outcomes and of outputs.
+fn parse<B: Bytes>(
+    bytes: B,
+    message_count: usize,
+) -> Result<(CheckedBuffer<B>, Table, Table), DecodeError> {
+    let parts = Parts::read(&bytes, message_count)?;
+    let mut buffer = parts.check_text(bytes)?;
+    parts.check_outputs(buffer.borrow())?;
+    parts.check_outcomes(buffer.borrow())?;
+    buffer.check_failure_messages(parts.outcomes)?;
+    Ok((buffer, parts.outcomes, parts.outputs))
 }
 
 /// A plugin's answer that owns its bytes, checked against the encoding and the batch it
 /// answers.
 pub struct EncodedOutcomes {
-    bytes: Vec<u8>,
-    layout: Layout,
+    buffer: CheckedBuffer<Vec<u8>>,
+    outcomes: Table,
+    outputs: Table,
 }
 
 impl EncodedOutcomes {
     /// Checks `bytes` as the answer to a batch of `message_count` messages.
     pub fn parse(bytes: Vec<u8>, message_count: usize) -> Result<Self, DecodeError> {
-        let layout = Layout::parse(&bytes, message_count)?;
-        Ok(Self { bytes, layout })
+        let (buffer, outcomes, outputs) = parse(bytes, message_count)?;
+        Ok(Self {
+            buffer,
+            outcomes,
+            outputs,
+        })
     }
 
     pub fn view(&self) -> OutcomesView<'_> {
         OutcomesView {
-            buffer: &self.bytes,
-            layout: self.layout,
+            buffer: self.buffer.borrow(),
+            outcomes: self.outcomes,
+            outputs: self.outputs,
         }
     }
 
     /// Messages answered: the batch's size.
     pub fn len(&self) -> usize {
-        self.view().len()
+        self.outcomes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.view().is_empty()
+        self.len() == 0
     }
 
     /// Outputs over all messages.
     pub fn output_count(&self) -> usize {
-        self.view().output_count()
+        self.outputs.len()
     }
 
     /// The outcome of message `index`, which must be below [`EncodedOutcomes::len`].
@@ -370,8 +385,8 @@ impl EncodedOutcomes {
 impl std::fmt::Debug for EncodedOutcomes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncodedOutcomes")
-            .field("messages", &self.layout.outcomes.len())
-            .field("outputs", &self.layout.outputs.len())
+            .field("messages", &self.len())
+            .field("outputs", &self.output_count())
             .finish_non_exhaustive()
     }
 }
@@ -379,8 +394,9 @@ impl std::fmt::Debug for EncodedOutcomes {
 /// A checked answer: reading it cannot fail or go out of bounds.
 #[derive(Clone, Copy)]
 pub struct OutcomesView<'a> {
-    buffer: &'a [u8],
-    layout: Layout,
+    buffer: CheckedBuffer<&'a [u8]>,
+    outcomes: Table,
+    outputs: Table,
 }
 
 /// What became of one message.
@@ -414,13 +430,17 @@ pub struct OutputView<'a> {
 impl<'a> OutcomesView<'a> {
     /// Checks `buffer` as the answer to a batch of `message_count` messages.
     pub fn parse(buffer: &'a [u8], message_count: usize) -> Result<Self, DecodeError> {
-        let layout = Layout::parse(buffer, message_count)?;
-        Ok(Self { buffer, layout })
+        let (buffer, outcomes, outputs) = parse(buffer, message_count)?;
+        Ok(Self {
+            buffer,
+            outcomes,
+            outputs,
+        })
     }
 
     /// Messages answered: the batch's size.
     pub fn len(&self) -> usize {
-        self.layout.outcomes.len()
+        self.outcomes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -429,63 +449,43 @@ impl<'a> OutcomesView<'a> {
 
     /// Outputs over all messages.
     pub fn output_count(&self) -> usize {
-        self.layout.outputs.len()
+        self.outputs.len()
     }
 
     /// The outcome of message `index`, which must be below [`OutcomesView::len`].
     pub fn outcome(&self, index: usize) -> Outcome<'a> {
-        let outcomes = &self.layout.outcomes;
-        let record = outcomes.record(self.buffer, index);
-        let start = match index.checked_sub(1) {
-            Some(previous) => outcomes.record(self.buffer, previous).u32(0) as usize,
-            None => 0,
-        };
-        let kind = match record.u32(4) {
-            TRANSIENT => FailureKind::Transient,
-            PERMANENT => FailureKind::Permanent,
-            _ => {
-                return Outcome::Outputs(Outputs {
-                    view: *self,
-                    remaining: start..record.u32(0) as usize,
-                });
-            }
-        };
-        Outcome::Failed {
-            kind,
-            message: self.data().get_str(record.span(8)),
+        if let Some((kind, message)) = self.buffer.failure(index) {
+            return Outcome::Failed { kind, message };
         }
+        let end = |index| self.outcome_record(index).get(outcome::OUTPUTS_END) as usize;
+        let start = index.checked_sub(1).map_or(0, end);
+        Outcome::Outputs(Outputs {
+            view: *self,
+            remaining: start..end(index),
+        })
+    }
+
+    fn outcome_record(&self, index: usize) -> Record<'a> {
+        self.outcomes.record(self.buffer.bytes(), index)
     }
 
     fn output(&self, index: usize) -> OutputView<'a> {
-        let layout = &self.layout;
-        let data = self.data();
-        let record = layout.outputs.record(self.buffer, index);
-        let topic = match record.u32(0) {
+        let data = self.buffer.data();
+        let record = self.outputs.record(self.buffer.bytes(), index);
+        let topic = match record.get(output::TOPIC) {
             0 => None,
-            number => {
-                let span = layout
-                    .topics
-                    .record(self.buffer, number as usize - 1)
-                    .span(0);
-                Some(data.get_str(span))
-            }
+            number => Some(self.buffer.topic(number as usize - 1)),
         };
         OutputView {
             topic,
-            key: data.get_key(record.span(4)),
-            value: data.get(record.span(12)),
+            key: data.get_key(record.get(output::KEY)),
+            value: data.get(record.get(output::VALUE)),
             headers: Headers::new(
                 self.buffer,
-                layout.headers,
-                data,
-                record.u32(20),
-                record.u32(24),
+                record.get(output::FIRST_HEADER),
+                record.get(output::HEADER_COUNT),
             ),
         }
-    }
-
-    fn data(&self) -> Data<'a> {
-        Data::new(&self.buffer[self.layout.data_at..])
     }
 }
 

@@ -41,10 +41,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use runnel::runtime::{
-    BatchWriter, EncodedBatch, EngineSettings, NewMessage, Outcome, Plugin, PluginEngine,
-    PluginLimits,
-};
+use runnel::runtime::{EncodedBatch, EngineSettings, Outcome, Plugin, PluginEngine, PluginLimits};
+use runnel_encoding::fixture::BatchFixture;
 use tokio::runtime::Runtime;
 
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
@@ -86,21 +84,12 @@ fn value(i: usize) -> Vec<u8> {
 /// `size` messages on one topic and partition, keyed `customer-0000042`
 /// (16 bytes), each with one `trace-id` header.
 fn batch(size: usize) -> EncodedBatch {
-    let mut builder = BatchWriter::new("bench");
-    for i in 0..size {
-        let key = format!("customer-{i:07}");
-        let value = value(i);
-        let message = NewMessage {
-            topic: "orders",
-            partition: 0,
-            offset: i as i64,
-            timestamp: Some(1_700_000_000_000 + i as i64),
-            key: Some(key.as_bytes()),
-            value: &value,
-        };
-        builder.push(&message, [("trace-id", b"4bf92f3577b34da6".as_slice())]);
-    }
-    builder.finish()
+    let fixture = BatchFixture {
+        source: "bench",
+        topic: "orders",
+        headers: &[("trace-id", b"4bf92f3577b34da6")],
+    };
+    fixture.build((0..size).map(|i| (Some(format!("customer-{i:07}")), value(i))))
 }
 
 /// One untimed call to prove the plugin does what is being measured: every
