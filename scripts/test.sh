@@ -20,6 +20,15 @@ export RUNNEL_PLUGINS_TARGET_DIR="${RUNNEL_PLUGINS_TARGET_DIR:-$RUNNEL_CACHE/plu
 step "formatting (cargo fmt --check)"
 cargo fmt --all --check
 
+# A file past 600 lines is usually two ideas; split it along the idea.
+step "no Rust source file over 600 lines"
+oversized="$(git ls-files '*.rs' | xargs wc -l | awk '$2 != "total" && $1 > 600')"
+if [ -n "$oversized" ]; then
+    echo "split these files:" >&2
+    echo "$oversized" >&2
+    exit 1
+fi
+
 step "lints of the host workspace (cargo clippy)"
 cargo clippy --release --workspace --all-targets -- -D warnings
 

@@ -199,7 +199,9 @@ fn distinct(records: &[Record]) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_a_restart_processes_nothing_twice() {
-    const COUNT: usize = 50_000;
+    // Enough that the stop lands mid-stream even when other tests slow
+    // this one's waits down: 50,000 were all done before one stop landed.
+    const COUNT: usize = 200_000;
     let scenario = Scenario::new("sigterm");
     kafka::produce(&scenario.input, inputs(COUNT));
     // An in-flight bound well below the backlog, so that the stop lands
