@@ -128,8 +128,15 @@ fn main() -> ExitCode {
             }
         }
     });
+    // A librdkafka call blocked on a hung broker must not hold the process
+    // once the drain is over: its transaction is aborted by whichever
+    // producer takes the partition next.
+    runtime.shutdown_timeout(BLOCKING_CALLS_GRACE);
     result.unwrap_or_else(|error| failed(&error))
 }
+
+/// How long an exiting host waits for blocking calls still running.
+const BLOCKING_CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the command line asks for, its configuration read.
 enum Job {

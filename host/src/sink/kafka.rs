@@ -1,6 +1,8 @@
 //! The Kafka producer every pipeline writes its outputs through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -54,13 +56,18 @@ const QUEUE_FULL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(1));
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Calls a blocking transaction step again for as long as it fails with an
-/// error librdkafka calls retriable.
+/// error librdkafka calls retriable, unless the producer was retired
+/// meanwhile: a producer given up on must not hold a thread (and the
+/// process's exit) retrying against a broker that never answers it.
 fn retry_while_retriable(
+    retired: &AtomicBool,
     mut step: impl FnMut() -> Result<(), KafkaError>,
 ) -> Result<(), KafkaError> {
     loop {
         match step() {
-            Err(KafkaError::Transaction(error)) if error.is_retriable() => {
+            Err(KafkaError::Transaction(error))
+                if error.is_retriable() && !retired.load(Ordering::Relaxed) =>
+            {
                 if LogLimiter::global()
                     .admit("transaction-step-retried")
                     .is_some()
@@ -85,6 +92,8 @@ async fn run_blocking(
 #[derive(Clone)]
 pub struct OutputProducer {
     producer: FutureProducer<ClientEvents>,
+    /// Set when the producer is given up on; shared by its clones.
+    retired: Arc<AtomicBool>,
 }
 
 /// An output on its way: handed to the Kafka producer and waiting for the
@@ -116,7 +125,10 @@ impl OutputProducer {
         let producer = config
             .create_with_context(events)
             .map_err(SinkError::Create)?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            retired: Arc::default(),
+        })
     }
 
     /// A producer whose outputs and consumed offsets are committed together
@@ -169,14 +181,23 @@ impl OutputProducer {
     ) -> Result<(), KafkaError> {
         let producer = self.clone();
         run_blocking(move || {
-            retry_while_retriable(|| {
+            let retired = &producer.retired;
+            retry_while_retriable(retired, || {
                 producer
                     .producer
                     .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
             })?;
-            retry_while_retriable(|| producer.producer.commit_transaction(TRANSACTION_TIMEOUT))
+            retry_while_retriable(retired, || {
+                producer.producer.commit_transaction(TRANSACTION_TIMEOUT)
+            })
         })
         .await
+    }
+
+    /// Gives the producer up: a transaction step still retrying stops at
+    /// its next attempt.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
     }
 
     pub async fn abort_transaction(&self) -> Result<(), KafkaError> {

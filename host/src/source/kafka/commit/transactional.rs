@@ -88,9 +88,14 @@ impl TransactionalProducers {
         }
     }
 
-    /// The pipeline stops: producers still starting give up.
+    /// The pipeline stops: producers still starting give up, and
+    /// transaction steps still retrying stop at their next attempt.
     pub fn stop(&self) {
         self.stopping.cancel();
+        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        for producer in producers.values().filter_map(|cell| cell.get()) {
+            producer.retire();
+        }
     }
 
     fn cell(&self, key: &PartitionKey) -> Arc<OnceCell<OutputProducer>> {
@@ -369,6 +374,7 @@ impl Transactional {
         if logged {
             tracing::warn!(pipeline = %name, topic, partition, %error, "transactional producer cannot go on; starting a new one and running the batch again");
         }
+        producer.retire();
         self.producers.replace(&(topic.to_owned(), partition));
         self.producer = None;
         self.in_doubt = true;
