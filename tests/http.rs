@@ -127,7 +127,10 @@ async fn dapr_binding_endpoints_answer_deliver_and_refuse_bad_requests() {
 
     let (status, body) = post(&client, &url("/orders"), &"x".repeat(2048)).await;
     assert_eq!(status, 413, "over max_body_bytes");
-    assert!(body["error"].is_string());
+    assert_eq!(
+        body["error"],
+        "the request body is larger than the limit of 1024 bytes (http.max_body_bytes)"
+    );
 
     let (status, body) = post(&client, &url("/orders"), "permanent").await;
     assert_eq!((status, &body["kind"]), (500, &Value::from("permanent")));
@@ -380,5 +383,20 @@ async fn an_unreachable_broker_is_retried_and_readiness_says_not_ready() {
         .await
         .unwrap();
     assert_eq!(alive.status(), 200, "alive while it retries");
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_with_nothing_to_run_says_so() {
+    let dir = kafka::scratch_dir();
+    let config = HostConfig::new(UNREACHABLE).write_in(dir.path());
+    let host = HostProcess::start(&config, &dir.path().join("host.log"));
+    let warning = host
+        .wait_for_log(
+            "no pipelines configured and no plugin directory: serving only health and metrics; add a [pipelines.NAME] table or a [plugins] directory",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(warning["level"], "WARN");
     drop(host);
 }

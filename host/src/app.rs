@@ -90,6 +90,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown: shutdown.clone(),
     }));
     let registry = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown).await?;
+    let serves_nothing = config.pipelines.is_empty() && registry.is_none();
     health.plugins_loaded.store(true, Ordering::Relaxed);
 
     let state = HttpState::new(launcher.live(), registry, metrics.clone(), health.clone());
@@ -106,6 +107,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         brokers = %config.kafka.brokers,
         "runnel started"
     );
+    if serves_nothing {
+        // Nothing to consume: say so rather than look like a host that
+        // silently does nothing.
+        tracing::warn!(
+            %address,
+            "no pipelines configured and no plugin directory: serving only health and metrics; add a [pipelines.NAME] table or a [plugins] directory"
+        );
+    }
 
     shutdown.cancelled().await;
     let drain = async {

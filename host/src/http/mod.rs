@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,11 @@ impl HttpState {
     }
 }
 
+/// The largest request body the host reads (`http.max_body_bytes`), for the
+/// answer to a larger one.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
 pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -90,6 +95,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(Extension(BodyLimit(max_body_bytes)))
         .with_state(state)
 }
 
@@ -189,6 +195,7 @@ async fn binding_options(State(state): State<HttpState>, Path(binding): Path<Str
 async fn binding_message(
     State(state): State<HttpState>,
     Path(binding): Path<String>,
+    Extension(BodyLimit(limit)): Extension<BodyLimit>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -202,7 +209,16 @@ async fn binding_message(
                 .inner
                 .metrics
                 .record_binding_request(&binding, false, 0.0);
-            return error(rejection.status(), rejection.body_text());
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body is larger than the limit of {limit} bytes \
+                     (http.max_body_bytes)"
+                )
+            } else {
+                rejection.body_text()
+            };
+            return error(status, message);
         }
     };
     let started = Instant::now();
