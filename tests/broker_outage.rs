@@ -400,3 +400,36 @@ async fn a_host_started_without_a_broker_waits_for_it_and_says_why_it_is_not_rea
     let (status, body) = host.http_get("/readyz").await;
     assert_eq!(status, 200, "ready once the broker answers: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stopped_while_no_broker_answers_does_not_claim_a_commit() {
+    let dir = kafka::scratch_dir();
+    // Nothing listens on port 1: the broker is away for the host's whole life.
+    let pipeline = Pipeline::reading("never-read")
+        .output("never-written")
+        .plugin(plugin_path("misbehave"));
+    let config = HostConfig::new("127.0.0.1:1")
+        .pipeline("orders", pipeline)
+        .write_in(dir.path());
+    let log = dir.path().join("host.log");
+    let host = HostProcess::start(&config, &log);
+    host.wait_for_log(
+        "kafka unreachable; retrying with backoff",
+        Duration::from_secs(30),
+    )
+    .await;
+    let (status, _) = host.terminate(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status {status}");
+
+    let stops: Vec<String> = support::host::read_log(&log)
+        .iter()
+        .filter(|line| line["fields"]["pipeline"] == "orders")
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .filter(|message| message.starts_with("stopped"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        stops,
+        ["stopped; no message finished since the last commit, nothing new to commit"]
+    );
+}

@@ -240,7 +240,7 @@ async fn on_failure_stop_halts_the_pipeline_before_the_failed_message() {
         Duration::from_secs(60),
     )
     .await;
-    host.wait_for_log("stopped; offsets committed", Duration::from_secs(30))
+    host.wait_for_clean_stop("chaos", Duration::from_secs(30))
         .await;
     let mut outputs = scenario.outputs("read_uncommitted");
     outputs.poll_for(Duration::from_secs(3));

@@ -449,7 +449,7 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     assert_eq!(plugin["pipelines"], serde_json::json!([]));
     // The pipeline drained and committed.
     host.process
-        .wait_for_log("stopped; offsets committed", Duration::from_secs(5))
+        .wait_for_clean_stop("echo", Duration::from_secs(5))
         .await;
     assert_eq!(
         kafka::committed_offsets(&input, &input, PARTITIONS),

@@ -85,20 +85,47 @@ impl HostProcess {
     /// Waits until the host logs a line whose message is `message`, and
     /// returns that line.
     pub async fn wait_for_log(&self, message: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_for_log_line(&format!("\"{message}\""), timeout, |line| {
+            line["fields"]["message"] == message
+        })
+        .await
+    }
+
+    /// Waits until pipeline `pipeline` logs that it stopped cleanly (its
+    /// drain finished and no commit failed), and returns that line.
+    pub async fn wait_for_clean_stop(
+        &self,
+        pipeline: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        self.wait_for_log_line(&format!("pipeline {pipeline} to stop"), timeout, |line| {
+            line["level"] == "INFO"
+                && line["fields"]["pipeline"] == pipeline
+                && line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|message| message.starts_with("stopped; "))
+        })
+        .await
+    }
+
+    /// Waits until the host logs a line that `wanted` accepts, and returns
+    /// that line; `what` describes it for the timeout's panic.
+    pub async fn wait_for_log_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let lines = wait_until(
-            &format!("the host to log \"{message}\""),
+            &format!("the host to log {what}"),
             timeout,
             async || self.log_lines(),
-            |lines| {
-                lines
-                    .iter()
-                    .any(|line| line["fields"]["message"] == message)
-            },
+            |lines| lines.iter().any(&wanted),
         )
         .await;
         lines
             .into_iter()
-            .find(|line| line["fields"]["message"] == message)
+            .find(|line| wanted(line))
             .expect("the line waited for")
     }
 

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use super::commit::{TransactionalProducers, commit_stored};
+use super::commit::{StoredCommit, TransactionalProducers, commit_stored};
 use super::workers::{Workers, drain};
 use crate::client_events::ClientEvents;
 use crate::config::{HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline};
@@ -106,7 +106,7 @@ impl ConsumerContext for ConsumerHooks {
                 self.drain_revoked(&keys);
                 if let Some(transactions) = &self.transactions {
                     transactions.forget(&keys);
-                } else if !commit_stored(consumer, name) {
+                } else if commit_stored(consumer, name) == StoredCommit::Failed {
                     tracing::error!(pipeline = %name, "offsets of revoked partitions not committed; their next owner repeats that work");
                 }
             }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::back_pressure::{InFlight, message_bytes};
 use self::client::{ConsumerHooks, PipelineConsumer, consumer_config, set_paused};
-use self::commit::{TransactionalProducers, commit_stored};
+use self::commit::{StoredCommit, TransactionalProducers, commit_stored};
 use self::partition::Received;
 use self::workers::{
     REWIND_BACKOFF, Rewind, WorkerShared, WorkerStart, Workers, drain, spawn_partition_worker,
@@ -58,6 +58,38 @@ pub struct KafkaInput {
     workers: Arc<Workers>,
     rewinds: UnboundedReceiver<Rewind>,
     drain_timeout: Duration,
+}
+
+/// Says how a pipeline stopped, as it was: an operator reads this line to
+/// know whether the next owner of its partitions repeats any work.
+fn log_stop(pipeline: &str, drained: bool, last_commit: StoredCommit, transactional: bool) {
+    if !drained {
+        tracing::warn!(
+            pipeline,
+            "drain timed out; unfinished messages will be processed again"
+        );
+        return;
+    }
+    match last_commit {
+        // Exactly-once offsets go with each transaction, never stored.
+        StoredCommit::NothingToCommit if transactional => {
+            tracing::info!(
+                pipeline,
+                "stopped; each finished batch committed its offsets in its transaction"
+            );
+        }
+        StoredCommit::NothingToCommit => {
+            tracing::info!(
+                pipeline,
+                "stopped; no message finished since the last commit, nothing new to commit"
+            );
+        }
+        StoredCommit::Committed => tracing::info!(pipeline, "stopped; offsets committed"),
+        StoredCommit::Failed => tracing::warn!(
+            pipeline,
+            "stopped, but the last offset commit failed; messages finished since the previous commit will be processed again"
+        ),
+    }
 }
 
 impl KafkaInput {
@@ -140,17 +172,14 @@ impl KafkaInput {
         let drained = drain(self.workers.take_all(), self.drain_timeout).await;
         let consumer = self.shared.consumer.clone();
         let owned_name = name.clone();
-        let committed = tokio::task::spawn_blocking(move || commit_stored(&*consumer, &owned_name))
-            .await
-            .unwrap_or(false);
-        let drained = drained && committed;
+        let last_commit =
+            tokio::task::spawn_blocking(move || commit_stored(&*consumer, &owned_name))
+                .await
+                .unwrap_or(StoredCommit::Failed);
         recorder.set_running(false);
-        if drained {
-            tracing::info!(pipeline = %name, "stopped; offsets committed");
-        } else {
-            tracing::warn!(pipeline = %name, "drain timed out; unfinished messages will be processed again");
-        }
-        drained
+        let transactional = self.shared.transactions.is_some();
+        log_stop(name, drained, last_commit, transactional);
+        drained && last_commit != StoredCommit::Failed
     }
 
     /// The receive loop: hands each message to its partition's worker,

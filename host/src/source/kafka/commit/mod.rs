@@ -111,22 +111,34 @@ const COMMIT_ATTEMPTS: u32 = 8;
 const COMMIT_BACKOFF: Backoff =
     Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
+/// What the last commit of stored offsets did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoredCommit {
+    Committed,
+    /// No offset was stored since the last commit: no message was
+    /// finished, or none was received at all.
+    NothingToCommit,
+    Failed,
+}
+
 /// Commits the stored offsets synchronously, retrying for a few seconds: a
 /// commit lost here (a busy coordinator, a timeout) would make the next
-/// owner repeat work that is already done. Having nothing to commit is not
-/// an error. Returns whether the offsets are committed.
+/// owner repeat work that is already done.
 pub(super) fn commit_stored<C: Consumer<X>, X: ConsumerContext>(
     consumer: &C,
     pipeline: &str,
-) -> bool {
+) -> StoredCommit {
     for attempt in 1..=COMMIT_ATTEMPTS {
         match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
+            Ok(()) => return StoredCommit::Committed,
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                return StoredCommit::NothingToCommit;
+            }
             Err(error) => {
                 tracing::warn!(pipeline, %error, attempt, "offset commit failed");
                 std::thread::sleep(COMMIT_BACKOFF.delay(attempt));
             }
         }
     }
-    false
+    StoredCommit::Failed
 }
