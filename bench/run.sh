@@ -19,10 +19,9 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
     python3 -m pip install --quiet matplotlib
 fi
 
-# The same build caches as scripts/test.sh, so the two share their builds.
-export RUNNEL_CACHE="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RUNNEL_CACHE/target}"
-export RUNNEL_PLUGINS_TARGET_DIR="${RUNNEL_PLUGINS_TARGET_DIR:-$RUNNEL_CACHE/plugins-target}"
+# The same build caches as scripts/demo.sh and scripts/test.sh.
+source scripts/build-env.sh
+announce_build
 
 cargo build --release -p runnel -p runnel-bench
 # The plugins are their own workspace, built for wasm32-wasip2 by

@@ -3,10 +3,14 @@
 # Kafka-protocol cluster: no broker to install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/build-env.sh
+announce_build
 scripts/setup.sh
-# The plugins always build into plugins/target, whatever CARGO_TARGET_DIR
-# says, so the path below holds.
-(cd plugins && CARGO_TARGET_DIR=target cargo build --release --quiet)
-cargo build --release --quiet -p runnel
-target_dir="${CARGO_TARGET_DIR:-target}"
-exec "$target_dir/release/runnel" dev --plugin plugins/target/wasm32-wasip2/release/uppercase.wasm "$@"
+
+echo "==> building the example plugins (wasm32-wasip2)"
+(cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo build --release)
+echo "==> building the host"
+cargo build --release -p runnel
+echo "==> running the demo (Ctrl-C stops it)"
+exec "$CARGO_TARGET_DIR/release/runnel" dev \
+    --plugin "$RUNNEL_PLUGINS_TARGET_DIR/wasm32-wasip2/release/uppercase.wasm" "$@"

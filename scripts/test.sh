@@ -8,14 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Says what comes next: some steps take minutes without printing anything.
 step() { printf '\n==> %s\n' "$*"; }
 
+source scripts/build-env.sh
+announce_build
+
 step "set-up: toolchain, kcat, Kafka's jars"
 scripts/setup.sh --with-kafka
-
-# Builds are cached outside the clone when the machine allows it, so a fresh
-# clone does not recompile wasmtime from nothing; nothing depends on the cache.
-export RUNNEL_CACHE="${RUNNEL_CACHE:-$HOME/.cache/runnel}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RUNNEL_CACHE/target}"
-export RUNNEL_PLUGINS_TARGET_DIR="${RUNNEL_PLUGINS_TARGET_DIR:-$RUNNEL_CACHE/plugins-target}"
 
 step "formatting (cargo fmt --check)"
 cargo fmt --all --check
