@@ -65,7 +65,7 @@ pub struct KafkaInput {
 fn log_stop(pipeline: &str, drained: bool, last_commit: StoredCommit, transactional: bool) {
     if !drained {
         tracing::warn!(
-            pipeline,
+            pipeline = %pipeline,
             "drain timed out; unfinished messages will be processed again"
         );
         return;
@@ -74,19 +74,21 @@ fn log_stop(pipeline: &str, drained: bool, last_commit: StoredCommit, transactio
         // Exactly-once offsets go with each transaction, never stored.
         StoredCommit::NothingToCommit if transactional => {
             tracing::info!(
-                pipeline,
+                pipeline = %pipeline,
                 "stopped; each finished batch committed its offsets in its transaction"
             );
         }
         StoredCommit::NothingToCommit => {
             tracing::info!(
-                pipeline,
+                pipeline = %pipeline,
                 "stopped; no message finished since the last commit, nothing new to commit"
             );
         }
-        StoredCommit::Committed => tracing::info!(pipeline, "stopped; offsets committed"),
+        StoredCommit::Committed => {
+            tracing::info!(pipeline = %pipeline, "stopped; offsets committed")
+        }
         StoredCommit::Failed => tracing::warn!(
-            pipeline,
+            pipeline = %pipeline,
             "stopped, but the last offset commit failed; messages finished since the previous commit will be processed again"
         ),
     }
