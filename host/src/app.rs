@@ -16,7 +16,7 @@ use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
 use crate::plugin_dir::{self, PluginRegistry};
-use crate::runtime::{EngineSettings, PluginEngine};
+use crate::runtime::{EngineSettings, PluginEngine, read_component};
 use crate::sink::OutputProducer;
 
 /// What readiness depends on.
@@ -185,13 +185,9 @@ async fn load_plugin(
         .and_then(|stem| stem.to_str())
         .unwrap_or(&settings.name)
         .to_owned();
-    let wasm = tokio::fs::read(path).await.with_context(|| {
-        format!(
-            "pipeline {}: cannot read plugin file {}",
-            settings.name,
-            path.display()
-        )
-    })?;
+    let wasm = read_component(path)
+        .await
+        .with_context(|| format!("pipeline {}", settings.name))?;
     let loaded = async {
         let plugin = engine.load(
             &name,

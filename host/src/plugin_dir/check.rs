@@ -9,7 +9,10 @@ use thiserror::Error;
 use super::manifest::{Manifest, ManifestError};
 use crate::config::{Config, ConfigError, PipelineConfig, ResolvedPipeline};
 use crate::pipeline::UNVERSIONED;
-use crate::runtime::{EngineError, EngineSettings, LoadError, PluginEngine, PluginLimits};
+use crate::runtime::{
+    ComponentFileError, EngineError, EngineSettings, LoadError, PluginEngine, PluginLimits,
+    read_component,
+};
 
 /// One thing wrong with a plugin under check.
 #[derive(Debug, Error)]
@@ -19,12 +22,8 @@ pub enum CheckError {
     /// The manifest's pipeline does not resolve.
     #[error(transparent)]
     Pipeline(#[from] ConfigError),
-    #[error("cannot read component {path}: {reason}")]
-    ReadComponent {
-        path: PathBuf,
-        /// Not a `source`: the message already says it.
-        reason: std::io::Error,
-    },
+    #[error(transparent)]
+    Component(#[from] ComponentFileError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -105,10 +104,7 @@ async fn load(
     config: Vec<(String, String)>,
     limits: PluginLimits,
 ) -> Result<(), CheckError> {
-    let wasm = std::fs::read(component).map_err(|reason| CheckError::ReadComponent {
-        path: component.clone(),
-        reason,
-    })?;
+    let wasm = read_component(component).await?;
     let engine = PluginEngine::new(EngineSettings::default())?;
     let plugin = engine.load(name, &wasm, config, limits)?;
     Ok(plugin.validate().await?)
