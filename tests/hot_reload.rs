@@ -332,7 +332,7 @@ async fn bad_versions_are_rejected_while_the_old_one_keeps_serving() {
         ),
         (
             "3",
-            b"(component)",
+            EMPTY_COMPONENT,
             &pipeline,
             "does not implement the runnel:plugin/plugin world",
         ),
@@ -518,6 +518,9 @@ async fn hosts_sharing_a_directory_converge_on_its_version() {
     }
 }
 
+/// A component with nothing in it, in the binary format: the header alone.
+const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
 fn validate(args: &[&Path]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
         .args(["plugin", "validate"])
@@ -539,7 +542,7 @@ fn plugin_validate_says_pass_or_fail_in_its_exit_status() {
     let good = plugin_bytes("misbehave");
     plugins.write("echo.wasm", &good);
     plugins.write("cut.wasm", &good[..good.len() / 2]);
-    plugins.write("empty.wasm", b"(component)");
+    plugins.write("empty.wasm", EMPTY_COMPONENT);
     let pipeline = Pipeline::new().set("inputs", vec!["in"]);
     plugins.write_manifest("echo", "1.2.0", None, Some(&pipeline));
     let file = |name: &str| plugins.path.join(name);

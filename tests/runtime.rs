@@ -307,8 +307,9 @@ async fn a_plugin_cannot_read_files_or_the_host_environment() {
 #[tokio::test]
 async fn a_component_of_another_world_is_refused_naming_the_plugin() {
     let engine = engine();
+    let empty = wat::parse_str("(component)").expect("valid text");
     let error = engine
-        .load("empty", b"(component)", Vec::new(), PluginLimits::default())
+        .load("empty", &empty, Vec::new(), PluginLimits::default())
         .expect_err("an empty component is refused");
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
@@ -347,11 +348,14 @@ async fn a_plugin_built_for_another_contract_version_is_told_to_rebuild() {
     let engine = engine();
     // The shape of a plugin built against an older SDK: its handler is
     // exported under another version of the package.
-    let old = br#"(component
-        (instance $handler)
-        (export "runnel:plugin/handler@0.1.0" (instance $handler)))"#;
+    let old = wat::parse_str(
+        r#"(component
+            (instance $handler)
+            (export "runnel:plugin/handler@0.1.0" (instance $handler)))"#,
+    )
+    .expect("valid text");
     let error = engine
-        .load("old", old, Vec::new(), PluginLimits::default())
+        .load("old", &old, Vec::new(), PluginLimits::default())
         .expect_err("an old plugin is refused");
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
@@ -371,6 +375,32 @@ async fn a_corrupt_file_is_refused_naming_the_plugin() {
         .expect_err("a truncated component is refused");
     assert!(matches!(error, LoadError::Compile { .. }), "{error}");
     assert!(error.to_string().contains("plugin half-written"), "{error}");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_a_binary_component_are_refused_saying_what_they_are() {
+    let engine = engine();
+    let core_module = wat::parse_str("(module)").expect("valid text");
+    let cases: [(&[u8], &str); 4] = [
+        (b"\x89PNG\r\n\x1a\n", "is not a WebAssembly binary"),
+        (b"(component)", "holds WebAssembly text"),
+        (
+            &core_module,
+            "is a core WebAssembly module, not a component",
+        ),
+        (b"", "is empty"),
+    ];
+    for (bytes, expected) in cases {
+        let error = engine
+            .load("odd", bytes, Vec::new(), PluginLimits::default())
+            .expect_err("not a component");
+        assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("plugin odd ") && message.contains(expected),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::producer::Producer;
+use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_events::{ClientEvents, LogLimiter};
@@ -16,7 +17,7 @@ use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
 use crate::plugin_dir::{self, PluginRegistry};
-use crate::runtime::{EngineSettings, PluginEngine};
+use crate::runtime::{EngineSettings, PluginEngine, read_component};
 use crate::sink::OutputProducer;
 
 /// What readiness depends on.
@@ -57,23 +58,35 @@ impl Health {
     }
 }
 
+/// Why a host could not start.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// What the configuration asks for cannot run: a client setting
+    /// librdkafka refuses, a plugin that does not load or refuses its
+    /// configuration. `runnel check` finds these without starting a host.
+    #[error("{0:#}")]
+    Config(anyhow::Error),
+    /// Something outside the configuration: the WebAssembly engine could
+    /// not start, the listen address is taken.
+    #[error("{0:#}")]
+    Runtime(anyhow::Error),
+}
+
 /// Runs every pipeline of `config` until `shutdown` is cancelled, then
 /// drains them. Returns whether every pipeline drained within the drain
 /// timeout. Errors are start-up errors: bad plugins, bad client settings, a
 /// listen address in use.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<bool> {
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, HostError> {
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
-    let engine = PluginEngine::new(EngineSettings {
-        fuel_metering: config.runtime.fuel_metering,
-        max_instances: config.runtime.max_instances,
-        ..EngineSettings::default()
-    })?;
+    let engine = PluginEngine::new(engine_settings(&config))
+        .map_err(|error| HostError::Runtime(error.into()))?;
     let producer = OutputProducer::new(
         &config.kafka.brokers,
         &config.kafka.producer,
         ClientEvents::new("producer", "", metrics.clone()),
-    )?;
+    )
+    .map_err(|error| HostError::Config(error.into()))?;
     tokio::spawn(watch_broker(
         producer.clone(),
         health.clone(),
@@ -89,7 +102,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     }));
-    let registry = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown).await?;
+    let registry = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
+        .await
+        .map_err(HostError::Config)?;
     let serves_nothing = config.pipelines.is_empty() && registry.is_none();
     health.plugins_loaded.store(true, Ordering::Relaxed);
 
@@ -100,7 +115,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     )
     .await
-    .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    .with_context(|| format!("cannot listen on {}", config.http.listen))
+    .map_err(HostError::Runtime)?;
     tracing::info!(%address, "http listening");
     tracing::info!(
         pipelines = launcher.live().pipelines().len(),
@@ -129,6 +145,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let flush = producer.clone();
     let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(5))).await;
     Ok(drained)
+}
+
+/// The engine settings of a host's configuration.
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        fuel_metering: config.runtime.fuel_metering,
+        max_instances: config.runtime.max_instances,
+        ..EngineSettings::default()
+    }
 }
 
 /// Starts the pipelines whose plugin is a file, and the plugin directory,
@@ -174,7 +199,7 @@ async fn start_pipelines(
 }
 
 /// Loads a plugin named by path in the host config: once, at start.
-async fn load_plugin(
+pub async fn load_plugin(
     engine: &PluginEngine,
     settings: &ResolvedPipeline,
     path: &Path,
@@ -185,13 +210,9 @@ async fn load_plugin(
         .and_then(|stem| stem.to_str())
         .unwrap_or(&settings.name)
         .to_owned();
-    let wasm = tokio::fs::read(path).await.with_context(|| {
-        format!(
-            "pipeline {}: cannot read plugin file {}",
-            settings.name,
-            path.display()
-        )
-    })?;
+    let wasm = read_component(path)
+        .await
+        .with_context(|| format!("pipeline {}", settings.name))?;
     let loaded = async {
         let plugin = engine.load(
             &name,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod backoff;
 pub mod batch;
+pub mod check;
 pub mod client_events;
 pub mod config;
 pub mod dev;

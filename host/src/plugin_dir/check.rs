@@ -2,14 +2,17 @@
 //! serves it, from the command line, so a team can check a build before
 //! shipping it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use thiserror::Error;
 
 use super::manifest::{Manifest, ManifestError};
-use crate::config::{Config, ConfigError, PipelineConfig, ResolvedPipeline};
+use crate::config::{Config, ConfigError, PipelineConfig};
 use crate::pipeline::UNVERSIONED;
-use crate::runtime::{EngineError, EngineSettings, LoadError, PluginEngine, PluginLimits};
+use crate::runtime::{
+    ComponentFileError, EngineError, EngineSettings, LoadError, PluginEngine, PluginLimits,
+    read_component,
+};
 
 /// One thing wrong with a plugin under check.
 #[derive(Debug, Error)]
@@ -19,25 +22,34 @@ pub enum CheckError {
     /// The manifest's pipeline does not resolve.
     #[error(transparent)]
     Pipeline(#[from] ConfigError),
-    #[error("cannot read component {path}: {reason}")]
-    ReadComponent {
-        path: PathBuf,
-        /// Not a `source`: the message already says it.
-        reason: std::io::Error,
-    },
+    #[error(transparent)]
+    Component(#[from] ComponentFileError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
 
-/// Checks `file` (a component, or a manifest naming one) against the
-/// `plugin` world and, when there is a manifest, against it: the manifest
-/// parses, its pipeline resolves, and the component's `init` accepts the
-/// pipeline's configuration. Returns `NAME VERSION`, or every error found.
-pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Vec<CheckError>> {
+/// What to check.
+#[derive(Debug)]
+pub struct ValidateRequest<'a> {
+    /// The component (`.wasm`), or a manifest (`.toml`) naming one.
+    pub file: &'a Path,
+    /// The plugin's manifest, when `file` is its component.
+    pub manifest: Option<&'a Path>,
+    /// Settings for `init`, over the manifest's `[pipeline.config]`.
+    pub config: Vec<(String, String)>,
+}
+
+/// Checks a component (or a manifest naming one) against the `plugin`
+/// world and, when there is a manifest, against it: the manifest parses,
+/// its pipeline resolves, and the component's `init` accepts the pipeline's
+/// configuration with the request's settings over it. Returns
+/// `NAME VERSION`, or every error found.
+pub async fn validate(request: ValidateRequest<'_>) -> Result<String, Vec<CheckError>> {
     let mut errors = Vec::new();
-    let (manifest_path, component_path) = match manifest {
+    let file = request.file;
+    let (manifest_path, component_path) = match request.manifest {
         Some(manifest) => (Some(manifest), Some(file.to_owned())),
         None if file.extension().is_some_and(|e| e == "toml") => (Some(file), None),
         None => (None, Some(file.to_owned())),
@@ -61,17 +73,20 @@ pub async fn validate(file: &Path, manifest: Option<&Path>) -> Result<String, Ve
     let version = manifest
         .as_ref()
         .map_or(UNVERSIONED.to_owned(), |m| m.version.clone());
-    let (config, limits) = match manifest.as_ref().and_then(|m| m.pipeline.as_ref()) {
-        Some(pipeline) => match resolve(&name, pipeline) {
-            Ok(settings) => (settings.plugin_config, settings.limits),
+    let settings = match manifest.and_then(|m| m.pipeline) {
+        Some(pipeline) => match resolve(&name, pipeline, request.config) {
+            Ok(settings) => Some(settings),
             Err(error) => {
                 errors.push(error);
-                (Vec::new(), PluginLimits::default())
+                None
             }
         },
-        None => (Vec::new(), PluginLimits::default()),
+        None => Some(InitSettings {
+            config: request.config,
+            limits: PluginLimits::default(),
+        }),
     };
-    if let Err(error) = load(&name, &component, config, limits).await {
+    if let Err(error) = load(&name, &component, settings).await {
         errors.push(error);
     }
     if errors.is_empty() {
@@ -93,23 +108,46 @@ fn stem(path: &Path) -> String {
         .unwrap_or_else(|| "plugin".to_owned())
 }
 
-/// The manifest's pipeline as a host with default settings resolves it.
-fn resolve(name: &str, pipeline: &PipelineConfig) -> Result<ResolvedPipeline, CheckError> {
-    let host = Config::parse("[plugins]\ndir = \".\"\n", &[])?;
-    Ok(host.resolve_pipeline(name, pipeline)?)
-}
-
-async fn load(
-    name: &str,
-    component: &PathBuf,
+/// What the plugin's `init` is given and the limits it runs under.
+struct InitSettings {
     config: Vec<(String, String)>,
     limits: PluginLimits,
+}
+
+/// The manifest's pipeline, with `config` over its configuration, as a
+/// host with default settings resolves it.
+fn resolve(
+    name: &str,
+    mut pipeline: PipelineConfig,
+    config: Vec<(String, String)>,
+) -> Result<InitSettings, CheckError> {
+    pipeline.config.extend(config);
+    let host = Config::parse("[plugins]\ndir = \".\"\n", &[])?;
+    let resolved = host.resolve_pipeline(name, &pipeline)?;
+    Ok(InitSettings {
+        config: resolved.plugin_config,
+        limits: resolved.limits,
+    })
+}
+
+/// Compiles the component and, given its settings, starts it. Without
+/// them (its pipeline did not resolve) only the component is checked: an
+/// `init` without its settings would report errors that are not there.
+async fn load(
+    name: &str,
+    component: &Path,
+    settings: Option<InitSettings>,
 ) -> Result<(), CheckError> {
-    let wasm = std::fs::read(component).map_err(|reason| CheckError::ReadComponent {
-        path: component.clone(),
-        reason,
-    })?;
+    let wasm = read_component(component).await?;
     let engine = PluginEngine::new(EngineSettings::default())?;
-    let plugin = engine.load(name, &wasm, config, limits)?;
-    Ok(plugin.validate().await?)
+    match settings {
+        Some(InitSettings { config, limits }) => {
+            let plugin = engine.load(name, &wasm, config, limits)?;
+            plugin.validate().await?;
+        }
+        None => {
+            engine.compile(name, &wasm, false)?;
+        }
+    }
+    Ok(())
 }

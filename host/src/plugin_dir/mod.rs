@@ -12,6 +12,7 @@
 //! and manifest last: the manifest is the commit point.
 
 pub mod check;
+pub mod loader;
 pub mod manifest;
 mod registry;
 

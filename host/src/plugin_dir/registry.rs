@@ -5,7 +5,6 @@
 //! version before it serving.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -13,12 +12,15 @@ use std::time::SystemTime;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::manifest::{Manifest, ManifestError};
-use crate::config::{Config, ConfigError, ResolvedPipeline, is_plugin_name};
+use super::loader::{
+    VersionError, VersionFiles, VersionLoader, manifest_path, manifests_in, read_version,
+};
+use super::manifest::Manifest;
+use crate::config::{Config, ResolvedPipeline, is_plugin_name};
 use crate::launcher::{LaunchError, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::ServedPlugin;
-use crate::runtime::{LoadError, Plugin, PluginEngine};
+use crate::runtime::{Plugin, PluginEngine};
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -33,37 +35,6 @@ pub enum RegistryError {
         plugin: String,
         reason: String,
     },
-}
-
-/// Why a version found in the plugin directory cannot serve. Users see its
-/// text: in the log, as the plugin's `last_error`, and in a reload's answer.
-#[derive(Debug, Error)]
-enum VersionError {
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("cannot read component {path}: {reason}")]
-    ReadComponent {
-        path: PathBuf,
-        /// Not a `source`: the message already says it.
-        reason: std::io::Error,
-    },
-    #[error("the host config already has a pipeline named {0}: rename the plugin or that pipeline")]
-    PipelineNameTaken(String),
-    /// The manifest's pipeline does not resolve.
-    #[error(transparent)]
-    Pipeline(#[from] ConfigError),
-    #[error("compiling plugin {plugin} failed: {reason}")]
-    CompileTask {
-        plugin: String,
-        reason: tokio::task::JoinError,
-    },
-    #[error(transparent)]
-    Compile(#[from] LoadError),
-    /// `init` refused a pipeline's configuration, or failed.
-    #[error("pipeline {pipeline}: {reason}")]
-    Start { pipeline: String, reason: LoadError },
-    #[error(transparent)]
-    Launch(#[from] LaunchError),
 }
 
 #[derive(Debug, Error)]
@@ -107,11 +78,7 @@ pub enum PluginState {
 
 pub struct PluginRegistry {
     dir: PathBuf,
-    engine: PluginEngine,
-    /// Host-wide settings that manifest pipelines are resolved with.
-    config: Config,
-    /// Host-config pipelines naming a plugin of the directory, by plugin.
-    references: BTreeMap<String, Vec<ResolvedPipeline>>,
+    loader: VersionLoader,
     launcher: Arc<PipelineLauncher>,
     metrics: Metrics,
     /// One change is applied at a time, whether a notice, a rescan or a
@@ -154,17 +121,9 @@ impl PluginRegistry {
         launcher: Arc<PipelineLauncher>,
         metrics: Metrics,
     ) -> Self {
-        let mut by_plugin: BTreeMap<String, Vec<ResolvedPipeline>> = BTreeMap::new();
-        for pipeline in references {
-            if let crate::config::PluginSource::Directory(plugin) = &pipeline.plugin {
-                by_plugin.entry(plugin.clone()).or_default().push(pipeline);
-            }
-        }
         Self {
             dir,
-            engine,
-            config,
-            references: by_plugin,
+            loader: VersionLoader::new(engine, config, references),
             launcher,
             metrics,
             plugins: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -186,7 +145,7 @@ impl PluginRegistry {
         })?;
         self.sync().await;
         let entries = self.plugins.lock().await;
-        for (plugin, pipelines) in &self.references {
+        for (plugin, pipelines) in self.loader.references() {
             if entries.get(plugin).is_some_and(|e| e.serving.is_some()) {
                 continue;
             }
@@ -207,7 +166,7 @@ impl PluginRegistry {
     /// look: new plugins start, changed ones swap, removed ones stop.
     pub async fn sync(&self) {
         let mut entries = self.plugins.lock().await;
-        let found = match self.scan() {
+        let found = match manifests_in(&self.dir) {
             Ok(found) => found,
             Err(error) => {
                 // A network filesystem that hiccups must not stop every
@@ -218,7 +177,7 @@ impl PluginRegistry {
         };
         let mut names: BTreeSet<String> = found;
         names.extend(entries.keys().cloned());
-        names.extend(self.references.keys().cloned());
+        names.extend(self.loader.references().keys().cloned());
         for name in names {
             self.refresh(&mut entries, &name, false).await;
         }
@@ -259,31 +218,13 @@ impl PluginRegistry {
             .cloned()
     }
 
-    /// The plugin names that have a manifest in the directory. Hidden and
-    /// temporary files (`.orders.toml`, `orders.toml.tmp`) are not manifests.
-    fn scan(&self) -> std::io::Result<BTreeSet<String>> {
-        let mut names = BTreeSet::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|extension| extension != "toml") {
-                continue;
-            }
-            if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str())
-                && is_plugin_name(stem)
-            {
-                names.insert(stem.to_owned());
-            }
-        }
-        Ok(names)
-    }
-
     async fn refresh(
         &self,
         entries: &mut BTreeMap<String, Entry>,
         name: &str,
         force: bool,
     ) -> Outcome {
-        let path = self.dir.join(format!("{name}.toml"));
+        let path = manifest_path(&self.dir, name);
         let Some(found) = read_version(&path).await else {
             return self.remove(entries, name).await;
         };
@@ -329,52 +270,21 @@ impl PluginRegistry {
         manifest: &Manifest,
         wasm: Vec<u8>,
     ) -> Result<Vec<(ResolvedPipeline, Plugin)>, VersionError> {
-        let mut pipelines = Vec::new();
-        if let Some(pipeline) = &manifest.pipeline {
-            if self.config.pipelines.contains_key(name) {
-                return Err(VersionError::PipelineNameTaken(name.to_owned()));
-            }
-            let settings = self.config.resolve_pipeline(name, pipeline)?;
+        let pipelines = self.loader.pipelines(name, manifest)?;
+        for settings in &pipelines {
             for binding in &settings.bindings {
                 let live = self.launcher.live().binding(binding);
-                if live.is_some_and(|input| input.pipeline.name != name) {
+                if live.is_some_and(|input| input.pipeline.name != settings.name) {
                     // Checked before compiling; the launcher would refuse it.
                     return Err(LaunchError::BindingTaken {
-                        pipeline: name.to_owned(),
+                        pipeline: settings.name.clone(),
                         binding: binding.clone(),
                     }
                     .into());
                 }
             }
-            pipelines.push(settings);
         }
-        pipelines.extend(self.references.get(name).into_iter().flatten().cloned());
-
-        let engine = self.engine.clone();
-        let plugin = name.to_owned();
-        let fuel_budget = pipelines
-            .iter()
-            .any(|pipeline| pipeline.limits.fuel_per_call.is_some());
-        let compiled =
-            tokio::task::spawn_blocking(move || engine.compile(&plugin, &wasm, fuel_budget))
-                .await
-                .map_err(|reason| VersionError::CompileTask {
-                    plugin: name.to_owned(),
-                    reason,
-                })??;
-        let mut ready = Vec::with_capacity(pipelines.len());
-        for settings in pipelines {
-            let in_pipeline = |reason| VersionError::Start {
-                pipeline: settings.name.clone(),
-                reason,
-            };
-            let plugin = compiled
-                .configure(settings.plugin_config.clone(), settings.limits.clone())
-                .map_err(in_pipeline)?;
-            plugin.validate().await.map_err(in_pipeline)?;
-            ready.push((settings, plugin));
-        }
-        Ok(ready)
+        self.loader.start(name, wasm, pipelines).await
     }
 
     /// Puts a prepared version to work: swapped into the pipelines already
@@ -513,57 +423,4 @@ impl PluginRegistry {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// A plugin's files as one look at the directory found them.
-struct VersionFiles {
-    /// Of the manifest's text and the component's bytes, or of why either
-    /// could not be read: unchanged files are not acted on again.
-    fingerprint: u64,
-    /// The manifest's version, once the manifest parsed.
-    version: Option<String>,
-    files: Result<(Manifest, Vec<u8>), VersionError>,
-}
-
-/// Reads the manifest at `path` and the component it names; `None` when
-/// there is no manifest.
-async fn read_version(path: &Path) -> Option<VersionFiles> {
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(text) => Ok(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(source) => Err(VersionError::from(ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })),
-    };
-    let mut fingerprint = DefaultHasher::new();
-    text.as_ref()
-        .map_err(ToString::to_string)
-        .hash(&mut fingerprint);
-    let manifest = text.and_then(|text| {
-        let manifest = Manifest::parse(&text, path)?;
-        manifest.check_file_name(path)?;
-        Ok(manifest)
-    });
-    let version = manifest.as_ref().ok().map(|m| m.version.clone());
-    let files = match manifest {
-        Ok(manifest) => match tokio::fs::read(&manifest.component).await {
-            Ok(wasm) => Ok((manifest, wasm)),
-            Err(reason) => Err(VersionError::ReadComponent {
-                path: manifest.component.clone(),
-                reason,
-            }),
-        },
-        Err(error) => Err(error),
-    };
-    files
-        .as_ref()
-        .map(|(_, wasm)| wasm)
-        .map_err(ToString::to_string)
-        .hash(&mut fingerprint);
-    Some(VersionFiles {
-        fingerprint: fingerprint.finish(),
-        version,
-        files,
-    })
 }

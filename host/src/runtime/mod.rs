@@ -14,6 +14,7 @@
 //! one, unless the host is set to meter every plugin.
 
 mod bindings;
+mod component_file;
 mod limits;
 mod plugin;
 
@@ -24,9 +25,12 @@ use thiserror::Error;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use component_file::{ComponentFileError, NotAComponent, read_component};
 // Batches and answers in the encoding of `wit/ENCODING.md`.
 pub use limits::{PluginLimits, default_call_timeout, default_max_memory_bytes};
-pub use plugin::{CallError, CallErrorKind, CompiledPlugin, Invocation, LoadError, Plugin};
+pub use plugin::{
+    CONTRACT_VERSION, CallError, CallErrorKind, CompiledPlugin, Invocation, LoadError, Plugin,
+};
 pub use runnel_encoding::{
     BatchView, BatchWriter, EncodedBatch, EncodedOutcomes, FailureKind, MessageView, NewMessage,
     Outcome, OutputView,

@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::EngineCore;
+use super::component_file::NotAComponent;
 use runnel_encoding::{EncodedBatch, EncodedOutcomes};
 
 use super::bindings::{self, LogLevel, PluginPre};
@@ -27,6 +28,11 @@ const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Why a plugin could not be loaded.
 #[derive(Debug, Error)]
 pub enum LoadError {
+    #[error("plugin {plugin} {problem}")]
+    NotAComponent {
+        plugin: String,
+        problem: NotAComponent,
+    },
     #[error("plugin {plugin} is not a valid WebAssembly component: {reason}")]
     Compile { plugin: String, reason: String },
     #[error("plugin {plugin} does not implement the runnel:plugin/plugin world: {reason}")]
@@ -139,10 +145,15 @@ impl CompiledPlugin {
         wasm: &[u8],
     ) -> Result<Self, LoadError> {
         let plugin = name.to_owned();
-        let component = Component::new(engine.engine(), wasm).map_err(|e| LoadError::Compile {
-            plugin: plugin.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        if let Some(problem) = NotAComponent::of(wasm) {
+            return Err(LoadError::NotAComponent { plugin, problem });
+        }
+        // Not `Component::new`, which would also read the text format.
+        let component =
+            Component::from_binary(engine.engine(), wasm).map_err(|e| LoadError::Compile {
+                plugin: plugin.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             plugin: plugin.clone(),
             reason: match contract_version(&component, engine.engine()) {
@@ -190,7 +201,7 @@ impl CompiledPlugin {
 }
 
 /// The version of the `runnel:plugin` package this host implements.
-const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The `runnel:plugin` version a component exports its handler for, if any.
 fn contract_version(component: &Component, engine: &wasmtime::Engine) -> Option<String> {

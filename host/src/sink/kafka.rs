@@ -105,30 +105,48 @@ pub enum PendingDelivery {
     Refused(SinkError),
 }
 
+/// The producer's options: defaults, then the user's, then those the
+/// delivery guarantees rest on.
+fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in PRODUCER_DEFAULTS {
+        config.set(*key, *value);
+    }
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    for (key, value) in HostOwnedOption::values(HOST_OWNED_PRODUCER_OPTIONS, false) {
+        config.set(key, value);
+    }
+    config
+}
+
 impl OutputProducer {
     pub fn new(
         brokers: &str,
         options: &BTreeMap<String, String>,
         events: ClientEvents,
     ) -> Result<Self, SinkError> {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", brokers);
-        for (key, value) in PRODUCER_DEFAULTS {
-            config.set(*key, *value);
-        }
-        for (key, value) in options {
-            config.set(key, value);
-        }
-        for (key, value) in HostOwnedOption::values(HOST_OWNED_PRODUCER_OPTIONS, false) {
-            config.set(key, value);
-        }
-        let producer = config
+        let producer = producer_config(brokers, options)
             .create_with_context(events)
             .map_err(SinkError::Create)?;
         Ok(Self {
             producer,
             retired: Arc::default(),
         })
+    }
+
+    /// Whether librdkafka accepts the producer's options, without creating
+    /// a producer (which would start connecting to the brokers).
+    pub fn check_options(
+        brokers: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(), SinkError> {
+        producer_config(brokers, options)
+            .create_native_config()
+            .map(drop)
+            .map_err(SinkError::Create)
     }
 
     /// A producer whose outputs and consumed offsets are committed together

@@ -1,0 +1,154 @@
+//! The command line: what each command reads from it, and how it reports
+//! back (stdout for what a command prints, stderr for logs and errors,
+//! and the exit codes of [`exit`]).
+
+mod about;
+mod commands;
+mod exit;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use runnel::config::{Config, ConfigError};
+
+use logging::{ErrorReport, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runs sandboxed WebAssembly handlers over message streams",
+    after_help = "Exit codes: 0 success; 1 a check found problems, or a stopping host did not \
+                  drain in time; 2 usage error; 3 configuration error; 4 runtime failure."
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "RUNNEL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter, in tracing's env-filter syntax (for example `info,runnel=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNNEL_LOG",
+        default_value = "info",
+        value_parser = logging::parse_log_filter
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipelines of a configuration file.
+    Run(ConfigArgs),
+    /// Check a configuration without running it: everything `run` checks
+    /// before it starts (the file, every plugin loaded and started with its
+    /// configuration, the plugin directory's too). Prints `ok: ...` and exits
+    /// 0, or prints every problem found and exits 1.
+    Check(CheckArgs),
+    /// Run the main job on an embedded Kafka-protocol cluster: no broker to
+    /// install. Feeds sample messages through a plugin and prints the outputs.
+    Dev(runnel::dev::DevOptions),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Print the version, and what the host was built with.
+    Version,
+    /// Print a shell completion script: `runnel completions bash >
+    /// /etc/bash_completion.d/runnel`.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// The configuration a host runs.
+#[derive(Args)]
+struct ConfigArgs {
+    /// The configuration file.
+    #[arg(long, short, env = "RUNNEL_CONFIG")]
+    config: PathBuf,
+    /// Kafka bootstrap servers; overrides `kafka.brokers`.
+    #[arg(long, env = "RUNNEL_BROKERS")]
+    brokers: Option<String>,
+    /// Override any setting: `--set pipelines.orders.batch_size=100`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut overrides = self.overrides.clone();
+        if let Some(brokers) = &self.brokers {
+            overrides.push(format!("kafka.brokers={brokers}"));
+        }
+        Config::load(&self.config, &overrides)
+    }
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also reach the Kafka brokers and check that the topics the pipelines
+    /// read, and their output and dead-letter topics, exist.
+    #[arg(long, visible_alias = "brokers-reachable")]
+    connect: bool,
+    /// How long `--connect` waits for the brokers.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a plugin the way a host checks a new version before serving
+    /// it: the component implements the WIT world, the manifest is valid,
+    /// and `init` accepts the manifest's configuration. Prints
+    /// `ok: NAME VERSION` and exits 0, or prints `error: ...` lines and
+    /// exits 1.
+    Validate {
+        /// The component (`.wasm`), or a manifest (`.toml`) naming one.
+        file: PathBuf,
+        /// The plugin's manifest, checked too and its configuration used.
+        #[arg(long, short)]
+        manifest: Option<PathBuf>,
+        /// A setting handed to the plugin's `init`, over the manifest's
+        /// `[pipeline.config]`; repeat it for more.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+        config: Vec<(String, String)>,
+    },
+}
+
+fn parse_setting(setting: &str) -> Result<(String, String), String> {
+    match setting.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{setting}` is not of the form KEY=VALUE")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log);
+    let errors = ErrorReport::new(cli.log_format);
+    match cli.command {
+        Command::Run(args) => commands::run(&args, errors),
+        Command::Check(args) => commands::check(&args, errors),
+        Command::Dev(options) => commands::dev(options, errors),
+        Command::Plugin(PluginCommand::Validate {
+            file,
+            manifest,
+            config,
+        }) => commands::validate_plugin(&file, manifest.as_deref(), config, errors),
+        Command::Version => {
+            print!("{}", about::version_text());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            about::print_completions(shell);
+            ExitCode::SUCCESS
+        }
+    }
+}
