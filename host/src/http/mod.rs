@@ -83,7 +83,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/messages/v1/stats", get(all_stats))
-        .route("/messages/v1/stats/{binding}", get(one_stats))
+        .route("/messages/v1/stats/{name}", get(one_stats))
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/{name}/reload",
@@ -165,10 +165,13 @@ fn find_pipeline(state: &HttpState, name: &str) -> Option<Arc<Pipeline>> {
         .or_else(|| live.pipeline(name))
 }
 
-async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
-    match find_pipeline(&state, &binding) {
+async fn one_stats(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    match find_pipeline(&state, &name) {
         Some(pipeline) => Json(pipeline.recorder.stats().snapshot()).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("unknown binding {binding}")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown pipeline or binding {name}"),
+        ),
     }
 }
 
