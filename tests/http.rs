@@ -193,6 +193,18 @@ async fn stats_and_metrics_count_exactly_by_status_and_mode() {
     assert_eq!(bulk["batch_size_threshold"], 5);
     assert_eq!(bulk["batch_timeout"], 0.3);
 
+    // `feed` is a pipeline with a Kafka input and no binding: its stats
+    // are found by the pipeline's name.
+    let feed = client
+        .get(url("/messages/v1/stats/feed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let feed: Value = feed.json().await.unwrap();
+    assert_eq!(feed["is_running"], true, "{feed}");
+    assert!(feed["consumer_lag"].is_array());
+
     let all: Value = get_json(&client, url("/messages/v1/stats")).await;
     assert_eq!(all["pipelines"].as_object().unwrap().len(), 3);
     let unknown = client
@@ -203,7 +215,7 @@ async fn stats_and_metrics_count_exactly_by_status_and_mode() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         unknown.json::<Value>().await.unwrap()["error"],
-        "unknown binding nope"
+        "unknown pipeline or binding nope"
     );
 
     let metrics = client

@@ -17,6 +17,7 @@ use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
 use crate::plugin_dir::{self, PluginRegistry};
+use crate::plugins::{HostPlugins, UnservedPipeline};
 use crate::runtime::{EngineSettings, PluginEngine, read_component};
 use crate::sink::OutputProducer;
 
@@ -26,27 +27,26 @@ pub struct Health {
     broker_reachable: AtomicBool,
     /// Why the broker was last found unreachable.
     broker_error: Mutex<Option<String>>,
+    /// Start-up has loaded every plugin.
     plugins_loaded: AtomicBool,
 }
 
 impl Health {
-    pub fn is_ready(&self) -> bool {
-        self.broker_reachable.load(Ordering::Relaxed) && self.plugins_loaded.load(Ordering::Relaxed)
-    }
-
-    /// Why the host is not ready, in a sentence; `None` when it is.
-    pub fn not_ready_reason(&self) -> Option<String> {
+    /// Why the host is not ready, a sentence per reason; empty when it is
+    /// ready. `unserved` are the pipelines no plugin version serves.
+    pub fn not_ready_reasons(&self, unserved: &[UnservedPipeline]) -> Vec<String> {
         if !self.plugins_loaded() {
-            return Some("plugins are still loading".into());
+            return vec!["plugins are still loading".into()];
         }
+        let mut reasons: Vec<String> = unserved.iter().map(ToString::to_string).collect();
         if !self.broker_reachable() {
             let error = self.broker_error.lock().unwrap_or_else(|e| e.into_inner());
-            return Some(match &*error {
+            reasons.push(match &*error {
                 Some(error) => format!("no Kafka broker answers: {error}"),
                 None => "no Kafka broker has answered yet".into(),
             });
         }
-        None
+        reasons
     }
 
     pub fn broker_reachable(&self) -> bool {
@@ -102,13 +102,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     }));
-    let registry = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
+    let plugins = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
         .await
         .map_err(HostError::Config)?;
-    let serves_nothing = config.pipelines.is_empty() && registry.is_none();
+    let serves_nothing = config.pipelines.is_empty() && plugins.directory().is_none();
     health.plugins_loaded.store(true, Ordering::Relaxed);
 
-    let state = HttpState::new(launcher.live(), registry, metrics.clone(), health.clone());
+    let state = HttpState::new(
+        launcher.live(),
+        Arc::new(plugins),
+        metrics.clone(),
+        health.clone(),
+    );
     let (address, server) = http::serve(
         config.http.listen,
         http::router(state, config.http.max_body_bytes),
@@ -157,20 +162,23 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
 }
 
 /// Starts the pipelines whose plugin is a file, and the plugin directory,
-/// which starts those that name one of its plugins.
+/// which starts those that name one of its plugins. Returns the plugins
+/// they run.
 async fn start_pipelines(
     config: &Config,
     engine: &PluginEngine,
     launcher: &Arc<PipelineLauncher>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<Arc<PluginRegistry>>> {
+) -> anyhow::Result<HostPlugins> {
+    let mut host_plugins = HostPlugins::default();
     let mut references = Vec::new();
     for name in config.pipelines.keys() {
         let settings = config.resolve(name)?;
         match &settings.plugin {
             PluginSource::File(path) => {
-                let plugin = load_plugin(engine, &settings, path, metrics).await?;
+                let plugin =
+                    load_plugin(engine, &settings, path, metrics, &mut host_plugins).await?;
                 launcher.start(settings, plugin)?;
             }
             // Started by the plugin directory below.
@@ -178,7 +186,7 @@ async fn start_pipelines(
         }
     }
     let Some(plugins) = &config.plugins else {
-        return Ok(None);
+        return Ok(host_plugins);
     };
     let registry = Arc::new(PluginRegistry::new(
         plugins.dir.clone(),
@@ -195,15 +203,18 @@ async fn start_pipelines(
         plugins.rescan_interval,
         shutdown.clone(),
     );
-    Ok(Some(registry))
+    host_plugins.set_directory(registry);
+    Ok(host_plugins)
 }
 
-/// Loads a plugin named by path in the host config: once, at start.
+/// Loads a plugin named by path in the host config (once, at start), and
+/// records it among the host's plugins.
 pub async fn load_plugin(
     engine: &PluginEngine,
     settings: &ResolvedPipeline,
     path: &Path,
     metrics: &Metrics,
+    host_plugins: &mut HostPlugins,
 ) -> anyhow::Result<ServedPlugin> {
     let name = path
         .file_stem()
@@ -227,6 +238,7 @@ pub async fn load_plugin(
     metrics.record_plugin_load(&name, loaded.is_ok());
     let plugin = loaded.with_context(|| format!("pipeline {}", settings.name))?;
     tracing::info!(pipeline = %settings.name, plugin = %name, path = %path.display(), "plugin loaded");
+    host_plugins.add_file(path, &name, &wasm, &settings.name);
     Ok(ServedPlugin {
         plugin: Arc::new(plugin),
         version: UNVERSIONED.into(),

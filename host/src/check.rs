@@ -20,6 +20,7 @@ use crate::plugin_dir::RegistryError;
 use crate::plugin_dir::loader::{
     VersionFiles, VersionLoader, manifest_path, manifests_in, read_version,
 };
+use crate::plugins::HostPlugins;
 use crate::runtime::PluginEngine;
 use crate::sink::OutputProducer;
 
@@ -108,7 +109,8 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
         };
         match &settings.plugin {
             PluginSource::File(path) => {
-                match app::load_plugin(&engine, &settings, path, &metrics).await {
+                let mut loaded = HostPlugins::default();
+                match app::load_plugin(&engine, &settings, path, &metrics, &mut loaded).await {
                     Ok(_) => report.pipelines_ready += 1,
                     Err(error) => report.problem(error),
                 }

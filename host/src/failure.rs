@@ -89,6 +89,14 @@ pub struct MessageResult {
     pub stop: bool,
 }
 
+impl MessageResult {
+    /// How many of the deliveries are outputs: all but the dead letter of
+    /// a dead-lettered message, which is counted apart.
+    pub fn outputs(&self) -> u64 {
+        (self.deliveries.len() - usize::from(self.dead_lettered)) as u64
+    }
+}
+
 /// How a pipeline treats messages that fail.
 #[derive(Debug, Clone, Default)]
 pub struct FailurePolicy {

@@ -14,6 +14,7 @@ pub mod launcher;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin_dir;
+pub mod plugins;
 pub mod recorder;
 pub mod runtime;
 pub mod sink;

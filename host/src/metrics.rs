@@ -163,7 +163,8 @@ impl Metrics {
             ),
             outputs_produced: counter(
                 "runnel_outputs_produced_total",
-                "Outputs acknowledged by Kafka.",
+                "Outputs acknowledged by Kafka or by a Dapr output binding (dead letters \
+                 are counted apart).",
                 &["pipeline"],
             ),
             consumer_lag: gauge(

@@ -1,5 +1,5 @@
 //! The HTTP surface: Dapr input bindings, stats, Prometheus metrics,
-//! health, and the plugin directory's plugins. Every error is a JSON body `{"error": ...}` with a status that
+//! health, and the plugins the host runs. Every error is a JSON body `{"error": ...}` with a status that
 //! says what went wrong.
 
 mod plugins;
@@ -23,7 +23,7 @@ use crate::app::Health;
 use crate::launcher::LivePipelines;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::plugin_dir::PluginRegistry;
+use crate::plugins::HostPlugins;
 
 /// Request headers that describe the HTTP transport, not the message; the
 /// rest (Dapr's metadata among them) become message headers.
@@ -48,8 +48,7 @@ pub struct HttpState {
 
 struct HttpInner {
     live: Arc<LivePipelines>,
-    /// The plugin directory, when the host has one.
-    plugins: Option<Arc<PluginRegistry>>,
+    plugins: Arc<HostPlugins>,
     metrics: Metrics,
     health: Arc<Health>,
 }
@@ -57,7 +56,7 @@ struct HttpInner {
 impl HttpState {
     pub fn new(
         live: Arc<LivePipelines>,
-        plugins: Option<Arc<PluginRegistry>>,
+        plugins: Arc<HostPlugins>,
         metrics: Metrics,
         health: Arc<Health>,
     ) -> Self {
@@ -83,7 +82,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/messages/v1/stats", get(all_stats))
-        .route("/messages/v1/stats/{binding}", get(one_stats))
+        .route("/messages/v1/stats/{name}", get(one_stats))
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/{name}/reload",
@@ -132,15 +131,20 @@ async fn healthz() -> Response {
     Json(json!({ "status": "alive" })).into_response()
 }
 
+/// Ready when start-up has loaded the plugins, every pipeline the host is
+/// configured to run has a plugin version serving it, and a broker answers.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let health = &state.inner.health;
+    let unserved = state.inner.plugins.unserved();
+    let reasons = health.not_ready_reasons(&unserved);
+    let ready = reasons.is_empty();
     let body = json!({
-        "ready": health.is_ready(),
+        "ready": ready,
         "broker_reachable": health.broker_reachable(),
-        "plugins_loaded": health.plugins_loaded(),
-        "reason": health.not_ready_reason(),
+        "plugins_loaded": health.plugins_loaded() && unserved.is_empty(),
+        "reason": (!ready).then(|| reasons.join("; ")),
     });
-    let status = if health.is_ready() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -165,10 +169,13 @@ fn find_pipeline(state: &HttpState, name: &str) -> Option<Arc<Pipeline>> {
         .or_else(|| live.pipeline(name))
 }
 
-async fn one_stats(State(state): State<HttpState>, Path(binding): Path<String>) -> Response {
-    match find_pipeline(&state, &binding) {
+async fn one_stats(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    match find_pipeline(&state, &name) {
         Some(pipeline) => Json(pipeline.recorder.stats().snapshot()).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("unknown binding {binding}")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown pipeline or binding {name}"),
+        ),
     }
 }
 

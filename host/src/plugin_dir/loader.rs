@@ -158,6 +158,9 @@ pub struct VersionFiles {
     pub fingerprint: u64,
     /// The manifest's version, once the manifest parsed.
     pub version: Option<String>,
+    /// Whether the manifest has a `[pipeline]` table, even one that is not
+    /// valid; None when the manifest is not TOML at all, or unreadable.
+    pub declares_pipeline: Option<bool>,
     pub files: Result<(Manifest, Vec<u8>), VersionError>,
 }
 
@@ -176,6 +179,10 @@ pub async fn read_version(path: &Path) -> Option<VersionFiles> {
     text.as_ref()
         .map_err(ToString::to_string)
         .hash(&mut fingerprint);
+    let declares_pipeline = text.as_ref().ok().and_then(|text| {
+        let table = text.parse::<toml::Table>().ok()?;
+        Some(table.contains_key("pipeline"))
+    });
     let manifest = text.and_then(|text| {
         let manifest = Manifest::parse(&text, path)?;
         manifest.check_file_name(path)?;
@@ -197,6 +204,7 @@ pub async fn read_version(path: &Path) -> Option<VersionFiles> {
     Some(VersionFiles {
         fingerprint: fingerprint.finish(),
         version,
+        declares_pipeline,
         files,
     })
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use registry::{PluginRegistry, PluginState, PluginStatus, RegistryError, ReloadError};
+pub use registry::{PluginRegistry, RegistryError, ReloadError};
 
 /// Longest a burst of change notices may postpone reading the directory, so
 /// that a directory that never goes quiet is still read.

@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use serde::Serialize;
 use thiserror::Error;
 
 use super::loader::{
@@ -20,6 +18,9 @@ use crate::config::{Config, ResolvedPipeline, is_plugin_name};
 use crate::launcher::{LaunchError, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::ServedPlugin;
+use crate::plugins::{
+    PluginOrigin, PluginState, PluginStatus, UnservedPipeline, now_rfc3339, sha256_hex,
+};
 use crate::runtime::{Plugin, PluginEngine};
 
 #[derive(Debug, Error)]
@@ -45,37 +46,6 @@ pub enum ReloadError {
     Rejected(String),
 }
 
-/// What `GET /plugins` shows of one plugin.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginStatus {
-    pub name: String,
-    /// The version serving (or, once stopped, last served); null when no
-    /// version has loaded yet.
-    pub version: Option<String>,
-    pub state: PluginState,
-    /// The pipelines running it.
-    pub pipelines: Vec<String>,
-    /// Why the latest version found in the directory was rejected; null
-    /// once a version loads.
-    pub last_error: Option<String>,
-    /// When the version serving was loaded (RFC 3339).
-    pub loaded_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginState {
-    /// Serving in one or more pipelines.
-    Running,
-    /// Loaded, but no pipeline runs it: its manifest has no `[pipeline]`
-    /// and no host-config pipeline names it.
-    Idle,
-    /// No version could be loaded; nothing serves.
-    Failed,
-    /// Removed from the directory; its pipelines drained and stopped.
-    Stopped,
-}
-
 pub struct PluginRegistry {
     dir: PathBuf,
     loader: VersionLoader,
@@ -84,8 +54,16 @@ pub struct PluginRegistry {
     /// One change is applied at a time, whether a notice, a rescan or a
     /// reload request asked for it.
     plugins: tokio::sync::Mutex<BTreeMap<String, Entry>>,
-    /// Kept apart so that status reads never wait for a load.
-    status: Mutex<BTreeMap<String, PluginStatus>>,
+    /// Kept apart so that status and readiness reads never wait for a
+    /// load.
+    published: Mutex<BTreeMap<String, Published>>,
+}
+
+/// What `GET /plugins` and readiness read of one plugin.
+struct Published {
+    status: PluginStatus,
+    /// The pipelines waiting for this plugin to serve a version.
+    unserved: Vec<UnservedPipeline>,
 }
 
 #[derive(Default)]
@@ -127,7 +105,7 @@ impl PluginRegistry {
             launcher,
             metrics,
             plugins: tokio::sync::Mutex::new(BTreeMap::new()),
-            status: Mutex::new(BTreeMap::new()),
+            published: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -202,20 +180,33 @@ impl PluginRegistry {
     }
 
     pub fn statuses(&self) -> Vec<PluginStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.published()
             .values()
-            .cloned()
+            .map(|published| published.status.clone())
             .collect()
     }
 
     pub fn status(&self, name: &str) -> Option<PluginStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.published()
             .get(name)
-            .cloned()
+            .map(|published| published.status.clone())
+    }
+
+    /// The pipelines waiting for a plugin of the directory that serves no
+    /// version: its own (its manifest's `[pipeline]`) and the host-config
+    /// pipelines naming it while no version of it has loaded, and those
+    /// host-config pipelines after it was removed. A plugin whose manifest
+    /// is not even TOML counts too: the host cannot tell that no pipeline
+    /// waits for it.
+    pub fn unserved(&self) -> Vec<UnservedPipeline> {
+        self.published()
+            .values()
+            .flat_map(|published| published.unserved.iter().cloned())
+            .collect()
+    }
+
+    fn published(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Published>> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn refresh(
@@ -231,6 +222,7 @@ impl PluginRegistry {
         let VersionFiles {
             fingerprint,
             version,
+            declares_pipeline,
             files,
         } = found;
         let entry = entries.entry(name.to_owned()).or_default();
@@ -240,6 +232,7 @@ impl PluginRegistry {
         entry.seen = Some(fingerprint);
         let loaded = async {
             let (manifest, wasm) = files?;
+            let sha256 = sha256_hex(&wasm);
             let ready = self.prepare(name, &manifest, wasm).await?;
             let same_version = entry
                 .serving
@@ -248,14 +241,19 @@ impl PluginRegistry {
             if same_version && !force {
                 tracing::warn!(plugin = name, version = %manifest.version, "plugin files changed but its version did not; outputs of both builds carry the same version");
             }
-            self.install(entry, name, manifest, ready).await
+            self.install(entry, name, manifest, sha256, ready).await
         }
         .await;
         self.metrics.record_plugin_load(name, loaded.is_ok());
         match loaded {
             Ok(()) => Outcome::Served,
             Err(error) => {
-                self.reject(entry, name, version.as_deref(), &error);
+                let rejected = Rejected {
+                    version: version.as_deref(),
+                    declares_pipeline,
+                    error: &error,
+                };
+                self.reject(entry, name, rejected);
                 Outcome::Rejected(error)
             }
         }
@@ -296,6 +294,7 @@ impl PluginRegistry {
         entry: &mut Entry,
         name: &str,
         manifest: Manifest,
+        sha256: String,
         ready: Vec<(ResolvedPipeline, Plugin)>,
     ) -> Result<(), VersionError> {
         let version: Arc<str> = manifest.version.as_str().into();
@@ -338,9 +337,12 @@ impl PluginRegistry {
             pipelines = ?pipelines,
             "plugin version serving"
         );
-        self.set_status(PluginStatus {
+        let status = PluginStatus {
             name: name.to_owned(),
+            source: PluginOrigin::Directory,
+            component: Some(manifest.component.display().to_string()),
             version: Some(version.to_string()),
+            sha256: Some(sha256),
             state: if pipelines.is_empty() {
                 PluginState::Idle
             } else {
@@ -349,7 +351,8 @@ impl PluginRegistry {
             pipelines: pipelines.clone(),
             last_error: None,
             loaded_at: Some(now_rfc3339()),
-        });
+        };
+        self.publish(status, Vec::new());
         entry.serving = Some(Serving {
             version,
             settings: manifest.pipeline_settings,
@@ -358,7 +361,15 @@ impl PluginRegistry {
         Ok(())
     }
 
-    fn reject(&self, entry: &Entry, name: &str, version: Option<&str>, error: &VersionError) {
+    /// Reports a version that cannot serve. While an older version serves,
+    /// nothing else changes; otherwise the plugin is failed, and the
+    /// pipelines that would run it wait.
+    fn reject(&self, entry: &Entry, name: &str, rejected: Rejected<'_>) {
+        let Rejected {
+            version,
+            declares_pipeline,
+            error,
+        } = rejected;
         let serving = entry.serving.as_ref().map(|s| s.version.to_string());
         tracing::error!(
             plugin = name,
@@ -367,22 +378,36 @@ impl PluginRegistry {
             %error,
             "plugin version rejected"
         );
+        let last_error = match version {
+            Some(version) => format!("version {version}: {error}"),
+            None => error.to_string(),
+        };
         let mut status = self.status(name).unwrap_or_else(|| PluginStatus {
             name: name.to_owned(),
+            source: PluginOrigin::Directory,
+            component: None,
             version: None,
+            sha256: None,
             state: PluginState::Failed,
             pipelines: Vec::new(),
             last_error: None,
             loaded_at: None,
         });
+        status.last_error = Some(last_error.clone());
+        let mut unserved = Vec::new();
         if entry.serving.is_none() {
             status.state = PluginState::Failed;
+            status.pipelines = self.pipelines_of(name, declares_pipeline == Some(true));
+            unserved = waiting_for(name, &status.pipelines, &last_error);
+            if declares_pipeline.is_none() {
+                unserved.push(UnservedPipeline {
+                    pipeline: None,
+                    plugin: name.to_owned(),
+                    reason: last_error,
+                });
+            }
         }
-        status.last_error = Some(match version {
-            Some(version) => format!("version {version}: {error}"),
-            None => error.to_string(),
-        });
-        self.set_status(status);
+        self.publish(status, unserved);
     }
 
     /// The plugin's manifest is gone: its pipelines drain, commit and stop.
@@ -406,21 +431,51 @@ impl PluginRegistry {
         }
         if let Some(status) = &mut status {
             status.state = PluginState::Stopped;
-            status.pipelines.clear();
+            // Its own pipeline went with it; host-config pipelines naming
+            // it wait for it to come back.
+            status.pipelines = self.pipelines_of(name, false);
             status.last_error = None;
-            self.set_status(status.clone());
+            let reason = format!("{name}.toml was removed from {}", self.dir.display());
+            let unserved = waiting_for(name, &status.pipelines, &reason);
+            self.publish(status.clone(), unserved);
         }
         Outcome::Removed
     }
 
-    fn set_status(&self, status: PluginStatus) {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(status.name.clone(), status);
+    /// The pipelines that run plugin `name`: its own, if its manifest has
+    /// a `[pipeline]`, and the host-config pipelines that name it.
+    fn pipelines_of(&self, name: &str, own: bool) -> Vec<String> {
+        let own = own.then(|| name.to_owned());
+        let named = self.loader.references().get(name).into_iter().flatten();
+        own.into_iter()
+            .chain(named.map(|pipeline| pipeline.name.clone()))
+            .collect()
+    }
+
+    fn publish(&self, status: PluginStatus, unserved: Vec<UnservedPipeline>) {
+        self.published()
+            .insert(status.name.clone(), Published { status, unserved });
     }
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+/// `pipelines`, waiting for `plugin` to serve a version, for `reason`.
+fn waiting_for(plugin: &str, pipelines: &[String], reason: &str) -> Vec<UnservedPipeline> {
+    pipelines
+        .iter()
+        .map(|pipeline| UnservedPipeline {
+            pipeline: Some(pipeline.clone()),
+            plugin: plugin.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .collect()
+}
+
+/// A version that cannot serve, and what is known of it.
+struct Rejected<'a> {
+    /// The manifest's version, when the manifest parsed.
+    version: Option<&'a str>,
+    /// Whether its manifest has a `[pipeline]`; None when the manifest is
+    /// not TOML.
+    declares_pipeline: Option<bool>,
+    error: &'a VersionError,
 }

@@ -302,18 +302,16 @@ impl OutputProducer {
         }
     }
 
-    /// Waits for `deliveries` in order; returns how many there were, or the
-    /// error of the first that was not acknowledged.
+    /// Waits for `deliveries` in order; returns the error of the first
+    /// that was not acknowledged.
     pub async fn confirm_all(
         &self,
         deliveries: impl IntoIterator<Item = PendingDelivery>,
-    ) -> Result<u64, SinkError> {
-        let mut count = 0;
+    ) -> Result<(), SinkError> {
         for delivery in deliveries {
             self.confirm(delivery).await?;
-            count += 1;
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Waits for every queued output, up to `timeout`.

@@ -185,12 +185,13 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
         .map(|request| request.received);
     pipeline.recorder.handled(handled);
     for (request, result) in requests.into_iter().zip(results) {
+        let outputs = result.outputs();
         // A dead-lettered message is handled: Dapr must not redeliver it.
         let outcome = match result.failure {
             Some(failure) if !result.dead_lettered => Err(failure),
             // An output not acknowledged: Dapr redelivers the message.
             _ => match pipeline.producer.confirm_all(result.deliveries).await {
-                Ok(outputs) => {
+                Ok(()) => {
                     pipeline.recorder.outputs_delivered(outputs);
                     Ok(outputs as usize)
                 }

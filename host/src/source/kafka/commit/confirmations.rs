@@ -106,9 +106,10 @@ async fn confirm(
     while let Some(mut batch) = batches.recv().await {
         if !abandoned.is_cancelled() {
             let results = std::mem::take(&mut batch.results);
+            let outputs = results.iter().map(MessageResult::outputs).sum();
             let deliveries = results.into_iter().flat_map(|result| result.deliveries);
             match pipeline.producer.confirm_all(deliveries).await {
-                Ok(outputs) => {
+                Ok(()) => {
                     pipeline.recorder.outputs_delivered(outputs);
                     settle.acknowledged(&batch);
                 }

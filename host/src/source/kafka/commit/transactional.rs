@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Processed, run_pipeline};
 use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
+use crate::failure::MessageResult;
 use crate::metrics::Metrics;
 use crate::runtime::EncodedBatch;
 use crate::sink::OutputProducer;
@@ -337,8 +338,9 @@ impl Transactional {
     async fn committed(&self, batch: &PartitionBatch<'_>, processed: Processed) {
         let recorder = &self.shared.pipeline.recorder;
         recorder.handled(batch.received_at(processed.results.len()));
+        let outputs = processed.results.iter().map(MessageResult::outputs).sum();
         let deliveries = processed.results.into_iter().flat_map(|r| r.deliveries);
-        if let Ok(outputs) = self.shared.pipeline.producer.confirm_all(deliveries).await {
+        if let Ok(()) = self.shared.pipeline.producer.confirm_all(deliveries).await {
             recorder.outputs_delivered(outputs);
         }
     }
