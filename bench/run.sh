@@ -2,9 +2,10 @@
 # bench/run.sh - Runnel's benchmark in one command.
 #
 # Sets up what is missing (wasm32-wasip2, kcat, Kafka's jars, matplotlib),
-# builds the host, the example plugins and the harness in release, starts a
-# real single-node Kafka broker on 127.0.0.1 (stopped again on exit, even on
-# failure), and runs every measurement against it. Results:
+# builds the host, the example plugins and the harness in release and the
+# Kafka Streams peer with Maven (cached, rebuilt only when its sources
+# change), starts a real single-node Kafka broker on 127.0.0.1 (stopped again
+# on exit, even on failure), and runs every measurement against it. Results:
 #   bench/results/latest.md        the table with ratios and PASS/MISS per target
 #   bench/results/throughput.png   the chart
 #   bench/results/throughput.csv   the chart's data
@@ -27,6 +28,8 @@ cargo build --release -p runnel -p runnel-bench
 # The plugins are their own workspace, built for wasm32-wasip2 by
 # plugins/.cargo/config.toml, which cargo reads from the working directory.
 (cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo build --release --quiet)
+# The peer: a Kafka Streams program, built once into $RUNNEL_CACHE.
+kafka_streams="$(bench/kafka-streams/build.sh)"
 
 broker_dir="$(mktemp -d)"
 trap 'tests/kafka/broker.sh stop --dir "$broker_dir" >/dev/null 2>&1 || true; rm -rf "$broker_dir"' EXIT
@@ -41,6 +44,7 @@ echo "bench broker at $brokers"
     --broker-description "Apache Kafka $kafka_version, one KRaft node on 127.0.0.1 ($heap), on the same machine" \
     --runnel "$CARGO_TARGET_DIR/release/runnel" \
     --plugins "$RUNNEL_PLUGINS_TARGET_DIR/wasm32-wasip2/release" \
+    --kafka-streams "$kafka_streams" \
     --command-line "bench/run.sh${*:+ $*}" \
     "$@"
 

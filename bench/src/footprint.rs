@@ -50,9 +50,11 @@ pub fn measure(harness: &Harness, plugins: usize) -> anyhow::Result<Footprint> {
             output: output.clone(),
             group: unique_name("idle-group"),
             plugin: plugin_copy(harness, example, i)?,
-            batch_size: 1,
-            batch_timeout: Duration::from_millis(100),
+            profile: None,
+            batch_size: Some(1),
+            batch_timeout: Some(Duration::from_millis(100)),
             max_in_flight: None,
+            exactly_once: false,
             plugin_config: config
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))

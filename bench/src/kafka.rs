@@ -11,6 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// Partitions of every input and output topic: enough for Runnel's default
 /// four concurrent plugin calls to all have work.
@@ -117,6 +118,29 @@ impl Cluster {
         })
     }
 
+    /// A client that counts the inputs `group` has committed on `topic`.
+    pub fn committed_counter(&self, group: &str, topic: &str) -> anyhow::Result<CommittedCounter> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            // Only asks for the group's offsets; never joins it, never commits.
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            // Committed offsets only, without waiting out a transaction in
+            // flight: read_committed would make the broker answer "unstable"
+            // while one is open, and librdkafka retry until it closes.
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .context("creating the committed-offsets client")?;
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            partitions.add_partition(topic, partition);
+        }
+        Ok(CommittedCounter {
+            consumer,
+            partitions,
+        })
+    }
+
     /// Client settings shared by the harness's consumers.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -143,6 +167,34 @@ impl TopicCounter {
             total += high;
         }
         Ok(total)
+    }
+}
+
+/// Counts the inputs a consumer group has committed, by its committed
+/// offsets (the topic starts at offset 0). For a subject whose outputs are
+/// transactional this is exact where output watermarks are not: each
+/// transaction leaves a commit marker in every output partition it wrote,
+/// which takes an offset of its own, and the offsets are committed in the
+/// same transaction as the outputs.
+pub struct CommittedCounter {
+    consumer: BaseConsumer,
+    partitions: TopicPartitionList,
+}
+
+impl CommittedCounter {
+    pub fn count(&self) -> anyhow::Result<i64> {
+        let committed = self
+            .consumer
+            .committed_offsets(self.partitions.clone(), Duration::from_secs(5))
+            .context("reading committed offsets")?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|element| match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => 0,
+            })
+            .sum())
     }
 }
 

@@ -4,7 +4,8 @@
 //! output. Both run in this process, so they read one clock.
 //!
 //! A warm-up phase runs first, until outputs flow (the subject has joined
-//! its group) and a second longer; its numbers are dropped. Then each rate
+//! its group) and a second longer, and for a JVM a few seconds more at the
+//! highest rate; its numbers are dropped. Then each rate
 //! is one phase, and the phase number travels in the message so late
 //! outputs are counted where they belong.
 //!
@@ -27,15 +28,20 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::histogram::Buckets;
-use crate::kafka::{Cluster, PARTITIONS, VALUE_BYTES, message_key, message_value};
+use crate::kafka::{Cluster, PARTITIONS, VALUE_BYTES, message_key, message_value, unique_name};
 use crate::machine::OtherLoad;
-use crate::processor::{Harness, Subject};
+use crate::processor::{Harness, Processor, Subject};
 
 /// The warm-up's rate: enough to see outputs quickly, little enough to
 /// leave no backlog behind.
 const WARM_UP_RATE: f64 = 100.0;
 const WARM_UP_AFTER_FIRST_OUTPUT: Duration = Duration::from_secs(1);
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a JVM subject (Kafka Streams) runs at the highest rate after
+/// the warm-up, untimed, so that its JIT compiler has compiled the path
+/// each message takes before the first timed phase, as in a service that
+/// has been running for a while.
+pub const JVM_WARM_UP: Duration = Duration::from_secs(5);
 /// How long a phase's last outputs may take to show up.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -142,19 +148,9 @@ pub fn measure(
     let arrivals = Arc::new(Arrivals::new(rates.len() + 1));
     let watcher = OutputWatcher::start(&harness.cluster, &topics.output, arrivals.clone())?;
     let sender = StampedSender::new(&harness.cluster, &topics.input)?;
-    let mut processor = subject.start(harness, &topics)?;
+    let mut processor = subject.start(harness, &topics, &unique_name("group"))?;
 
-    // Warm-up: phase 0.
-    let deadline = Instant::now() + WARM_UP_TIMEOUT;
-    while arrivals.count(0) == 0 {
-        processor.ensure_running()?;
-        if Instant::now() > deadline {
-            bail!("no output within {WARM_UP_TIMEOUT:?} of starting the subject");
-        }
-        sender.send_at_rate(0, WARM_UP_RATE, 10)?;
-    }
-    let settle = (WARM_UP_RATE * WARM_UP_AFTER_FIRST_OUTPUT.as_secs_f64()) as usize;
-    sender.send_at_rate(0, WARM_UP_RATE, settle)?;
+    warm_up(subject, &mut processor, &sender, &arrivals, rates)?;
 
     let mut runs = Vec::new();
     for (index, &rate) in rates.iter().enumerate() {
@@ -169,7 +165,10 @@ pub fn measure(
         sender.send_at_rate(phase, rate as f64, count)?;
         arrivals.wait_for(phase, count, DRAIN_TIMEOUT);
         processor.ensure_running()?;
-        let in_host = processor.processing_buckets()?.since(&in_host_before);
+        let in_host = match (processor.processing_buckets()?, in_host_before) {
+            (Some(after), Some(before)) => after.since(&before),
+            _ => Buckets::default(),
+        };
         runs.push(RateSamples {
             rate,
             sent: count,
@@ -182,6 +181,37 @@ pub fn measure(
     processor.stop();
     watcher.stop();
     Ok(runs)
+}
+
+/// Phase 0, whose numbers are dropped: until outputs flow and a second
+/// longer, then for a JVM [`JVM_WARM_UP`] at the highest rate; and until
+/// every warm-up message has come out, so that no backlog of it is left
+/// for the first timed phase.
+fn warm_up(
+    subject: &Subject,
+    processor: &mut Processor,
+    sender: &StampedSender,
+    arrivals: &Arrivals,
+    rates: &[u32],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    let mut sent = 0;
+    while arrivals.count(0) == 0 {
+        processor.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("no output within {WARM_UP_TIMEOUT:?} of starting the subject");
+        }
+        sent += sender.send_at_rate(0, WARM_UP_RATE, 10)?;
+    }
+    let settle = (WARM_UP_RATE * WARM_UP_AFTER_FIRST_OUTPUT.as_secs_f64()) as usize;
+    sent += sender.send_at_rate(0, WARM_UP_RATE, settle)?;
+    if subject.compiles_while_running() {
+        let top_rate = rates.iter().copied().max().unwrap_or(0) as f64;
+        let count = (top_rate * JVM_WARM_UP.as_secs_f64()) as usize;
+        sent += sender.send_at_rate(0, top_rate, count)?;
+    }
+    arrivals.wait_for(0, sent, DRAIN_TIMEOUT);
+    processor.ensure_running()
 }
 
 /// Latencies in microseconds, by phase.
@@ -251,10 +281,10 @@ impl StampedSender {
         })
     }
 
-    /// Sends `count` messages, the i-th at `i / rate` seconds from now. A
-    /// send that falls behind its slot goes at once rather than being
-    /// skipped, so the rate holds on average.
-    fn send_at_rate(&self, phase: usize, rate: f64, count: usize) -> anyhow::Result<()> {
+    /// Sends `count` messages, the i-th at `i / rate` seconds from now, and
+    /// returns `count`. A send that falls behind its slot goes at once
+    /// rather than being skipped, so the rate holds on average.
+    fn send_at_rate(&self, phase: usize, rate: f64, count: usize) -> anyhow::Result<usize> {
         let interval = Duration::from_secs_f64(1.0 / rate);
         let start = Instant::now();
         for i in 0..count {
@@ -264,7 +294,7 @@ impl StampedSender {
             }
             self.send(phase, i)?;
         }
-        Ok(())
+        Ok(count)
     }
 
     fn send(&self, phase: usize, i: usize) -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
 //! `runnel-bench`: how fast is Runnel, and what does it cost? One run on one
-//! real broker measures Runnel end to end against a raw rdkafka loop, the
-//! WebAssembly stage alone, latency at fixed rates and the footprint of an
-//! idle host, and writes a table with ratios and a chart.
+//! real broker measures Runnel end to end against a raw rdkafka loop and a
+//! Kafka Streams program, the WebAssembly stage alone, latency at fixed
+//! rates and the footprint of an idle host, and writes a table with ratios
+//! and a chart.
 //!
 //! `bench/run.sh` builds everything, starts the broker and runs
 //! `runnel-bench run`; see `bench/README.md` for what each number means.
@@ -10,6 +11,7 @@ mod baseline;
 mod footprint;
 mod histogram;
 mod kafka;
+mod kafka_streams;
 mod latency;
 mod machine;
 mod processor;
@@ -26,7 +28,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "runnel-bench",
-    about = "Measures Runnel against a raw rdkafka loop"
+    about = "Measures Runnel against a raw rdkafka loop and Kafka Streams"
 )]
 struct Cli {
     #[command(subcommand)]

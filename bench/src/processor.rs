@@ -1,6 +1,7 @@
 //! What the end-to-end measurements run between an input and an output
-//! topic: the baseline loop or the real `runnel` binary, each as a child
-//! process that the harness watches from outside (`/proc`, the topics).
+//! topic: the baseline loop, the real `runnel` binary or the Kafka Streams
+//! peer, each as a child process that the harness watches from outside
+//! (`/proc`, the topics).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -12,7 +13,8 @@ use anyhow::{Context, bail};
 
 use crate::baseline::METRICS_LOG_PREFIX;
 use crate::histogram::{Buckets, PROCESSING_METRIC};
-use crate::kafka::{Cluster, TopicPair, unique_name};
+use crate::kafka::{Cluster, TopicPair};
+use crate::kafka_streams::StreamsSettings;
 use crate::procfs::{self, Memory};
 use crate::runnel_config::{PipelineSpec, RunnelConfig};
 
@@ -26,6 +28,9 @@ pub struct Harness {
     pub runnel: PathBuf,
     /// Where the example plugins' `.wasm` files are.
     pub plugins: PathBuf,
+    /// The built Kafka Streams peer (`bench/kafka-streams/build.sh`); the
+    /// peer is left out without it.
+    pub kafka_streams: Option<PathBuf>,
     /// Generated configs and child logs.
     pub work_dir: PathBuf,
     /// The broker's JVM, for its CPU time.
@@ -53,8 +58,15 @@ pub enum Subject {
         batch_size: usize,
         batch_timeout: Duration,
         linger_ms: u32,
+        /// `exactly_once = true`: outputs and offsets in transactions.
+        exactly_once: bool,
         diagnostic: Option<Diagnostic>,
     },
+    /// `runnel run` with the uppercase plugin and `profile = "realtime"`,
+    /// nothing else set: per-message mode as it ships.
+    RunnelRealtime,
+    /// The Kafka Streams program of `bench/kafka-streams/`.
+    KafkaStreams(StreamsSettings),
 }
 
 /// A Runnel setting changed from its default, to show what it costs or
@@ -86,6 +98,7 @@ impl Subject {
             Subject::Runnel {
                 batch_size,
                 batch_timeout,
+                exactly_once,
                 diagnostic,
                 ..
             } => {
@@ -96,14 +109,17 @@ impl Subject {
                 } else {
                     format!("batch {batch_size} / {}ms", batch_timeout.as_millis())
                 };
+                let guarantee = if *exactly_once { ", exactly once" } else { "" };
                 match diagnostic {
                     Some(diagnostic) => format!(
-                        "Runnel, {mode}, {} (diagnostic, not a default)",
+                        "Runnel, {mode}{guarantee}, {} (diagnostic, not a default)",
                         diagnostic.label()
                     ),
-                    None => format!("Runnel, {mode}"),
+                    None => format!("Runnel, {mode}{guarantee}"),
                 }
             }
+            Subject::RunnelRealtime => "Runnel, per-message, `realtime` profile".into(),
+            Subject::KafkaStreams(settings) => settings.label(),
         }
     }
 
@@ -115,27 +131,65 @@ impl Subject {
 
     pub fn diagnostic(&self) -> Option<Diagnostic> {
         match self {
-            Subject::Baseline { .. } => None,
             Subject::Runnel { diagnostic, .. } => *diagnostic,
+            _ => None,
         }
     }
 
+    /// Runnel's batch size, where the harness sets it.
     pub fn batch_size(&self) -> Option<usize> {
         match self {
-            Subject::Baseline { .. } => None,
             Subject::Runnel { batch_size, .. } => Some(*batch_size),
+            _ => None,
         }
     }
 
-    pub fn linger_ms(&self) -> u32 {
+    /// Whether outputs become visible only when a transaction commits.
+    pub fn is_exactly_once(&self) -> bool {
         match self {
-            Subject::Baseline { linger_ms, .. } | Subject::Runnel { linger_ms, .. } => *linger_ms,
+            Subject::Runnel { exactly_once, .. } => *exactly_once,
+            Subject::KafkaStreams(settings) => {
+                settings.guarantee == crate::kafka_streams::Guarantee::ExactlyOnce
+            }
+            Subject::Baseline { .. } | Subject::RunnelRealtime => false,
         }
     }
 
-    /// Starts the subject reading `topics.input` from the beginning.
-    pub fn start(&self, harness: &Harness, topics: &TopicPair) -> anyhow::Result<Processor> {
-        let group = unique_name("group");
+    /// The subject's producer `linger.ms`; `None` where it is left to a
+    /// Runnel profile.
+    pub fn linger_ms(&self) -> Option<u32> {
+        match self {
+            Subject::Baseline { linger_ms, .. } | Subject::Runnel { linger_ms, .. } => {
+                Some(*linger_ms)
+            }
+            Subject::RunnelRealtime => None,
+            Subject::KafkaStreams(settings) => Some(settings.linger_ms()),
+        }
+    }
+
+    /// Whether the subject runs on a JVM, whose JIT compiler compiles its
+    /// hot paths while it processes its first messages: in a trial here,
+    /// Kafka Streams' rate rose from 20 k to 70 k msg/s over its first
+    /// 500 k messages and then held.
+    pub fn compiles_while_running(&self) -> bool {
+        matches!(self, Subject::KafkaStreams(_))
+    }
+
+    /// Whether the subject records `runnel_message_processing_seconds`:
+    /// Runnel and the baseline do, Kafka Streams has no such histogram.
+    pub fn records_processing_time(&self) -> bool {
+        !matches!(self, Subject::KafkaStreams(_))
+    }
+
+    /// Starts the subject reading `topics.input` from the beginning, in
+    /// the consumer group `group`.
+    pub fn start(
+        &self,
+        harness: &Harness,
+        topics: &TopicPair,
+        group: &str,
+    ) -> anyhow::Result<Processor> {
+        let log_path = harness.work_dir.join(format!("{group}.log"));
         match self {
             Subject::Baseline { gated, linger_ms } => {
                 let mut command = Command::new(
@@ -144,46 +198,80 @@ impl Subject {
                 command
                     .args(["baseline", "--brokers", harness.cluster.brokers()])
                     .args(["--input", &topics.input, "--output", &topics.output])
-                    .args(["--group", &group])
+                    .args(["--group", group])
                     .arg(format!("--producer=linger.ms={linger_ms}"));
                 if !gated {
                     command.arg("--ungated");
                 }
-                Processor::spawn(command, &harness.work_dir.join(format!("{group}.log")))
+                Processor::spawn(command, &log_path, true)
             }
+            Subject::Runnel { .. } | Subject::RunnelRealtime => {
+                let config = self.runnel_config(harness, topics, group);
+                Processor::start_runnel(harness, &config, group, &harness.runnel_overrides)
+            }
+            Subject::KafkaStreams(settings) => {
+                let classpath = harness.kafka_streams.as_deref().context(
+                    "the Kafka Streams peer is not built; bench/kafka-streams/build.sh builds it",
+                )?;
+                let command = settings.command(
+                    classpath,
+                    harness.cluster.brokers(),
+                    topics,
+                    group,
+                    &harness.work_dir.join(format!("{group}.state")),
+                );
+                Processor::spawn(command, &log_path, false)
+            }
+        }
+    }
+
+    /// The `runnel.toml` of a Runnel subject.
+    fn runnel_config(&self, harness: &Harness, topics: &TopicPair, group: &str) -> RunnelConfig {
+        let mut pipeline = PipelineSpec {
+            name: "uppercase".into(),
+            input: topics.input.clone(),
+            output: topics.output.clone(),
+            group: group.to_owned(),
+            plugin: harness.plugin("uppercase"),
+            profile: None,
+            batch_size: None,
+            batch_timeout: None,
+            max_in_flight: None,
+            exactly_once: false,
+            plugin_config: Vec::new(),
+        };
+        let mut config = RunnelConfig {
+            brokers: harness.cluster.brokers().to_owned(),
+            producer: Vec::new(),
+            worker_threads: None,
+            pipelines: Vec::new(),
+        };
+        match self {
             Subject::Runnel {
                 batch_size,
                 batch_timeout,
                 linger_ms,
+                exactly_once,
                 diagnostic,
             } => {
-                let max_in_flight = match diagnostic {
-                    Some(Diagnostic::MaxInFlight(messages)) => Some(*messages),
-                    _ => None,
-                };
-                let worker_threads = match diagnostic {
-                    Some(Diagnostic::WorkerThreads(threads)) => Some(*threads),
-                    _ => None,
-                };
-                let config = RunnelConfig {
-                    brokers: harness.cluster.brokers().to_owned(),
-                    producer: vec![("linger.ms".into(), linger_ms.to_string())],
-                    worker_threads,
-                    pipelines: vec![PipelineSpec {
-                        name: "uppercase".into(),
-                        input: topics.input.clone(),
-                        output: topics.output.clone(),
-                        group: group.clone(),
-                        plugin: harness.plugin("uppercase"),
-                        batch_size: *batch_size,
-                        batch_timeout: *batch_timeout,
-                        max_in_flight,
-                        plugin_config: Vec::new(),
-                    }],
-                };
-                Processor::start_runnel(harness, &config, &group, &harness.runnel_overrides)
+                pipeline.batch_size = Some(*batch_size);
+                pipeline.batch_timeout = Some(*batch_timeout);
+                pipeline.exactly_once = *exactly_once;
+                config.producer = vec![("linger.ms".into(), linger_ms.to_string())];
+                match diagnostic {
+                    Some(Diagnostic::MaxInFlight(messages)) => {
+                        pipeline.max_in_flight = Some(*messages)
+                    }
+                    Some(Diagnostic::WorkerThreads(threads)) => {
+                        config.worker_threads = Some(*threads)
+                    }
+                    None => {}
+                }
             }
+            _ => pipeline.profile = Some("realtime"),
         }
+        config.pipelines.push(pipeline);
+        config
     }
 }
 
@@ -191,6 +279,8 @@ impl Subject {
 pub struct Processor {
     child: Child,
     log_path: PathBuf,
+    /// Whether it serves `runnel_message_processing_seconds`.
+    records_processing_time: bool,
     /// Where its `/metrics` is, once read from its log.
     metrics_url: Option<String>,
 }
@@ -213,10 +303,14 @@ impl Processor {
             .args(overrides.iter().flat_map(|spec| ["--set", spec]))
             .env("RUNNEL_LOG_FORMAT", "json")
             .env("RUNNEL_LOG", "info");
-        Processor::spawn(command, &harness.work_dir.join(format!("{name}.log")))
+        Processor::spawn(command, &harness.work_dir.join(format!("{name}.log")), true)
     }
 
-    fn spawn(mut command: Command, log_path: &Path) -> anyhow::Result<Self> {
+    fn spawn(
+        mut command: Command,
+        log_path: &Path,
+        records_processing_time: bool,
+    ) -> anyhow::Result<Self> {
         let log = File::create(log_path)
             .with_context(|| format!("creating the log file {}", log_path.display()))?;
         let child = command
@@ -228,6 +322,7 @@ impl Processor {
         Ok(Self {
             child,
             log_path: log_path.to_owned(),
+            records_processing_time,
             metrics_url: None,
         })
     }
@@ -287,14 +382,18 @@ impl Processor {
     }
 
     /// The time each message spent in the process so far (see
-    /// `histogram.rs`), read from its `/metrics`.
-    pub fn processing_buckets(&mut self) -> anyhow::Result<Buckets> {
+    /// `histogram.rs`), read from its `/metrics`; `None` for a process
+    /// that does not record it.
+    pub fn processing_buckets(&mut self) -> anyhow::Result<Option<Buckets>> {
+        if !self.records_processing_time {
+            return Ok(None);
+        }
         let url = self.metrics_url()?;
         let exposition = reqwest::blocking::get(&url)
             .and_then(|response| response.error_for_status())
             .and_then(|response| response.text())
             .with_context(|| format!("reading {url}"))?;
-        Buckets::parse(&exposition, PROCESSING_METRIC)
+        Buckets::parse(&exposition, PROCESSING_METRIC).map(Some)
     }
 
     /// Runnel logs the address it serves HTTP on (`http listening`), the
@@ -327,8 +426,9 @@ impl Processor {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// SIGTERM (Runnel drains and commits; the baseline just ends), then
-    /// SIGKILL if it is still there after a while.
+    /// SIGTERM (Runnel drains and commits, Kafka Streams closes and
+    /// commits, the baseline just ends), then SIGKILL if it is still there
+    /// after a while.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -25,10 +25,16 @@ pub struct PipelineSpec {
     pub output: String,
     pub group: String,
     pub plugin: PathBuf,
-    pub batch_size: usize,
-    pub batch_timeout: Duration,
+    /// A profile's presets (`realtime`, ...), beneath the settings below.
+    pub profile: Option<&'static str>,
+    /// The profile's, or Runnel's default, when `None`.
+    pub batch_size: Option<usize>,
+    /// The profile's, or Runnel's default, when `None`.
+    pub batch_timeout: Option<Duration>,
     /// Runnel's default when `None`.
     pub max_in_flight: Option<usize>,
+    /// `exactly_once`: outputs and offsets in Kafka transactions.
+    pub exactly_once: bool,
     /// Handed to the plugin's `init`.
     pub plugin_config: Vec<(String, String)>,
 }
@@ -79,13 +85,21 @@ impl PipelineSpec {
             "plugin".into(),
             self.plugin.to_string_lossy().into_owned().into(),
         );
-        table.insert("batch_size".into(), Value::Integer(self.batch_size as i64));
-        table.insert(
-            "batch_timeout".into(),
-            format!("{}ms", self.batch_timeout.as_millis()).into(),
-        );
+        if let Some(profile) = self.profile {
+            table.insert("profile".into(), profile.into());
+        }
+        if let Some(batch_size) = self.batch_size {
+            table.insert("batch_size".into(), Value::Integer(batch_size as i64));
+        }
+        if let Some(batch_timeout) = self.batch_timeout {
+            let millis = format!("{}ms", batch_timeout.as_millis());
+            table.insert("batch_timeout".into(), millis.into());
+        }
         if let Some(max_in_flight) = self.max_in_flight {
             table.insert("max_in_flight".into(), Value::Integer(max_in_flight as i64));
+        }
+        if self.exactly_once {
+            table.insert("exactly_once".into(), Value::Boolean(true));
         }
         if !self.plugin_config.is_empty() {
             table.insert("config".into(), string_table(&self.plugin_config));
@@ -120,9 +134,11 @@ mod tests {
                 output: "out".into(),
                 group: "g".into(),
                 plugin: "/plugins/json_router.wasm".into(),
-                batch_size: 100,
-                batch_timeout: Duration::from_millis(5),
+                profile: None,
+                batch_size: Some(100),
+                batch_timeout: Some(Duration::from_millis(5)),
                 max_in_flight: Some(50_000),
+                exactly_once: true,
                 plugin_config: vec![("route_field".into(), "topic".into())],
             }],
         };
@@ -132,8 +148,37 @@ mod tests {
         assert_eq!(pipeline.batch_timeout, Duration::from_millis(5));
         assert_eq!(pipeline.group, "g");
         assert_eq!(pipeline.max_in_flight, 50_000);
+        assert!(pipeline.exactly_once);
         assert_eq!(parsed.kafka.producer["linger.ms"], "0");
         assert_eq!(parsed.http.listen.port(), 0);
         assert_eq!(parsed.runtime.worker_threads, Some(1));
+    }
+
+    #[test]
+    fn a_profile_alone_leaves_batching_to_it() {
+        let config = RunnelConfig {
+            brokers: "127.0.0.1:9092".into(),
+            producer: Vec::new(),
+            worker_threads: None,
+            pipelines: vec![PipelineSpec {
+                name: "upper".into(),
+                input: "in".into(),
+                output: "out".into(),
+                group: "g".into(),
+                plugin: "/plugins/uppercase.wasm".into(),
+                profile: Some("realtime"),
+                batch_size: None,
+                batch_timeout: None,
+                max_in_flight: None,
+                exactly_once: false,
+                plugin_config: Vec::new(),
+            }],
+        };
+        let toml = config.to_toml();
+        assert!(!toml.contains("batch_size"), "{toml}");
+        let parsed = Config::parse(&toml, &[]).expect("a valid runnel.toml");
+        let pipeline = parsed.resolve("upper").unwrap();
+        assert_eq!(pipeline.batch_size, 1);
+        assert!(!pipeline.exactly_once);
     }
 }

@@ -5,13 +5,16 @@
 //! Timing from the first output leaves out what is not throughput: process
 //! start, plugin compilation and the consumer group join (reported apart,
 //! as "time to first output"). Visible means below the output topic's high
-//! watermark: acknowledged by the broker and readable by any consumer.
+//! watermark: acknowledged by the broker and readable by any consumer. For
+//! a subject with transactions, visible means committed, and the count is
+//! that of the inputs whose offsets the subject committed with them (see
+//! [`CommittedCounter`]).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::kafka::TopicCounter;
+use crate::kafka::{CommittedCounter, TopicCounter, unique_name};
 use crate::machine::OtherLoad;
 use crate::processor::{Harness, Processor, Subject};
 
@@ -46,8 +49,11 @@ pub fn message_count(minimum: usize, previous_rate: Option<f64>) -> usize {
 /// One timed run.
 #[derive(Debug, Clone)]
 pub struct ThroughputRun {
-    /// Messages preloaded and processed.
+    /// Messages processed while timed.
     pub messages: usize,
+    /// Messages processed before the clock started, for a JIT compiler to
+    /// do its work (see [`measure`]).
+    pub warm_up_messages: usize,
     pub messages_per_sec: f64,
     pub time_to_first_output: Duration,
     /// CPU time of the subject's process per message, while timed.
@@ -74,41 +80,60 @@ struct Observation {
     broker_cpu: Option<f64>,
 }
 
+/// Times `subject` over `messages` messages. With `warm_up` messages, the
+/// clock starts once that many outputs are visible instead of at the
+/// first: a JVM compiles its hot paths while it processes its first
+/// messages, where Runnel compiles its plugin before its first output
+/// (which the time to first output already leaves out).
 pub fn measure(
     harness: &Harness,
     subject: &Subject,
     messages: usize,
+    warm_up: usize,
 ) -> anyhow::Result<ThroughputRun> {
     let topics = harness.cluster.fresh_topics("throughput")?;
-    harness.cluster.preload(&topics.input, messages)?;
-    let counter = harness.cluster.counter(&topics.output)?;
+    let total = messages + warm_up;
+    harness.cluster.preload(&topics.input, total)?;
+    let group = unique_name("group");
+    let counter = if subject.is_exactly_once() {
+        Counter::CommittedInputs(harness.cluster.committed_counter(&group, &topics.input)?)
+    } else {
+        Counter::VisibleOutputs(harness.cluster.counter(&topics.output)?)
+    };
 
     let started = Instant::now();
-    let mut processor = subject.start(harness, &topics)?;
-    let first = wait_for_outputs(harness, &mut processor, &counter, 1, FIRST_OUTPUT_TIMEOUT)?;
+    let mut processor = subject.start(harness, &topics, &group)?;
+    let first_output =
+        wait_for_outputs(harness, &mut processor, &counter, 1, FIRST_OUTPUT_TIMEOUT)?;
+    let first = if warm_up > 0 {
+        wait_for_outputs(
+            harness,
+            &mut processor,
+            &counter,
+            warm_up as i64,
+            RUN_TIMEOUT,
+        )?
+    } else {
+        first_output
+    };
     let measured: Vec<u32> = [Some(processor.pid()), harness.broker_pid]
         .into_iter()
         .flatten()
         .collect();
     let other_load = OtherLoad::start(&measured);
-    let last = wait_for_outputs(
-        harness,
-        &mut processor,
-        &counter,
-        messages as i64,
-        RUN_TIMEOUT,
-    )?;
+    let last = wait_for_outputs(harness, &mut processor, &counter, total as i64, RUN_TIMEOUT)?;
     let other_load_cores = other_load.and_then(|load| load.cores());
     let peak_rss = processor.memory().map(|memory| memory.peak_resident);
     processor.stop();
 
-    let time_to_first_output = first.at.duration_since(started);
+    let time_to_first_output = first_output.at.duration_since(started);
     if last.outputs == first.outputs {
         // Everything appeared between two polls: too few messages to time
         // from the first output, so time from the start, start-up included.
         return Ok(ThroughputRun {
-            messages,
-            messages_per_sec: last.outputs as f64 / time_to_first_output.as_secs_f64(),
+            messages: total,
+            warm_up_messages: 0,
+            messages_per_sec: last.outputs as f64 / first.at.duration_since(started).as_secs_f64(),
             time_to_first_output,
             subject_cpu_us_per_message: None,
             broker_cpu_us_per_message: None,
@@ -123,15 +148,33 @@ pub fn measure(
     let per_message_us = |from: Option<f64>, to: Option<f64>| Some((to? - from?) * 1e6 / timed);
     Ok(ThroughputRun {
         messages,
+        warm_up_messages: warm_up,
         messages_per_sec: timed / seconds,
         time_to_first_output,
         subject_cpu_us_per_message: per_message_us(first.subject_cpu, last.subject_cpu),
         broker_cpu_us_per_message: per_message_us(first.broker_cpu, last.broker_cpu),
         subject_peak_rss: peak_rss,
-        timed_out: last.outputs < messages as i64,
+        timed_out: last.outputs < total as i64,
         startup_included: false,
         other_load_cores,
     })
+}
+
+/// How a run counts the outputs a subject has made visible.
+enum Counter {
+    /// Below the output topic's high watermarks.
+    VisibleOutputs(TopicCounter),
+    /// Committed in a transaction, counted by the inputs committed with them.
+    CommittedInputs(CommittedCounter),
+}
+
+impl Counter {
+    fn count(&self) -> anyhow::Result<i64> {
+        match self {
+            Counter::VisibleOutputs(counter) => counter.count(),
+            Counter::CommittedInputs(counter) => counter.count(),
+        }
+    }
 }
 
 /// Polls until at least `target` outputs are visible or `timeout` passes,
@@ -139,7 +182,7 @@ pub fn measure(
 fn wait_for_outputs(
     harness: &Harness,
     processor: &mut Processor,
-    counter: &TopicCounter,
+    counter: &Counter,
     target: i64,
     timeout: Duration,
 ) -> anyhow::Result<Observation> {

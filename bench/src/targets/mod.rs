@@ -2,8 +2,10 @@
 //! with the measured margin. The benchmark reports them; tests never time
 //! anything.
 
+mod peer;
 mod per_message;
 
+use crate::kafka_streams::Guarantee;
 use crate::processor::RUNNEL_LINGER_MS;
 use crate::report::{Results, mib, rate};
 use crate::wasm_stage::StageRun;
@@ -72,16 +74,22 @@ impl Verdict {
     }
 }
 
-/// Every target, in the order of the issue.
-pub fn rows(results: &Results) -> [TargetRow; 8] {
+/// Every target, in the order of the issues that set them.
+pub fn rows(results: &Results) -> [TargetRow; 14] {
     [
         end_to_end_target(results),
+        peer::throughput_target(results, Guarantee::AtLeastOnce),
+        peer::cpu_target(results),
+        peer::throughput_target(results, Guarantee::ExactlyOnce),
+        peer::exactly_once_cost_target(results),
         stage_messages_target(results),
         stage_calls_target(results),
         in_process_target(results, RUNNEL_LINGER_MS),
         in_process_target(results, 0),
         latency_target(results, RUNNEL_LINGER_MS),
         latency_target(results, 0),
+        peer::realtime_p99_target(results),
+        peer::realtime_against_streams_target(results),
         footprint_target(results),
     ]
 }
@@ -98,7 +106,8 @@ fn end_to_end_target(results: &Results) -> TargetRow {
         .throughput
         .iter()
         .filter_map(|result| {
-            if result.subject.is_diagnostic() {
+            // The baseline is at least once.
+            if result.subject.is_diagnostic() || result.subject.is_exactly_once() {
                 return None;
             }
             let batch = result.subject.batch_size()?;

@@ -22,7 +22,7 @@ fn per_message_runs(
         .latency
         .iter()
         .filter(|result| result.subject.batch_size() == Some(1))
-        .filter(move |result| result.subject.linger_ms() == linger_ms)
+        .filter(move |result| result.subject.linger_ms() == Some(linger_ms))
         .filter(move |result| result.subject.diagnostic() == diagnostic)
         .flat_map(|result| &result.runs)
 }
@@ -42,7 +42,7 @@ pub fn diagnostic_rows(results: &Results) -> Vec<TargetRow> {
         .latency
         .iter()
         .filter(|result| result.subject.batch_size() == Some(1))
-        .filter_map(|result| Some((result.subject.linger_ms(), result.subject.diagnostic()?)))
+        .filter_map(|result| Some((result.subject.linger_ms()?, result.subject.diagnostic()?)))
         .collect();
     diagnostics.dedup();
     diagnostics
@@ -463,6 +463,7 @@ mod tests {
             batch_size: 1,
             batch_timeout: Duration::from_millis(100),
             linger_ms: RUNNEL_LINGER_MS,
+            exactly_once: false,
             diagnostic,
         };
         let baseline = Subject::Baseline {
@@ -470,28 +471,6 @@ mod tests {
             linger_ms: RUNNEL_LINGER_MS,
         };
         let results = Results {
-            machine: crate::machine::Machine {
-                cpu: String::new(),
-                cores: 2,
-                memory_gib: 24.0,
-                kernel: String::new(),
-                rustc: String::new(),
-                commit: String::new(),
-                busy_cores_before: None,
-            },
-            method: crate::report::Method {
-                command: String::new(),
-                broker: String::new(),
-                messages: 0,
-                rounds: 1,
-                throughput_batch_timeout: Duration::ZERO,
-                latency_seconds: 1,
-                latency_rounds: 1,
-                wasm_window: Duration::ZERO,
-                runnel_overrides: Vec::new(),
-            },
-            throughput: Vec::new(),
-            stage: Vec::new(),
             latency: vec![
                 latency_result(baseline.clone(), false, all_between(50, 75)),
                 latency_result(per_message(None), false, all_between(200, 300)),
@@ -502,9 +481,7 @@ mod tests {
                 ),
                 latency_result(baseline, true, all_between(50, 75)),
             ],
-            footprint: Vec::new(),
-            elapsed: Duration::ZERO,
-            load_average_at_end: String::new(),
+            ..Results::empty()
         };
         let target = in_process_target(&results, RUNNEL_LINGER_MS);
         assert_eq!(target.result, Verdict::Miss, "{}", target.measured);

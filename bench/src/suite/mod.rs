@@ -9,10 +9,13 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, ValueEnum};
 
 use crate::kafka::Cluster;
+use crate::kafka_streams::{Guarantee, StreamsSettings};
 use crate::machine::Machine;
 use crate::processor::{Diagnostic, Harness, RUNNEL_LINGER_MS, Subject};
-use crate::report::{self, LatencyResult, Method, Results, ThroughputResult};
-use crate::{footprint, latency, throughput, wasm_stage};
+use crate::report::{self, Method, Results, ThroughputResult};
+use crate::{footprint, throughput, wasm_stage};
+
+mod latency_section;
 
 /// Runnel's batch_timeout in the throughput runs. Batches fill at once from
 /// a preloaded topic, so it matters only for each partition's last batch,
@@ -24,12 +27,8 @@ const THROUGHPUT_BATCH_TIMEOUT: Duration = Duration::from_millis(5);
 /// runs preload, so fetching is never paused (Runnel's default is 10 000).
 const DIAGNOSTIC_MAX_IN_FLIGHT: usize = 10_000_000;
 
-/// How long the broker is warmed up before the latency rounds.
-const LATENCY_WARM_UP: Duration = Duration::from_secs(20);
-
-/// Batch mode in the latency runs: full batches at high rates, and at most
-/// this long a wait at low ones.
-const LATENCY_BATCH: (usize, Duration) = (100, Duration::from_millis(5));
+/// Runnel's batching when exactly once, as in the targets: batch ≥ 100.
+pub const EXACTLY_ONCE_BATCH: usize = 100;
 
 /// Plugins in the idle hosts: the target's ten, and one to tell the fixed
 /// part from the part per plugin.
@@ -66,6 +65,10 @@ pub struct RunOptions {
     /// Directory holding the built example plugins (`uppercase.wasm`, ...).
     #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
     plugins: PathBuf,
+    /// Directory holding the built Kafka Streams peer, as printed by
+    /// `bench/kafka-streams/build.sh`; without it the peer is left out.
+    #[arg(long)]
+    kafka_streams: Option<PathBuf>,
     /// Where `latest.md`, `throughput.csv` and `throughput.png` go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -80,6 +83,10 @@ pub struct RunOptions {
     /// subjects get more, to be timed for a few seconds).
     #[arg(long, default_value_t = 200_000)]
     messages: usize,
+    /// Messages a JVM subject (Kafka Streams) processes before its
+    /// throughput clock starts, while its JIT compiler works.
+    #[arg(long, default_value_t = 500_000)]
+    jvm_warm_up_messages: usize,
     /// Rounds of throughput runs (each subject once per round); the median
     /// is reported.
     #[arg(long, default_value_t = 3)]
@@ -120,6 +127,7 @@ pub struct RunOptions {
 impl RunOptions {
     fn scale_down(&mut self) {
         self.messages = self.messages.min(30_000);
+        self.jvm_warm_up_messages = self.jvm_warm_up_messages.min(50_000);
         self.rounds = 1;
         self.latency_rounds = 1;
         self.latency_seconds = self.latency_seconds.min(2);
@@ -146,6 +154,9 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
         clock.say(&format!("keeping work files in {}", work.path().display()));
     }
     let harness = harness(&options, work.path())?;
+    if harness.kafka_streams.is_none() && options.sections.iter().any(|s| *s != Section::Wasm) {
+        clock.say("no --kafka-streams: the Kafka Streams peer is left out");
+    }
     clock.say("sampling the machine's load");
     let mut results = Results {
         machine: Machine::describe(),
@@ -165,7 +176,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
         results.throughput = measure_throughput(&harness, &options, &clock)?;
     }
     if options.runs(Section::Latency) {
-        results.latency = measure_latency(&harness, &options, &clock)?;
+        results.latency = latency_section::measure(&harness, &options, &clock)?;
     }
     if options.runs(Section::Footprint) {
         results.footprint = measure_footprint(&harness, &clock)?;
@@ -197,10 +208,23 @@ fn harness(options: &RunOptions, work_dir: &Path) -> anyhow::Result<Harness> {
             options.runnel.display()
         );
     }
+    let kafka_streams = match &options.kafka_streams {
+        Some(dir) => {
+            ensure!(
+                dir.join("uppercase-streams-1.jar").is_file(),
+                "no Kafka Streams peer in {}; bench/kafka-streams/build.sh builds it and prints \
+                 its directory",
+                dir.display()
+            );
+            Some(absolute(dir)?)
+        }
+        None => None,
+    };
     let harness = Harness {
         cluster: Cluster::new(&brokers),
         runnel: absolute(&options.runnel)?,
         plugins: absolute(&options.plugins)?,
+        kafka_streams,
         work_dir: work_dir.to_owned(),
         broker_pid: options.broker_pid,
         runnel_overrides: options.runnel_set.clone(),
@@ -223,6 +247,7 @@ fn method(options: &RunOptions) -> Method {
         command: options.command_line.clone(),
         broker: options.broker_description.clone(),
         messages: options.messages,
+        jvm_warm_up_messages: options.jvm_warm_up_messages,
         rounds: options.rounds,
         throughput_batch_timeout: THROUGHPUT_BATCH_TIMEOUT,
         latency_seconds: options.latency_seconds,
@@ -260,13 +285,10 @@ fn measure_stage(
     Ok(runs)
 }
 
-/// Every subject once per round, in turn, so slow drift on the machine
-/// spreads over all of them instead of favouring whoever ran first.
-fn measure_throughput(
-    harness: &Harness,
-    options: &RunOptions,
-    clock: &Progress,
-) -> anyhow::Result<Vec<ThroughputResult>> {
+/// What the throughput section measures, in the order of each round: the
+/// baselines, Runnel at each batch size, the in-flight diagnostic, Runnel
+/// exactly once, and the peer at both guarantees when it is built.
+fn throughput_subjects(options: &RunOptions, with_kafka_streams: bool) -> Vec<Subject> {
     let mut subjects = vec![
         Subject::Baseline {
             gated: true,
@@ -277,21 +299,48 @@ fn measure_throughput(
             linger_ms: RUNNEL_LINGER_MS,
         },
     ];
-    let runnel = |batch_size, diagnostic| Subject::Runnel {
+    let runnel = |batch_size, exactly_once, diagnostic| Subject::Runnel {
         batch_size,
         batch_timeout: THROUGHPUT_BATCH_TIMEOUT,
         linger_ms: RUNNEL_LINGER_MS,
+        exactly_once,
         diagnostic,
     };
-    subjects.extend(options.batch_sizes.iter().map(|&size| runnel(size, None)));
+    subjects.extend(
+        options
+            .batch_sizes
+            .iter()
+            .map(|&size| runnel(size, false, None)),
+    );
     // What Runnel's in-flight bound costs: the largest batch again, with the
     // bound out of the way.
     if let Some(&largest) = options.batch_sizes.iter().max() {
         subjects.push(runnel(
             largest,
+            false,
             Some(Diagnostic::MaxInFlight(DIAGNOSTIC_MAX_IN_FLIGHT)),
         ));
     }
+    subjects.push(runnel(EXACTLY_ONCE_BATCH, true, None));
+    if with_kafka_streams {
+        for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
+            subjects.push(Subject::KafkaStreams(StreamsSettings {
+                guarantee,
+                tuned: false,
+            }));
+        }
+    }
+    subjects
+}
+
+/// Every subject once per round, in turn, so slow drift on the machine
+/// spreads over all of them instead of favouring whoever ran first.
+fn measure_throughput(
+    harness: &Harness,
+    options: &RunOptions,
+    clock: &Progress,
+) -> anyhow::Result<Vec<ThroughputResult>> {
+    let subjects = throughput_subjects(options, harness.kafka_streams.is_some());
     let mut results: Vec<ThroughputResult> = subjects
         .into_iter()
         .map(|subject| ThroughputResult {
@@ -302,14 +351,14 @@ fn measure_throughput(
     // A freshly started broker is slower until the JVM has compiled its hot
     // paths; one untimed run first keeps that out of the first round.
     clock.say("throughput: warming the broker up (untimed)");
-    let warm_up = throughput::measure(harness, &results[0].subject, options.messages)
+    let warm_up = throughput::measure(harness, &results[0].subject, options.messages, 0)
         .context("warming the broker up")?;
     // The warm-up's rate sizes the baselines' first runs.
     let mut previous_rates: Vec<Option<f64>> = results
         .iter()
         .map(|result| match result.subject {
             Subject::Baseline { .. } => Some(warm_up.messages_per_sec),
-            Subject::Runnel { .. } => None,
+            _ => None,
         })
         .collect();
     for round in 1..=options.rounds {
@@ -320,7 +369,12 @@ fn measure_throughput(
                 "throughput, round {round}/{}: {label}, {messages} messages",
                 options.rounds
             ));
-            let run = throughput::measure(harness, &result.subject, messages)
+            let jvm_warm_up = if result.subject.compiles_while_running() {
+                options.jvm_warm_up_messages
+            } else {
+                0
+            };
+            let run = throughput::measure(harness, &result.subject, messages, jvm_warm_up)
                 .with_context(|| format!("throughput of {label}"))?;
             *previous_rate = Some(run.messages_per_sec);
             clock.say(&format!(
@@ -332,135 +386,6 @@ fn measure_throughput(
         }
     }
     Ok(results)
-}
-
-/// The baseline and per-message Runnel at Runnel's default linger.ms and
-/// at 0 (which shows the pipeline's own overhead without the producer's
-/// batching wait), and batch mode at the default.
-fn measure_latency(
-    harness: &Harness,
-    options: &RunOptions,
-    clock: &Progress,
-) -> anyhow::Result<Vec<LatencyResult>> {
-    let subjects = latency_subjects();
-    warm_up_for_latency(harness, options, clock, &subjects[0].0)?;
-    // samples[subject][round][rate]
-    let mut samples = vec![Vec::new(); subjects.len()];
-    for round in 1..=options.latency_rounds {
-        for ((subject, calibration), rounds) in subjects.iter().zip(&mut samples) {
-            let label = report::latency_label(subject, *calibration);
-            clock.say(&format!(
-                "latency round {round}/{}: {label}, linger.ms={}",
-                options.latency_rounds,
-                subject.linger_ms()
-            ));
-            let by_rate =
-                latency::measure(harness, subject, &options.rates, options.latency_seconds)
-                    .with_context(|| format!("latency of {label}"))?;
-            for rate in &by_rate {
-                clock.say(&format!(
-                    "  {}/s: p99 {} µs ({}/{} received), in the process {}, machine busy {:.2} cores",
-                    rate.rate,
-                    rate.p99_us(),
-                    rate.latencies_us.len(),
-                    rate.sent,
-                    rate.in_host.percentiles_label(),
-                    rate.machine_busy_cores.unwrap_or(f64::NAN)
-                ));
-            }
-            rounds.push(by_rate);
-        }
-    }
-    Ok(pool_latency_rounds(subjects, samples, &options.rates))
-}
-
-/// What the latency section measures, in the order of each round; `true`
-/// marks the baseline's second run.
-fn latency_subjects() -> [(Subject, bool); 9] {
-    let (batch_size, batch_timeout) = LATENCY_BATCH;
-    let per_message = |linger_ms, diagnostic| Subject::Runnel {
-        batch_size: 1,
-        batch_timeout,
-        linger_ms,
-        diagnostic,
-    };
-    // Per-message mode on one runtime thread: with two, each worker woken
-    // for a message first wakes the other, which finds nothing to do.
-    let one_thread = Some(Diagnostic::WorkerThreads(1));
-    let baseline = |linger_ms| Subject::Baseline {
-        gated: true,
-        linger_ms,
-    };
-    // The baseline's second run (the `true`) brackets per-message Runnel
-    // with the first, so that drift over the round moves both comparisons.
-    [
-        (baseline(RUNNEL_LINGER_MS), false),
-        (per_message(RUNNEL_LINGER_MS, None), false),
-        (per_message(RUNNEL_LINGER_MS, one_thread), false),
-        (baseline(RUNNEL_LINGER_MS), true),
-        (
-            Subject::Runnel {
-                batch_size,
-                batch_timeout,
-                linger_ms: RUNNEL_LINGER_MS,
-                diagnostic: None,
-            },
-            false,
-        ),
-        (baseline(0), false),
-        (per_message(0, None), false),
-        (per_message(0, one_thread), false),
-        (baseline(0), true),
-    ]
-}
-
-/// A broker that has not run this load yet (a latency-only run, with no
-/// throughput section before it) is still compiling its hot paths: at
-/// 2000 msg/s its p99 stayed above 100 ms for the first 6 s of such a
-/// run. The baseline runs untimed at the highest rate first, long enough
-/// for that to pass.
-fn warm_up_for_latency(
-    harness: &Harness,
-    options: &RunOptions,
-    clock: &Progress,
-    baseline: &Subject,
-) -> anyhow::Result<()> {
-    let top_rate = options.rates.iter().copied().max().unwrap_or(0);
-    clock.say(&format!(
-        "latency warm-up: the baseline at {top_rate}/s for {} s, untimed",
-        LATENCY_WARM_UP.as_secs()
-    ));
-    latency::measure(harness, baseline, &[top_rate], LATENCY_WARM_UP.as_secs())
-        .context("latency warm-up")?;
-    Ok(())
-}
-
-/// Each subject's runs at each rate, its rounds pooled; `samples` holds
-/// `samples[subject][round][rate]`.
-fn pool_latency_rounds(
-    subjects: [(Subject, bool); 9],
-    samples: Vec<Vec<Vec<latency::RateSamples>>>,
-    rates: &[u32],
-) -> Vec<LatencyResult> {
-    subjects
-        .into_iter()
-        .zip(samples)
-        .map(|((subject, calibration), rounds)| {
-            let runs = rates
-                .iter()
-                .enumerate()
-                .map(|(index, &rate)| {
-                    let at_rate: Vec<_> = rounds.iter().map(|round| &round[index]).collect();
-                    latency::LatencyRun::pooled(rate, &at_rate)
-                })
-                .collect();
-            LatencyResult {
-                subject,
-                calibration,
-                runs,
-            }
-        })
-        .collect()
 }
 
 fn measure_footprint(
@@ -524,7 +449,7 @@ fn draw_chart(csv: &Path, png: &Path, results: &Results) -> anyhow::Result<()> {
 }
 
 /// Progress lines on stderr, stamped with the time since the start.
-struct Progress {
+pub(super) struct Progress {
     started: Instant,
 }
 
@@ -539,7 +464,7 @@ impl Progress {
         self.started.elapsed()
     }
 
-    fn say(&self, line: &str) {
+    pub(super) fn say(&self, line: &str) {
         eprintln!("[{:>5.0} s] {line}", self.elapsed().as_secs_f64());
     }
 }

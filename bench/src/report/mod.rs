@@ -5,7 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod latency;
+mod peer;
+
 use crate::footprint::Footprint;
+use crate::kafka_streams::Guarantee;
 use crate::latency::LatencyRun;
 use crate::machine::Machine;
 use crate::processor::Subject;
@@ -19,6 +23,8 @@ pub struct Method {
     pub command: String,
     pub broker: String,
     pub messages: usize,
+    /// Messages a JVM subject processes before its clock starts.
+    pub jvm_warm_up_messages: usize,
     pub rounds: usize,
     pub throughput_batch_timeout: Duration,
     pub latency_seconds: u64,
@@ -65,6 +71,13 @@ impl LatencyResult {
     }
 }
 
+/// The subject's producer linger.ms, or whose default it is.
+pub fn linger_label(subject: &Subject) -> String {
+    subject
+        .linger_ms()
+        .map_or_else(|| "the profile's".into(), |linger_ms| linger_ms.to_string())
+}
+
 /// A latency subject's name, the baseline's second run told apart.
 pub fn latency_label(subject: &Subject, calibration: bool) -> String {
     if calibration {
@@ -88,6 +101,40 @@ pub struct Results {
 }
 
 impl Results {
+    /// No measurements, for tests to fill in.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self {
+            machine: Machine {
+                cpu: String::new(),
+                cores: 2,
+                memory_gib: 24.0,
+                kernel: String::new(),
+                rustc: String::new(),
+                commit: String::new(),
+                busy_cores_before: None,
+            },
+            method: Method {
+                command: String::new(),
+                broker: String::new(),
+                messages: 0,
+                jvm_warm_up_messages: 0,
+                rounds: 1,
+                throughput_batch_timeout: Duration::ZERO,
+                latency_seconds: 1,
+                latency_rounds: 1,
+                wasm_window: Duration::ZERO,
+                runnel_overrides: Vec::new(),
+            },
+            throughput: Vec::new(),
+            stage: Vec::new(),
+            latency: Vec::new(),
+            footprint: Vec::new(),
+            elapsed: Duration::ZERO,
+            load_average_at_end: String::new(),
+        }
+    }
+
     /// The gated baseline's median rate: what every ratio divides by.
     pub(crate) fn baseline_rate(&self) -> Option<f64> {
         self.throughput
@@ -95,6 +142,36 @@ impl Results {
             .find(|result| matches!(result.subject, Subject::Baseline { gated: true, .. }))
             .and_then(ThroughputResult::median)
             .map(|run| run.messages_per_sec)
+    }
+
+    /// Kafka Streams' median throughput run with `guarantee`.
+    pub(crate) fn kafka_streams_run(&self, guarantee: Guarantee) -> Option<&ThroughputRun> {
+        self.throughput
+            .iter()
+            .find(|result| {
+                matches!(&result.subject, Subject::KafkaStreams(settings)
+                    if settings.guarantee == guarantee && !settings.tuned)
+            })
+            .and_then(ThroughputResult::median)
+    }
+
+    /// Runnel's median throughput run at each batch size, at its defaults
+    /// (no diagnostic), at least once or exactly once.
+    pub(crate) fn runnel_runs(&self, exactly_once: bool) -> Vec<(usize, &ThroughputRun)> {
+        self.throughput
+            .iter()
+            .filter(|result| !result.subject.is_diagnostic())
+            .filter(|result| result.subject.is_exactly_once() == exactly_once)
+            .filter_map(|result| Some((result.subject.batch_size()?, result.median()?)))
+            .collect()
+    }
+
+    /// The latency runs of the first subject `wanted` accepts, one per rate.
+    pub(crate) fn latency_runs(&self, wanted: impl Fn(&Subject) -> bool) -> &[LatencyRun] {
+        self.latency
+            .iter()
+            .find(|result| !result.calibration && wanted(&result.subject))
+            .map_or(&[], |result| &result.runs)
     }
 
     pub(crate) fn stage_run(&self, value_bytes: usize, batch_size: usize) -> Option<&StageRun> {
@@ -123,7 +200,7 @@ impl Results {
             .iter()
             .filter(|result| matches!(result.subject, Subject::Baseline { .. }))
             .filter(|result| result.calibration == calibration)
-            .filter(|result| result.subject.linger_ms() == linger_ms)
+            .filter(|result| result.subject.linger_ms() == Some(linger_ms))
             .flat_map(|result| &result.runs)
             .find(|run| run.rate == rate)
     }
@@ -151,8 +228,9 @@ pub fn markdown(results: &Results) -> String {
     write_machine(&mut page, results);
     write_targets(&mut page, results);
     write_throughput(&mut page, results);
+    peer::write_against_kafka_streams(&mut page, results);
     write_stage(&mut page, results);
-    write_latency(&mut page, results);
+    latency::write_latency(&mut page, results);
     write_footprint(&mut page, results);
     page
 }
@@ -234,11 +312,19 @@ fn write_throughput(page: &mut String, results: &Results) {
          over a fraction of a second. Timed from the first output visible in the \
          4-partition output topic (high watermarks) until all are, so start-up and \
          the group join are left out and shown apart. Median of {} rounds, taken in \
-         turn, after one untimed run that warms the broker up. Both sides use Runnel's producer settings (idempotent, linger.ms=5) and \
+         turn, after one untimed run that warms the broker up. The baseline and Runnel use \
+         Runnel's producer settings (idempotent, linger.ms=5) and \
          store offsets only after outputs are acknowledged; Runnel runs the uppercase \
          plugin with batch_timeout {} ms and otherwise default settings; the \
          diagnostic row alone raises max_in_flight, to show what Runnel's in-flight \
-         bound costs (it counts for no target). The broker shares the machine. CPU is \
+         bound costs (it counts for no target). Runnel exactly once adds \
+         `exactly_once = true`; Kafka Streams runs at its defaults (see below). For the \
+         subjects with transactions, outputs count once committed, by the inputs their \
+         group committed with them (a commit marker takes an offset in every output \
+         partition, so watermarks would overcount). Kafka Streams' clock starts only \
+         after its first {} outputs, as its JVM compiles its hot paths meanwhile (Runnel \
+         compiles its plugin before its first output, which the time to first output \
+         leaves out). The broker shares the machine. CPU is \
          user + system time of the process per message while timed; other load is \
          the cores that processes other than the harness, the subject and the broker \
          kept busy meanwhile (above a few tenths, other work disturbed the run).\n",
@@ -247,7 +333,8 @@ fn write_throughput(page: &mut String, results: &Results) {
         crate::throughput::TARGET_TIMED_SECONDS,
         crate::throughput::MAX_MESSAGES,
         method.rounds,
-        method.throughput_batch_timeout.as_millis()
+        method.throughput_batch_timeout.as_millis(),
+        method.jvm_warm_up_messages
     );
     let _ = writeln!(
         page,
@@ -273,7 +360,10 @@ fn write_throughput(page: &mut String, results: &Results) {
             page,
             "| {}{timed_out} | {} | {} | {}–{} | {ratio} | {:.1} s | {} | {} | {} | {} |",
             result.subject.label(),
-            run.messages,
+            match run.warm_up_messages {
+                0 => run.messages.to_string(),
+                warm_up => format!("{} after {warm_up}", run.messages),
+            },
             rate(run.messages_per_sec),
             rate(low),
             rate(high),
@@ -343,126 +433,6 @@ fn write_stage(page: &mut String, results: &Results) {
     let _ = writeln!(page);
 }
 
-fn write_latency(page: &mut String, results: &Results) {
-    if results.latency.is_empty() {
-        return;
-    }
-    let _ = writeln!(page, "## 4. End-to-end latency\n");
-    let _ = writeln!(
-        page,
-        "A producer (linger.ms=0) sends {} B messages at a fixed rate for {} s per \
-         rate, each stamped with its send time; a consumer on the output topic takes \
-         the difference on receipt (one process, one clock). The baseline first runs untimed \
-         at the highest rate to warm the broker up, and each subject's warm-up until outputs \
-         flow is dropped. Every subject runs once per round, in turn, for {} rounds, \
-         and its rounds are pooled: a stall of the shared machine (tens of ms, now and \
-         then) lands on every subject alike instead of setting one subject's p99. \
-         The p99 of each round alone is shown beside. The baseline runs twice in every \
-         round, before and after per-message Runnel: how far its second run's p99 lands \
-         from its first is the smallest difference of p99s this machine can resolve, and \
-         a latency target counts as met or missed only by more than that. The subject's \
-         own producer runs \
-         at the linger.ms shown; Runnel's default is 5. Machine busy is the cores the \
-         whole machine kept busy (subject, broker and harness included) and other load \
-         the part of it no measured process used, the most of any round: as busy nears \
-         the core count, work waits for a CPU and the tail shows the machine's queueing \
-         more than the subject. A rate at which either side fell behind (a median over \
-         100 ms, or outputs missing) leaves the latency target there unjudged.\n",
-        crate::kafka::VALUE_BYTES,
-        results.method.latency_seconds,
-        results.method.latency_rounds
-    );
-    let _ = writeln!(
-        page,
-        "| subject | linger.ms | rate/s | p50 | p90 | p99 | p99 by round | max | p99 − baseline p99 | received | machine busy | other load |"
-    );
-    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for result in &results.latency {
-        let linger_ms = result.subject.linger_ms();
-        for run in &result.runs {
-            let compared = result.calibration || matches!(result.subject, Subject::Runnel { .. });
-            let overhead = match results.latency_baseline(linger_ms, run.rate) {
-                Some(baseline) if compared => {
-                    format!("{:+} µs", run.p99_us as i64 - baseline.p99_us as i64)
-                }
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                page,
-                "| {} | {linger_ms} | {} | {} | {} | {} | {} | {} | {overhead} | {}/{} | {} | {} |",
-                result.label(),
-                run.rate,
-                micros(run.p50_us),
-                micros(run.p90_us),
-                micros(run.p99_us),
-                run.p99_by_round_us
-                    .iter()
-                    .map(|&p99| micros(p99))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                micros(run.max_us),
-                run.received,
-                run.sent,
-                optional(run.machine_busy_cores, cores),
-                optional(run.other_load_cores, cores),
-            );
-        }
-    }
-    let _ = writeln!(page);
-    write_in_process(page, results);
-}
-
-/// The same runs seen from inside each process.
-fn write_in_process(page: &mut String, results: &Results) {
-    let _ = writeln!(
-        page,
-        "### Time inside the process\n\n\
-         The same runs, measured inside each process: from the moment the \
-         consumer hands a message over to the moment its output is handed to the \
-         producer. Runnel records it in `runnel_message_processing_seconds` on its \
-         `/metrics`; the baseline records the same series with the same code and \
-         serves it too, and the harness reads both before and after each rate. This \
-         leaves out the broker, the network and the producer's linger, which \
-         both sides pay alike and which make the end-to-end tail too coarse for \
-         microseconds, and keeps what Runnel adds: the hand-over to the \
-         partition's worker, encoding, the plugin call and the bookkeeping. A \
-         histogram places a percentile within a bucket, so each is given as its \
-         bucket's bounds; the per-message target is met only if Runnel's p99 \
-         is within 100 µs of the baseline's (its two runs pooled) wherever in \
-         their buckets both lie.\n"
-    );
-    let _ = writeln!(
-        page,
-        "| subject | linger.ms | rate/s | messages | p50 | p90 | p99 | ≤ 100 µs |"
-    );
-    let _ = writeln!(page, "|---|---|---|---|---|---|---|---|");
-    for result in &results.latency {
-        for run in &result.runs {
-            let in_host = &run.in_host;
-            let bucket = |fraction| {
-                in_host
-                    .percentile(fraction)
-                    .map_or("–".into(), |range| range.label())
-            };
-            let within = in_host
-                .share_within(std::time::Duration::from_micros(100))
-                .map_or("–".into(), |share| format!("{:.1}%", share * 100.0));
-            let _ = writeln!(
-                page,
-                "| {} | {} | {} | {} | {} | {} | {} | {within} |",
-                result.label(),
-                result.subject.linger_ms(),
-                run.rate,
-                in_host.total(),
-                bucket(0.5),
-                bucket(0.9),
-                bucket(0.99),
-            );
-        }
-    }
-    let _ = writeln!(page);
-}
-
 fn write_footprint(page: &mut String, results: &Results) {
     if results.footprint.is_empty() {
         return;
@@ -496,11 +466,18 @@ pub fn throughput_csv(results: &Results) -> String {
     for result in &results.throughput {
         let Some(run) = result.median() else { continue };
         let (low, high) = result.range();
-        let subject = match result.subject {
+        let subject = match &result.subject {
             Subject::Baseline { gated: true, .. } => "baseline",
             Subject::Baseline { gated: false, .. } => "baseline_ungated",
             Subject::Runnel { .. } if result.subject.is_diagnostic() => "runnel_diagnostic",
+            Subject::Runnel { .. } if result.subject.is_exactly_once() => "runnel_exactly_once",
             Subject::Runnel { .. } => "runnel",
+            Subject::KafkaStreams(settings) => match settings.guarantee {
+                Guarantee::AtLeastOnce => "kafka_streams",
+                Guarantee::ExactlyOnce => "kafka_streams_exactly_once",
+            },
+            // Measured for latency only.
+            Subject::RunnelRealtime => continue,
         };
         let batch = result.subject.batch_size().unwrap_or(0);
         let _ = writeln!(
@@ -523,7 +500,7 @@ pub fn rate(per_second: f64) -> String {
     }
 }
 
-fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     if us >= 10_000 {
         format!("{:.1} ms", us as f64 / 1000.0)
     } else {
