@@ -25,6 +25,14 @@ enum Verdict {
     Failed(MessageFailure),
 }
 
+/// What the plugin made of a batch, before anything is sent: the answers of
+/// its calls, and a verdict per message pointing into them.
+pub struct Decided {
+    served: ServedPlugin,
+    answers: Vec<EncodedOutcomes>,
+    verdicts: Vec<Verdict>,
+}
+
 /// The version label of a plugin loaded by path rather than from the plugin
 /// directory, which has no manifest to give one.
 pub const UNVERSIONED: &str = "unversioned";
@@ -87,13 +95,40 @@ impl Pipeline {
         batch: &EncodedBatch,
         producer: &OutputProducer,
     ) -> Vec<MessageResult> {
-        let count = batch.len();
-        self.recorder.batch_started(count);
-        let ServedPlugin { plugin, version } = self.plugin.current();
-        let mut answers = Vec::new();
-        let verdicts = self.decide(&plugin, batch, &mut answers).await;
-        self.recorder.batch_decided();
+        let decided = self.decide(batch).await;
+        self.send(batch, decided, producer).await
+    }
 
+    /// The plugin's part of [`Pipeline::process`]: what becomes of each
+    /// message, with nothing sent yet. Exactly-once pipelines call the
+    /// plugin while a transaction commits, and send once the next is open.
+    pub async fn decide(&self, batch: &EncodedBatch) -> Decided {
+        self.recorder.batch_started(batch.len());
+        let served = self.plugin.current();
+        let mut answers = Vec::new();
+        let verdicts = self.decide_each(&served.plugin, batch, &mut answers).await;
+        self.recorder.batch_decided();
+        Decided {
+            served,
+            answers,
+            verdicts,
+        }
+    }
+
+    /// The producer's part of [`Pipeline::process`]: hands the outputs and
+    /// dead letters of `decided` to `producer`, in message order.
+    pub async fn send(
+        &self,
+        batch: &EncodedBatch,
+        decided: Decided,
+        producer: &OutputProducer,
+    ) -> Vec<MessageResult> {
+        let count = batch.len();
+        let Decided {
+            served: ServedPlugin { plugin, version },
+            answers,
+            verdicts,
+        } = decided;
         let mut results = Vec::with_capacity(count);
         for (index, verdict) in verdicts.into_iter().enumerate() {
             let result = match verdict {
@@ -143,7 +178,7 @@ impl Pipeline {
     /// Calls the plugin until every message has a final verdict: transient
     /// failures are retried with backoff up to the policy's attempts, in
     /// place, so the order of outputs is kept.
-    async fn decide(
+    async fn decide_each(
         &self,
         plugin: &Plugin,
         batch: &EncodedBatch,

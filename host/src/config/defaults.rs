@@ -70,6 +70,15 @@ pub const MAX_IN_FLIGHT: usize = 50_000;
 /// data.
 pub const MAX_IN_FLIGHT_MIB: usize = 64;
 
+/// `transaction_interval`: Kafka Streams commits its exactly-once
+/// transactions every 100 ms by default; a commit costs a few milliseconds
+/// of broker round trips, shared by every message in the transaction.
+pub const TRANSACTION_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `transaction_max_messages`: a transaction holds its messages in flight
+/// until it commits, so it is kept well inside [`MAX_IN_FLIGHT`].
+pub const TRANSACTION_MAX_MESSAGES: usize = 20_000;
+
 /// `limits.call_timeout`: the runtime's default wall-clock budget of one
 /// plugin call, which a plugin checked without a pipeline gets too.
 pub const CALL_TIMEOUT: Duration = crate::runtime::default_call_timeout();
@@ -125,6 +134,14 @@ pub(super) const fn plugin_rescan_interval() -> Duration {
 
 pub(super) const fn max_concurrent() -> usize {
     MAX_CONCURRENT
+}
+
+pub(super) const fn transaction_interval() -> Duration {
+    TRANSACTION_INTERVAL
+}
+
+pub(super) const fn transaction_max_messages() -> usize {
+    TRANSACTION_MAX_MESSAGES
 }
 
 pub(super) const fn max_in_flight() -> usize {

@@ -48,8 +48,8 @@ pub const HOST_OWNED_PRODUCER_OPTIONS: &[HostOwnedOption] = &[
         name: "transactional.id",
         value: None,
         exactly_once_only: false,
-        reason: "each input partition of an exactly-once pipeline gets its own, which fences a \
-                 crashed owner's transaction; the shared producer has none",
+        reason: "each exactly-once pipeline's consumer gets its own (stable across restarts \
+                 when the consumer sets `group.instance.id`); the shared producer has none",
     },
 ];
 

@@ -77,6 +77,13 @@ pub struct PipelineConfig {
     /// exactly once, across crashes and rebalances.
     #[serde(default)]
     pub exactly_once: bool,
+    /// With `exactly_once`: a transaction is committed at most this long
+    /// after its first batch went in.
+    #[serde(default = "defaults::transaction_interval", with = "humantime_serde")]
+    pub transaction_interval: Duration,
+    /// With `exactly_once`: or once it holds this many messages.
+    #[serde(default = "defaults::transaction_max_messages")]
+    pub transaction_max_messages: usize,
     /// Raw librdkafka options for this pipeline's consumer; win over
     /// `[kafka.consumer]` and the profile. Those of
     /// [`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS)

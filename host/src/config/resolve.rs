@@ -37,6 +37,8 @@ pub struct ResolvedPipeline {
     pub dead_letter_topic: Option<String>,
     pub on_failure: OnFailure,
     pub exactly_once: bool,
+    pub transaction_interval: Duration,
+    pub transaction_max_messages: usize,
     /// Consumer options: profile, then `[kafka.consumer]`, then the
     /// pipeline's own.
     pub consumer: BTreeMap<String, String>,
@@ -103,6 +105,8 @@ impl Config {
             dead_letter_topic: pipeline.dead_letter_topic.clone(),
             on_failure: pipeline.on_failure,
             exactly_once: pipeline.exactly_once,
+            transaction_interval: pipeline.transaction_interval,
+            transaction_max_messages: pipeline.transaction_max_messages,
             consumer,
         })
     }
@@ -245,6 +249,11 @@ impl Resolving<'_> {
         if pipeline.exactly_once && pipeline.output_binding.is_some() {
             return Err(self.invalid(
                 "`exactly_once` needs Kafka outputs; a Dapr output binding is not transactional",
+            ));
+        }
+        if pipeline.transaction_interval.is_zero() || pipeline.transaction_max_messages == 0 {
+            return Err(self.invalid(
+                "`transaction_interval` and `transaction_max_messages` must be above zero",
             ));
         }
         Ok(())

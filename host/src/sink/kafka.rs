@@ -150,10 +150,10 @@ impl OutputProducer {
     }
 
     /// A producer whose outputs and consumed offsets are committed together
-    /// in Kafka transactions. `transactional_id` must be stable for the work
-    /// it covers (Runnel uses one per input partition): a new producer with
-    /// the same id fences the old one and aborts its open transaction, which
-    /// is what makes a crash invisible to `read_committed` consumers.
+    /// in Kafka transactions. A new producer with the same
+    /// `transactional_id` fences the old one and aborts its open
+    /// transaction; one that never comes back has its transaction aborted
+    /// by the broker after `transaction.timeout.ms`.
     pub async fn transactional(
         brokers: &str,
         options: &BTreeMap<String, String>,
@@ -162,12 +162,14 @@ impl OutputProducer {
     ) -> Result<Self, SinkError> {
         let mut options = options.clone();
         options.insert("transactional.id".into(), transactional_id.into());
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms;
-        // a crashed owner's open transaction is aborted at once by the next
-        // owner's fencing, so a minute is plenty.
+        // A crashed host's open transaction holds its partitions' next
+        // owner (and every read_committed reader of its outputs) until the
+        // broker aborts it: 10 s, as Kafka Streams sets it. A transaction
+        // lives about one commit interval, far below it. librdkafka
+        // requires message.timeout.ms <= transaction.timeout.ms.
         options
             .entry("transaction.timeout.ms".into())
-            .or_insert_with(|| "60000".into());
+            .or_insert_with(|| "10000".into());
         let transaction_timeout = options["transaction.timeout.ms"].clone();
         options
             .entry("message.timeout.ms".into())

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use super::commit::{StoredCommit, TransactionalProducers, commit_stored};
+use super::commit::{StoredCommit, commit_stored};
 use super::workers::{Workers, drain};
 use crate::client_events::ClientEvents;
 use crate::config::{HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline};
@@ -59,7 +59,8 @@ pub(super) struct ConsumerHooks {
     pub pipeline: Arc<Pipeline>,
     pub events: ClientEvents,
     pub workers: Arc<Workers>,
-    pub transactions: Option<Arc<TransactionalProducers>>,
+    /// Offsets go with transactions: none is stored, none to commit here.
+    pub exactly_once: bool,
     pub drain_timeout: Duration,
 }
 
@@ -103,20 +104,15 @@ impl ConsumerContext for ConsumerHooks {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect::<Vec<_>>();
+                // Exactly once: a draining worker waits until its last
+                // transaction is settled, committed with its offsets.
                 self.drain_revoked(&keys);
-                if let Some(transactions) = &self.transactions {
-                    transactions.forget(&keys);
-                } else if commit_stored(consumer, name) == StoredCommit::Failed {
+                if !self.exactly_once && commit_stored(consumer, name) == StoredCommit::Failed {
                     tracing::error!(pipeline = %name, "offsets of revoked partitions not committed; their next owner repeats that work");
                 }
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(pipeline = %name, partitions = partitions.count(), "partitions assigned");
-                if let Some(transactions) = &self.transactions {
-                    let assigned = partitions.elements();
-                    let keys = assigned.iter().map(|e| (e.topic(), e.partition()));
-                    transactions.start_for(name, keys);
-                }
             }
             Rebalance::Error(error) => {
                 tracing::warn!(pipeline = %name, %error, "rebalance failed");
@@ -170,11 +166,4 @@ pub(super) fn set_paused(consumer: &PipelineConsumer, pause: bool, pipeline: &st
             false
         }
     }
-}
-
-/// Whether `partition` of `topic` is assigned to this consumer.
-pub(super) fn owns(consumer: &PipelineConsumer, topic: &str, partition: i32) -> bool {
-    consumer
-        .assignment()
-        .is_ok_and(|assignment| assignment.find_partition(topic, partition).is_some())
 }

@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::back_pressure::{InFlight, message_bytes};
 use self::client::{ConsumerHooks, PipelineConsumer, consumer_config, set_paused};
-use self::commit::{StoredCommit, TransactionalProducers, commit_stored};
+use self::commit::{
+    PipelineTransactions, ProducerRecipe, StoredCommit, TransactionBounds, commit_stored,
+};
 use self::partition::Received;
 use self::workers::{
     REWIND_BACKOFF, Rewind, WorkerShared, WorkerStart, Workers, drain, spawn_partition_worker,
@@ -58,6 +60,33 @@ pub struct KafkaInput {
     workers: Arc<Workers>,
     rewinds: UnboundedReceiver<Rewind>,
     drain_timeout: Duration,
+    /// With exactly-once, the task committing the pipeline's transactions.
+    committer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a stopping pipeline waits for its committer to commit what is
+/// left open (nothing, unless the drain timed out).
+const COMMITTER_GRACE: Duration = Duration::from_secs(5);
+
+/// The transactional id of an exactly-once pipeline's producer: one per
+/// consumer (KIP-447), since the group's generation, sent with every
+/// offset commit, is what fences an owner that lost its partitions. With
+/// `group.instance.id` set it is stable, so a restarted host aborts what
+/// it left open at once; otherwise it names this process, and what a
+/// crashed one left open ends at the broker's `transaction.timeout.ms`.
+fn transactional_id(settings: &ResolvedPipeline) -> String {
+    let group = &settings.group;
+    if let Some(instance) = settings.consumer.get("group.instance.id") {
+        return format!("runnel-{group}-{instance}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis())
+        .unwrap_or_default();
+    format!("runnel-{group}-{host}-{}-{started}", std::process::id())
 }
 
 /// Says how a pipeline stopped, as it was: an operator reads this line to
@@ -104,10 +133,10 @@ impl KafkaInput {
     ) -> Result<Self, SourceError> {
         let workers = Arc::new(Workers::default());
         let transactions = settings.exactly_once.then(|| {
-            let metrics = pipeline.recorder.metrics().clone();
-            let producers =
-                TransactionalProducers::new(brokers, producer_options, &settings.group, metrics);
-            Arc::new(producers)
+            Arc::new(PipelineTransactions::new(TransactionBounds {
+                interval: settings.transaction_interval,
+                max_messages: settings.transaction_max_messages,
+            }))
         });
         let hooks = ConsumerHooks {
             pipeline: pipeline.clone(),
@@ -117,7 +146,7 @@ impl KafkaInput {
                 pipeline.recorder.metrics().clone(),
             ),
             workers: workers.clone(),
-            transactions: transactions.clone(),
+            exactly_once: settings.exactly_once,
             drain_timeout,
         };
         let consumer: PipelineConsumer = consumer_config(brokers, &settings)
@@ -149,12 +178,23 @@ impl KafkaInput {
             rewinds: rewind_requests,
             next_worker_id: AtomicU64::new(0),
         });
+        let committer = shared.transactions.as_ref().and_then(|transactions| {
+            let metrics = shared.pipeline.recorder.metrics().clone();
+            let recipe = ProducerRecipe {
+                brokers: brokers.to_owned(),
+                options: producer_options.clone(),
+                transactional_id: transactional_id(&settings),
+                events: ClientEvents::new("transactional_producer", &settings.name, metrics),
+            };
+            transactions.start(recipe, shared.clone())
+        });
         Ok(Self {
             settings,
             shared,
             workers,
             rewinds,
             drain_timeout,
+            committer,
         })
     }
 
@@ -167,11 +207,16 @@ impl KafkaInput {
         recorder.set_running(true);
         self.receive(&shutdown).await;
         let name = &self.settings.name;
-        if let Some(transactions) = &self.shared.transactions {
-            transactions.stop();
-        }
         tracing::info!(pipeline = %name, "stopping: draining in-flight work");
         let drained = drain(self.workers.take_all(), self.drain_timeout).await;
+        if let Some(transactions) = &self.shared.transactions {
+            // The workers' last transactions are settled, or the drain
+            // gave up on them: either way nothing more is committed.
+            transactions.stop();
+        }
+        if let Some(committer) = self.committer.take() {
+            let _ = tokio::time::timeout(COMMITTER_GRACE, committer).await;
+        }
         let consumer = self.shared.consumer.clone();
         let owned_name = name.clone();
         let last_commit =

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::back_pressure::{InFlight, Work};
 use super::client::PipelineConsumer;
-use super::commit::TransactionalProducers;
+use super::commit::PipelineTransactions;
 use super::partition::{Received, process_partition};
 use crate::backoff::Backoff;
 use crate::batch::BatchPolicy;
@@ -33,9 +33,9 @@ pub(super) struct WorkerShared {
     pub in_flight: InFlight,
     /// Cancelled when a failure stops this pipeline (`on_failure = "stop"`).
     pub halt: CancellationToken,
-    /// With exactly-once, each partition worker gets a transactional
-    /// producer from here.
-    pub transactions: Option<Arc<TransactionalProducers>>,
+    /// With exactly-once, the transactions every partition worker adds its
+    /// batches to.
+    pub transactions: Option<Arc<PipelineTransactions>>,
     /// Where workers ask the receive loop to process a partition again.
     pub rewinds: UnboundedSender<Rewind>,
     pub next_worker_id: AtomicU64,

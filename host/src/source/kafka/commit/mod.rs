@@ -6,7 +6,7 @@
 //! - [`BeforeProcessing`] (at most once): offsets are committed before the
 //!   plugin sees the batch;
 //! - [`Transactional`] (exactly once): outputs, dead letters and offsets are
-//!   committed together in one Kafka transaction.
+//!   committed together in Kafka transactions that span many batches.
 
 mod after_acknowledgement;
 mod before_processing;
@@ -22,7 +22,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use self::after_acknowledgement::AfterAcknowledgement;
 use self::before_processing::BeforeProcessing;
 use self::transactional::Transactional;
-pub(super) use self::transactional::TransactionalProducers;
+pub(super) use self::transactional::{PipelineTransactions, ProducerRecipe, TransactionBounds};
 use super::partition::PartitionBatch;
 use super::workers::{WorkerControl, WorkerShared};
 use crate::backoff::Backoff;
@@ -42,10 +42,10 @@ impl CommitStage {
     /// `rewinds_before` counts the rewinds in a row before this worker.
     pub fn new(shared: &Arc<WorkerShared>, control: &WorkerControl, rewinds_before: u32) -> Self {
         match (&shared.transactions, shared.commit) {
-            (Some(producers), _) => Self::Transactional(Transactional::new(
+            (Some(transactions), _) => Self::Transactional(Transactional::new(
                 shared.clone(),
-                producers.clone(),
-                control.closing.clone(),
+                transactions.clone(),
+                control.clone(),
             )),
             (None, CommitStrategy::AfterProcessing) => Self::AfterAcknowledgement(
                 AfterAcknowledgement::new(shared.clone(), control.clone(), rewinds_before),
@@ -72,7 +72,7 @@ impl CommitStage {
         match self {
             Self::AfterAcknowledgement(stage) => stage.finish().await,
             Self::BeforeProcessing(stage) => stage.finish().await,
-            Self::Transactional(_) => {}
+            Self::Transactional(stage) => stage.finish().await,
         }
     }
 }
@@ -86,24 +86,35 @@ struct Processed {
     next_offset: i64,
 }
 
+impl Processed {
+    /// A message that stops the pipeline (`on_failure = "stop"`) halts it:
+    /// nothing from that message on is committed.
+    fn new(
+        shared: &WorkerShared,
+        batch: &PartitionBatch<'_>,
+        mut results: Vec<MessageResult>,
+    ) -> Self {
+        if let Some(stop) = results.iter().position(|result| result.stop) {
+            results.truncate(stop);
+            shared.halt.cancel();
+        }
+        Self {
+            next_offset: batch.offset_at(results.len()),
+            results,
+        }
+    }
+}
+
 /// Runs `batch` through the plugin, handing its outputs and dead letters to
-/// `producer`. A message that stops the pipeline (`on_failure = "stop"`)
-/// halts it: nothing from that message on is committed.
+/// `producer`.
 async fn run_pipeline(
     shared: &WorkerShared,
     batch: &PartitionBatch<'_>,
     encoded: &EncodedBatch,
     producer: &OutputProducer,
 ) -> Processed {
-    let mut results = shared.pipeline.process(encoded, producer).await;
-    if let Some(stop) = results.iter().position(|result| result.stop) {
-        results.truncate(stop);
-        shared.halt.cancel();
-    }
-    Processed {
-        next_offset: batch.offset_at(results.len()),
-        results,
-    }
+    let results = shared.pipeline.process(encoded, producer).await;
+    Processed::new(shared, batch, results)
 }
 
 /// Offset commits tried before giving up (about ten seconds in all).
