@@ -14,7 +14,7 @@ pub struct HostOwnedOption {
     /// librdkafka's name for it.
     pub name: &'static str,
     /// The value the host sets; `None` where each client gets a value of
-    /// its own (the transactional id: one per input partition).
+    /// its own (the transactional id: one per exactly-once consumer).
     pub value: Option<&'static str>,
     /// Set, and refused, only in pipelines with `exactly_once = true`.
     pub exactly_once_only: bool,
