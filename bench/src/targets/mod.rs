@@ -46,6 +46,27 @@ impl TargetRow {
             margin: "–".into(),
         }
     }
+
+    /// Judges a ratio that must reach `floor`, by the worst of those measured.
+    fn judge_ratio_at_least(&mut self, worst: f64, floor: f64) {
+        self.result = Verdict::of(worst >= floor);
+        self.margin = format!("{:+.2}× at the worst", worst - floor);
+    }
+
+    /// Judges a ratio that must stay under `ceiling`, by the worst measured.
+    fn judge_ratio_at_most(&mut self, worst: f64, ceiling: f64) {
+        self.result = Verdict::of(worst <= ceiling);
+        self.margin = format!("{:+.2}× at the worst", ceiling - worst);
+    }
+}
+
+/// Ratios by batch size, as a row's measured column shows them.
+fn ratios_by_batch(ratios: &[(usize, f64)]) -> String {
+    ratios
+        .iter()
+        .map(|(batch, ratio)| format!("{ratio:.2}× (batch {batch})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a target's row concludes.
@@ -118,13 +139,8 @@ fn end_to_end_target(results: &Results) -> TargetRow {
     let Some(worst) = ratios.iter().map(|(_, ratio)| *ratio).reduce(f64::min) else {
         return row;
     };
-    row.measured = ratios
-        .iter()
-        .map(|(batch, ratio)| format!("{ratio:.2}× (batch {batch})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    row.result = Verdict::of(worst >= MIN_RATIO_TO_BASELINE);
-    row.margin = format!("{:+.2}× at the worst", worst - MIN_RATIO_TO_BASELINE);
+    row.measured = ratios_by_batch(&ratios);
+    row.judge_ratio_at_least(worst, MIN_RATIO_TO_BASELINE);
     row
 }
 

@@ -3,7 +3,7 @@
 //! once (against the peer and against Runnel's own at-least-once figure),
 //! and per-message latency of the `realtime` profile in every round.
 
-use super::{TARGET_MIN_BATCH, TargetRow, Verdict};
+use super::{TARGET_MIN_BATCH, TargetRow, Verdict, ratios_by_batch};
 use crate::kafka_streams::Guarantee;
 use crate::latency::LatencyRun;
 use crate::processor::Subject;
@@ -54,8 +54,7 @@ pub(super) fn throughput_target(results: &Results, guarantee: Guarantee) -> Targ
         measured.join(", "),
         rate(streams.messages_per_sec)
     );
-    row.result = Verdict::of(worst >= goal);
-    row.margin = format!("{:+.2}× at the worst", worst - goal);
+    row.judge_ratio_at_least(worst, goal);
     row
 }
 
@@ -90,8 +89,7 @@ pub(super) fn cpu_target(results: &Results) -> TargetRow {
         .map(|(batch, ratio, cpu)| format!("{ratio:.2}× (batch {batch}, {cpu:.1} µs)"))
         .collect();
     row.measured = format!("{} against {streams_cpu:.1} µs", measured.join(", "));
-    row.result = Verdict::of(worst <= MAX_CPU_RATIO);
-    row.margin = format!("{:+.2}× at the worst", MAX_CPU_RATIO - worst);
+    row.judge_ratio_at_most(worst, MAX_CPU_RATIO);
     row
 }
 
@@ -116,16 +114,8 @@ pub(super) fn exactly_once_cost_target(results: &Results) -> TargetRow {
     let Some(worst) = ratios.iter().map(|(_, ratio)| *ratio).reduce(f64::min) else {
         return row;
     };
-    row.measured = ratios
-        .iter()
-        .map(|(batch, ratio)| format!("{ratio:.2}× (batch {batch})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    row.result = Verdict::of(worst >= MIN_EXACTLY_ONCE_TO_AT_LEAST_ONCE);
-    row.margin = format!(
-        "{:+.2}× at the worst",
-        worst - MIN_EXACTLY_ONCE_TO_AT_LEAST_ONCE
-    );
+    row.measured = ratios_by_batch(&ratios);
+    row.judge_ratio_at_least(worst, MIN_EXACTLY_ONCE_TO_AT_LEAST_ONCE);
     row
 }
 
