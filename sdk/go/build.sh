@@ -27,6 +27,7 @@ ensure_go() {
         echo "installing Go $GO_VERSION from the Go module proxy (once)" >&2
         local zip=$RUNNEL_CACHE/go-$GO_VERSION.zip
         mkdir -p "$RUNNEL_CACHE"
+        command -v unzip >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq unzip >/dev/null || sudo apt-get install -y -qq unzip >/dev/null; }
         curl -fsSL -o "$zip" "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip"
         rm -rf "$root.part" && mkdir -p "$root.part"
         (cd "$root.part" && unzip -q "$zip")
@@ -43,7 +44,9 @@ build() {
     local plugin=$1 out=$2 work
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
-    (cd "$plugin" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o "$work/core.wasm" .)
+    (cd "$plugin" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o "$work/go.wasm" .)
+    # The WASI adapter's own allocator, which must run before Go's runtime can (see adapterarena).
+    (cd "$here" && go run ./adapterarena "$work/go.wasm" "$work/core.wasm")
     componentize "$work/core.wasm" "$out"
 }
 

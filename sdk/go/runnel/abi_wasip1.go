@@ -18,6 +18,18 @@ func logImport(level uint32, message string)
 
 func hostLog(level logLevel, message string) { logImport(uint32(level), message) }
 
+// adapterArena is memory for the WASI adapter, which allocates its state while Go's runtime
+// is still starting, when no Go function can run: build.sh adds to the module an allocator
+// over this array written in plain WebAssembly (see adapterarena/main.go), which finds the
+// array by its marker. The marker also keeps the array in the data section, where Go's own
+// allocator never hands out memory. Bytes 24..32 hold the allocator's next free address.
+var adapterArena = [256 << 10]byte{'r', 'u', 'n', 'n', 'e', 'l', ':', 'a', 'd', 'a', 'p', 't', 'e', 'r', '-', 'a', 'r', 'e', 'n', 'a'}
+
+// The arena is only ever used from outside Go; this reference keeps the linker from dropping it.
+func init() { adapterArenaAddress = uintptr(unsafe.Pointer(&adapterArena)) }
+
+var adapterArenaAddress uintptr
+
 // received holds what cabi_realloc handed out until the export that reads it has taken its
 // own reference (or copy): the host holds only the address, which the collector cannot see.
 var received [][]uint64
