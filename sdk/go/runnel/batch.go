@@ -33,9 +33,51 @@ type batchView struct {
 	data     []byte
 	source   string
 	topics   []string
-	messages []byte // the message table
-	headers  []byte // the header table
+	messages []messageRecord
+	headers  []headerRecord
 	count    int
+}
+
+// The records of wit/ENCODING.md, laid out as Go lays out these structs on a little-endian
+// machine (WebAssembly is one), so that tables are read and written in place, a record at a
+// time, rather than field by field. WebAssembly loads need no alignment; neither do x86 and
+// ARM, where the native tests run. sizes_test.go checks the sizes.
+type (
+	messageRecord struct {
+		offset, timestamp        int64
+		partition                int32
+		topic                    uint32
+		key, value               span
+		firstHeader, headerCount uint32
+	}
+	headerRecord  struct{ name, value span }
+	outcomeRecord struct {
+		outputsEnd uint32
+		kind       FailureKind
+		message    span
+	}
+	outputRecord struct {
+		topic                              uint32 // 0 for the default topic, k+1 for topic k
+		key, value                         span
+		firstHeader, headerCount, reserved uint32
+	}
+)
+
+// records views n records of type T at byte at of b, which the caller checked is long enough.
+func records[T any](b []byte, at, n uint32) []T {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[at])), n)
+}
+
+// tableBytes is the encoded form of a table held as records.
+func tableBytes[T any](table []T) []byte {
+	if len(table) == 0 {
+		return nil
+	}
+	var record T
+	return unsafe.Slice((*byte)(unsafe.Pointer(&table[0])), len(table)*int(unsafe.Sizeof(record)))
 }
 
 // span is a run of bytes of the data area.
@@ -82,8 +124,7 @@ func bytesOf(data []byte, s span, what func() string) ([]byte, error) {
 	return data[s.offset:s.end():s.end()], nil
 }
 
-// textOf is bytesOf for a span that must hold UTF-8. The string shares the buffer's memory:
-// the buffer never changes once received, so no copy is needed.
+// textOf is bytesOf for a span that must hold UTF-8, as an interned string.
 func textOf(data []byte, s span, what func() string) (string, error) {
 	b, err := bytesOf(data, s, what)
 	if err != nil {
@@ -92,7 +133,27 @@ func textOf(data []byte, s span, what func() string) (string, error) {
 	if !utf8.Valid(b) {
 		return "", malformed(what(), " is not UTF-8")
 	}
-	return view(b), nil
+	return intern(b), nil
+}
+
+// names holds every topic, source and header name seen, so that the strings a handler gets
+// for them are its own to keep (the batch's memory is reused by the next batch) without an
+// allocation per message: a name is copied the first time it is seen.
+var names = map[string]string{}
+
+// maxNames bounds names for inputs whose header names never repeat.
+const maxNames = 4096
+
+func intern(b []byte) string {
+	if name, ok := names[string(b)]; ok { // a lookup that does not allocate
+		return name
+	}
+	if len(names) >= maxNames {
+		clear(names)
+	}
+	name := string(b)
+	names[name] = name
+	return name
 }
 
 // keyOf is bytesOf for a key span: nil for the "no key" marker, a non-nil slice otherwise.
@@ -136,72 +197,86 @@ func parseBatch(buffer []byte, topics []string) (batchView, error) {
 	headerCount := le.Uint32(buffer[12:])
 	dataAt := le.Uint32(buffer[28:])
 	b := batchView{bytes: buffer, count: int(count)}
-	var err error
-	topicTable, err := table(buffer, le.Uint32(buffer[16:]), topicCount, spanLen, "topics")
-	if err != nil {
+	topicsAt, messagesAt, headersAt := le.Uint32(buffer[16:]), le.Uint32(buffer[20:]), le.Uint32(buffer[24:])
+	if err := checkTable(buffer, topicsAt, topicCount, spanLen, "topics"); err != nil {
 		return batchView{}, err
 	}
-	if b.messages, err = table(buffer, le.Uint32(buffer[20:]), count, messageLen, "messages"); err != nil {
+	if err := checkTable(buffer, messagesAt, count, messageLen, "messages"); err != nil {
 		return batchView{}, err
 	}
-	if b.headers, err = table(buffer, le.Uint32(buffer[24:]), headerCount, headerRecordLen, "headers"); err != nil {
+	if err := checkTable(buffer, headersAt, headerCount, headerRecordLen, "headers"); err != nil {
 		return batchView{}, err
 	}
 	if uint64(dataAt) > uint64(len(buffer)) {
 		return batchView{}, malformed("data_at ", itoa(uint64(dataAt)), " is past the end")
 	}
 	b.data = buffer[dataAt:]
+	b.messages = records[messageRecord](buffer, messagesAt, count)
+	b.headers = records[headerRecord](buffer, headersAt, headerCount)
+	var err error
 	if b.source, err = textOf(b.data, readSpan(buffer, 32), func() string { return "the source" }); err != nil {
 		return batchView{}, err
 	}
 	b.topics = topics[:0]
-	for i := range int(topicCount) {
-		name, err := textOf(b.data, readSpan(topicTable, i*spanLen), func() string { return "topic " + itoa(uint64(i)) })
+	for i, s := range records[span](buffer, topicsAt, topicCount) {
+		name, err := textOf(b.data, s, func() string { return "topic " + itoa(uint64(i)) })
 		if err != nil {
 			return batchView{}, err
 		}
 		b.topics = append(b.topics, name)
 	}
-	for i := range int(headerCount) {
-		record := b.headers[i*headerRecordLen:]
-		if _, err := textOf(b.data, readSpan(record, 0), func() string { return "the name of header " + itoa(uint64(i)) }); err != nil {
+	dataLen := uint64(len(b.data))
+	for i, header := range b.headers {
+		if _, err := textOf(b.data, header.name, func() string { return "the name of header " + itoa(uint64(i)) }); err != nil {
 			return batchView{}, err
 		}
-		if _, err := bytesOf(b.data, readSpan(record, 8), func() string { return "the value of header " + itoa(uint64(i)) }); err != nil {
-			return batchView{}, err
+		if header.value.end() > dataLen {
+			return batchView{}, pastTheData(b.data, header.value, "the value of header "+itoa(uint64(i)))
 		}
 	}
-	for i := range b.count {
-		if err := b.checkMessage(i, topicCount, headerCount); err != nil {
-			return batchView{}, err
+	// The check every message of every batch goes through, kept to comparisons: the error
+	// is worded only when there is one.
+	for i := range b.messages {
+		m := &b.messages[i]
+		keyOK := m.key.end() <= dataLen || (m.key.offset == noKey && m.key.length == 0)
+		if m.topic >= topicCount || !keyOK || m.value.end() > dataLen ||
+			uint64(m.firstHeader)+uint64(m.headerCount) > uint64(headerCount) {
+			return batchView{}, b.messageError(i, topicCount, headerCount)
 		}
 	}
 	return b, nil
 }
 
-// checkMessage checks that message i names a topic and headers that exist, and a key and a
-// value inside the data area.
-func (b *batchView) checkMessage(i int, topicCount, headerCount uint32) error {
-	record := b.messages[i*messageLen : (i+1)*messageLen]
-	name := func() string { return "message " + itoa(uint64(i)) }
-	if topic := le.Uint32(record[20:]); topic >= topicCount {
-		return malformed(name(), " names topic ", itoa(uint64(topic)), " of ", itoa(uint64(topicCount)))
+// checkTable checks that count records of size bytes at byte at lie inside buffer.
+func checkTable(buffer []byte, at, count uint32, size int, name string) error {
+	_, err := table(buffer, at, count, size, name)
+	return err
+}
+
+func pastTheData(data []byte, s span, what string) error {
+	return malformed(what, " (", itoa(uint64(s.length)), " bytes at ", itoa(uint64(s.offset)),
+		") runs past the ", itoa(uint64(len(data))), "-byte data area")
+}
+
+// messageError says what is wrong with message i, which failed parseBatch's check.
+func (b *batchView) messageError(i int, topicCount, headerCount uint32) error {
+	m := &b.messages[i]
+	name := "message " + itoa(uint64(i))
+	if m.topic >= topicCount {
+		return malformed(name, " names topic ", itoa(uint64(m.topic)), " of ", itoa(uint64(topicCount)))
 	}
-	if _, err := keyOf(b.data, readSpan(record, 24), func() string { return "the key of " + name() }); err != nil {
+	if _, err := keyOf(b.data, m.key, func() string { return "the key of " + name }); err != nil {
 		return err
 	}
-	if _, err := bytesOf(b.data, readSpan(record, 32), func() string { return "the value of " + name() }); err != nil {
+	if _, err := bytesOf(b.data, m.value, func() string { return "the value of " + name }); err != nil {
 		return err
 	}
-	first, count := uint64(le.Uint32(record[40:])), uint64(le.Uint32(record[44:]))
-	if first+count > uint64(headerCount) {
-		return malformed(name(), " has headers ", itoa(first), "..", itoa(first+count),
-			" but the header table has ", itoa(uint64(headerCount)))
-	}
-	return nil
+	first, count := uint64(m.firstHeader), uint64(m.headerCount)
+	return malformed(name, " has headers ", itoa(first), "..", itoa(first+count),
+		" but the header table has ", itoa(uint64(headerCount)))
 }
 
 // message returns message i, which parseBatch checked.
 func (b *batchView) message(i int) Message {
-	return Message{batch: b, record: b.messages[i*messageLen : (i+1)*messageLen : (i+1)*messageLen]}
+	return Message{batch: b, record: &b.messages[i]}
 }

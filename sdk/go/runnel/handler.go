@@ -77,24 +77,37 @@ func handleBatch(h Handler, batch []byte, out *Outputs) []byte {
 			Permanent("the plugin was not initialized: the host called handle before init succeeded"))
 	}
 	out.begin(view.count, len(batch))
-	for i := range view.count {
-		out.finishMessage(handleOne(h, view.message(i), out))
+	for next := 0; next < view.count; {
+		next = handleFrom(h, &view, next, out)
 	}
 	return out.finish()
 }
 
-// handleOne runs the handler on one message and turns what it returned, or a panic, into the
-// message's failure (nil when it succeeded).
-func handleOne(h Handler, message Message, out *Outputs) (failure *Failure) {
+// handleFrom runs the handler on messages first, first+1, ... and returns where to go on: the
+// end of the batch, or the message after one that panicked, which fails permanently with the
+// panic's text. One deferred recover per batch (rather than per message) keeps the common
+// path cheap.
+func handleFrom(h Handler, view *batchView, first int, out *Outputs) (next int) {
+	i := first
 	defer func() {
 		if p := recover(); p != nil {
-			failure = Permanent("the handler panicked: " + panicText(p))
+			out.finishMessage(Permanent("the handler panicked: " + panicText(p)))
+			next = i + 1
 		}
 	}()
-	err := h.Handle(message, out)
-	if err == nil {
-		return nil
+	for ; i < view.count; i++ {
+		if err := h.Handle(view.message(i), out); err != nil {
+			out.finishMessage(failureOf(err))
+		} else {
+			out.finishMessage(nil)
+		}
 	}
+	return i
+}
+
+// failureOf is the failure of a message whose handler returned err.
+func failureOf(err error) *Failure {
+	var failure *Failure
 	if errors.As(err, &failure) && failure != nil {
 		return failure
 	}

@@ -3,60 +3,62 @@ package runnel
 import "iter"
 
 // Message is one input message, read in place from the batch: nothing is copied. Its byte
-// slices and strings share the batch's memory, which never changes, so they stay valid even
-// after the handler returns; do not modify them.
+// slices (key, value, header values) share the batch's memory, which the next batch reuses:
+// they are valid until Handle returns, so copy what you keep (bytes.Clone). Its strings
+// (topic, source, header names) are the handler's to keep. Do not modify either.
 type Message struct {
 	batch  *batchView
-	record []byte // the message's 48-byte record
+	record *messageRecord
 }
 
 // Key is the message's key, or nil when the message has no key, which Kafka distinguishes
 // from an empty key (a non-nil slice of length 0).
 func (m Message) Key() []byte {
-	s := readSpan(m.record, 24)
-	if s.offset == noKey {
+	key := m.record.key
+	if key.offset == noKey {
 		return nil
 	}
-	return m.batch.data[s.offset:s.end():s.end()]
+	return m.batch.data[key.offset:key.end():key.end()]
 }
 
 // Value is the payload.
 func (m Message) Value() []byte {
-	s := readSpan(m.record, 32)
-	return m.batch.data[s.offset:s.end():s.end()]
+	value := m.record.value
+	return m.batch.data[value.offset:value.end():value.end()]
 }
 
 // Headers are every header in the order the producer wrote them; a name may repeat.
 func (m Message) Headers() Headers {
-	return Headers{batch: m.batch, first: le.Uint32(m.record[40:]), count: le.Uint32(m.record[44:])}
+	return Headers{batch: m.batch, first: m.record.firstHeader, count: m.record.headerCount}
 }
 
 // Header is the value of the last header called name (names are case-sensitive), like Kafka's
 // lastHeader; ok is false when there is none.
 func (m Message) Header(name string) (value []byte, ok bool) {
-	headers := m.Headers()
-	for i := headers.Len() - 1; i >= 0; i-- {
-		if headerName, value := headers.At(i); headerName == name {
-			return value, true
+	data := m.batch.data
+	headers := m.batch.headers[m.record.firstHeader : m.record.firstHeader+m.record.headerCount]
+	for i := len(headers) - 1; i >= 0; i-- {
+		h := headers[i]
+		if string(data[h.name.offset:h.name.end()]) == name { // a comparison that does not allocate
+			return data[h.value.offset:h.value.end():h.value.end()], true
 		}
 	}
 	return nil, false
 }
 
 // Topic is the topic the message was read from.
-func (m Message) Topic() string { return m.batch.topics[le.Uint32(m.record[20:])] }
+func (m Message) Topic() string { return m.batch.topics[m.record.topic] }
 
 // Partition is the Kafka partition, or -1 for inputs without partitions.
-func (m Message) Partition() int32 { return int32(le.Uint32(m.record[16:])) }
+func (m Message) Partition() int32 { return m.record.partition }
 
 // Offset is the Kafka offset, or -1 for inputs without offsets.
-func (m Message) Offset() int64 { return int64(le.Uint64(m.record[0:])) }
+func (m Message) Offset() int64 { return m.record.offset }
 
 // Timestamp is in milliseconds since the Unix epoch; ok is false when the input does not know
 // it.
 func (m Message) Timestamp() (millis int64, ok bool) {
-	millis = int64(le.Uint64(m.record[8:]))
-	return millis, millis != -1
+	return m.record.timestamp, m.record.timestamp != -1
 }
 
 // Source is the name of the pipeline input (Kafka consumer or Dapr binding) the message came
@@ -77,10 +79,9 @@ func (h Headers) At(i int) (name string, value []byte) {
 	if i < 0 || i >= int(h.count) {
 		panic("runnel: header index out of range")
 	}
-	record := h.batch.headers[(int(h.first)+i)*headerRecordLen:]
-	nameSpan, valueSpan := readSpan(record, 0), readSpan(record, 8)
+	header := h.batch.headers[int(h.first)+i]
 	data := h.batch.data
-	return view(data[nameSpan.offset:nameSpan.end()]), data[valueSpan.offset:valueSpan.end():valueSpan.end()]
+	return intern(data[header.name.offset:header.name.end()]), data[header.value.offset:header.value.end():header.value.end()]
 }
 
 // All yields every header in order: for name, value := range message.Headers().All().

@@ -19,21 +19,6 @@ type Outputs struct {
 	mark struct{ data, topics, outputs, headers int }
 }
 
-type outcomeRecord struct {
-	outputsEnd uint32
-	kind       FailureKind
-	message    span
-}
-
-type outputRecord struct {
-	topic       uint32 // 0 for the default topic, k+1 for topics[k]
-	key, value  span
-	firstHeader uint32
-	headerCount uint32
-}
-
-type headerRecord struct{ name, value span }
-
 // OutputBuilder sets the optional parts of the output that Outputs.Send just appended. Each
 // method rewrites that output in place and returns the builder, so calls chain.
 type OutputBuilder struct{ out *Outputs }
@@ -128,10 +113,20 @@ func (b OutputBuilder) Header(name string, value []byte) OutputBuilder {
 // Headers adds every header of headers, for example a message's own:
 // .Headers(message.Headers()).
 func (b OutputBuilder) Headers(headers Headers) OutputBuilder {
-	for i := range headers.Len() {
-		b.Header(headers.At(i))
+	if headers.count > 0 { // kept small enough to inline: most messages have no headers
+		b.addHeaders(headers)
 	}
 	return b
+}
+
+func (b OutputBuilder) addHeaders(headers Headers) {
+	data := headers.batch.data
+	for _, h := range headers.batch.headers[headers.first : headers.first+headers.count] {
+		b.out.headers = append(b.out.headers, headerRecord{
+			b.out.push(data[h.name.offset:h.name.end()]), b.out.push(data[h.value.offset:h.value.end()]),
+		})
+	}
+	b.last().headerCount += headers.count
 }
 
 // Topic sends the output to topic instead of the pipeline's default output topic.
@@ -151,17 +146,24 @@ func (b OutputBuilder) Topic(topic string) OutputBuilder {
 // finishMessage records the outcome of the message whose outputs were sent since the previous
 // call: keeps its outputs, or discards them and records the failure.
 func (o *Outputs) finishMessage(failure *Failure) {
-	outcome := outcomeRecord{kind: Succeeded}
 	if failure != nil {
-		o.answer = o.answer[:o.mark.data]
-		o.topics = o.topics[:o.mark.topics]
-		o.outputs = o.outputs[:o.mark.outputs]
-		o.headers = o.headers[:o.mark.headers]
-		outcome.kind = failure.Kind
-		outcome.message = o.pushString(failure.Message)
+		o.failMessage(failure)
+		return
 	}
-	outcome.outputsEnd = uint32(len(o.outputs))
-	o.outcomes = append(o.outcomes, outcome)
+	o.outcomes = append(o.outcomes, outcomeRecord{outputsEnd: uint32(len(o.outputs))})
+	o.startMessage()
+}
+
+func (o *Outputs) failMessage(failure *Failure) {
+	o.answer = o.answer[:o.mark.data]
+	o.topics = o.topics[:o.mark.topics]
+	o.outputs = o.outputs[:o.mark.outputs]
+	o.headers = o.headers[:o.mark.headers]
+	o.outcomes = append(o.outcomes, outcomeRecord{
+		outputsEnd: uint32(len(o.outputs)),
+		kind:       failure.Kind,
+		message:    o.pushString(failure.Message),
+	})
 	o.startMessage()
 }
 
@@ -175,55 +177,23 @@ func (o *Outputs) finish() []byte {
 		o.topicNames = append(o.topicNames, o.pushString(topic))
 	}
 	topicsAt := len(o.answer)
-	outcomesAt := topicsAt + len(o.topics)*spanLen
-	outputsAt := outcomesAt + len(o.outcomes)*outcomeLen
-	headersAt := outputsAt + len(o.outputs)*outputLen
-	end := headersAt + len(o.headers)*headerRecordLen
-
-	a := grow(o.answer, end)
-	for k, name := range o.topicNames {
-		putSpan(a, topicsAt+k*spanLen, name)
-	}
-	for i, outcome := range o.outcomes {
-		at := outcomesAt + i*outcomeLen
-		le.PutUint32(a[at:], outcome.outputsEnd)
-		le.PutUint32(a[at+4:], uint32(outcome.kind))
-		putSpan(a, at+8, outcome.message)
-	}
-	for i, output := range o.outputs {
-		at := outputsAt + i*outputLen
-		le.PutUint32(a[at:], output.topic)
-		putSpan(a, at+4, output.key)
-		putSpan(a, at+12, output.value)
-		le.PutUint32(a[at+20:], output.firstHeader)
-		le.PutUint32(a[at+24:], output.headerCount)
-		le.PutUint32(a[at+28:], 0)
-	}
-	for i, header := range o.headers {
-		at := headersAt + i*headerRecordLen
-		putSpan(a, at, header.name)
-		putSpan(a, at+8, header.value)
-	}
+	o.answer = append(o.answer, tableBytes(o.topicNames)...)
+	outcomesAt := len(o.answer)
+	o.answer = append(o.answer, tableBytes(o.outcomes)...)
+	outputsAt := len(o.answer)
+	o.answer = append(o.answer, tableBytes(o.outputs)...)
+	headersAt := len(o.answer)
+	o.answer = append(o.answer, tableBytes(o.headers)...)
+	a := o.answer
 	copy(a, answerMagic[:])
-	for i, field := range []int{len(o.outcomes), len(o.topics), len(o.outputs), len(o.headers),
+	for i, field := range [...]int{len(o.outcomes), len(o.topics), len(o.outputs), len(o.headers),
 		topicsAt, outcomesAt, outputsAt, headersAt, headerLen} {
 		le.PutUint32(a[4+4*i:], uint32(field))
 	}
-	o.answer = a
 	return a
 }
 
 func putSpan(b []byte, at int, s span) {
 	le.PutUint32(b[at:], s.offset)
 	le.PutUint32(b[at+4:], s.length)
-}
-
-// grow extends b to length n, reusing its capacity when it can.
-func grow(b []byte, n int) []byte {
-	if n <= cap(b) {
-		return b[:n]
-	}
-	grown := make([]byte, n, n+n/4)
-	copy(grown, b)
-	return grown
 }

@@ -56,10 +56,10 @@ func (c *counter) Handle(message runnel.Message, out *runnel.Outputs) error {
 }
 
 func (c *counter) count(key []byte) uint64 {
-	// The map is indexed with a string(key) conversion that Go does without copying; only a
-	// new key is copied.
-	c.counts[countedKey{key != nil, string(key)}]++
-	return c.counts[countedKey{key != nil, string(key)}]
+	// string(key) copies the key, which lives in the batch's memory only until Handle returns.
+	k := countedKey{key != nil, string(key)}
+	c.counts[k]++
+	return c.counts[k]
 }
 
 func init() { runnel.Export(newCounter) }
