@@ -426,10 +426,9 @@ void runnel_output_key(runnel_outputs *o, runnel_bytes key) {
     output->key = key.ptr ? push(o, key.ptr, key.len) : (span){NO_KEY, 0};
 }
 
-uint8_t *runnel_output_value(runnel_outputs *o, size_t *len) {
+runnel_mut_bytes runnel_output_value(runnel_outputs *o) {
     span value = last_output(o)->value;
-    *len = value.length;
-    return o->answer + HEADER_LEN + value.offset;
+    return (runnel_mut_bytes){o->answer + HEADER_LEN + value.offset, value.length};
 }
 
 void runnel_output_header(runnel_outputs *o, runnel_str name, runnel_bytes value) {

@@ -37,6 +37,12 @@ typedef struct {
     size_t len;
 } runnel_bytes;
 
+/* Bytes to change in place. */
+typedef struct {
+    uint8_t *ptr;
+    size_t len;
+} runnel_mut_bytes;
+
 /* UTF-8 text someone else owns; not NUL-terminated. */
 typedef struct {
     const char *ptr;
@@ -123,7 +129,7 @@ void runnel_send(runnel_outputs *out, runnel_bytes value);
 void runnel_output_key(runnel_outputs *out, runnel_bytes key);
 /* The sent value, to change in place: sending the input and editing the copy is the cheapest
  * way to transform a message. Valid until the next call on out. */
-uint8_t *runnel_output_value(runnel_outputs *out, size_t *len);
+runnel_mut_bytes runnel_output_value(runnel_outputs *out);
 /* Adds a header; names may repeat. */
 void runnel_output_header(runnel_outputs *out, runnel_str name, runnel_bytes value);
 /* Adds every header of message, in order. */

@@ -144,15 +144,29 @@ var names = map[string]string{}
 // maxNames bounds names for inputs whose header names never repeat.
 const maxNames = 4096
 
+// recentNames are the last names intern returned: consecutive batches mostly name the same
+// source and topics, and comparing costs less than hashing.
+var (
+	recentNames [4]string
+	nextRecent  int
+)
+
 func intern(b []byte) string {
-	if name, ok := names[string(b)]; ok { // a lookup that does not allocate
-		return name
+	for _, name := range recentNames {
+		if string(b) == name { // a comparison that does not allocate
+			return name
+		}
 	}
-	if len(names) >= maxNames {
-		clear(names)
+	name, ok := names[string(b)] // a lookup that does not allocate
+	if !ok {
+		if len(names) >= maxNames {
+			clear(names)
+		}
+		name = string(b)
+		names[name] = name
 	}
-	name := string(b)
-	names[name] = name
+	recentNames[nextRecent] = name
+	nextRecent = (nextRecent + 1) % len(recentNames)
 	return name
 }
 
