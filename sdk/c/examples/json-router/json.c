@@ -1,6 +1,5 @@
 #include "json.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,19 +174,27 @@ static bool parse_number(parser *p, json_value *value) {
     digits[n] = '\0';
     value->negative = digits[0] == '-';
     if (integer) {
-        errno = 0;
-        value->magnitude = strtoull(digits + value->negative, NULL, 10);
         /* Like serde_json, an integer outside i64 / u64 is read as a float. */
-        value->is_integer = errno == 0 && (!value->negative || value->magnitude <= (uint64_t)INT64_MAX + 1);
+        bool overflow = false;
+        uint64_t magnitude = 0;
+        for (const char *d = digits + value->negative; *d; d++) {
+            unsigned digit = (unsigned)(*d - '0');
+            overflow |= magnitude > (UINT64_MAX - digit) / 10;
+            magnitude = magnitude * 10 + digit;
+        }
+        value->magnitude = magnitude;
+        value->is_integer = !overflow && (!value->negative || magnitude <= (uint64_t)INT64_MAX + 1);
     }
     if (!value->is_integer) value->real = strtod(digits, NULL);
     return true;
 }
 
 static bool parse_literal(parser *p, const char *word, json_value *value, json_type type, bool boolean) {
-    size_t n = strlen(word);
-    if (p->len - p->at < n || memcmp(p->text + p->at, word, n) != 0) return fail(p, "expected ident");
-    p->at += n;
+    /* Like serde_json, point at the first character that differs. */
+    for (size_t i = 0; word[i]; i++, p->at++) {
+        if (p->at >= p->len) return fail(p, "EOF while parsing a value");
+        if (p->text[p->at] != word[i]) return fail(p, "expected ident");
+    }
     value->type = type;
     value->boolean = boolean;
     return true;
