@@ -3,7 +3,7 @@
 #
 #   sdk/c/build.sh PLUGIN_DIR OUT.wasm    build one plugin (the .c and .cc files of a folder)
 #   sdk/c/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
-#   sdk/c/build.sh --test [PLUGIN_DIR]    run the SDK's tests, or a plugin's test_*.c natively
+#   sdk/c/build.sh --test [PLUGIN_DIR]    run the SDK's and the examples' tests, or a plugin's test_*.c
 #
 # Installs what is missing on first use (Debian's clang, lld and wasi-libc; wit-bindgen,
 # wasm-tools and the WASI reactor adapter), cached under ~/.cache/runnel.
@@ -71,6 +71,9 @@ case "${1:-}" in
     clang -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined \
         -o "$work/test_runnel" "$here/tests/test_runnel.c" "$here/runnel.c" "$here/examples/json-router/json.c"
     "$work/test_runnel" "$RUNNEL_WIT/encoding-vectors.json"
+    for example in "$here"/examples/*/; do
+        compgen -G "$example/test_*.c" >/dev/null && "$0" --test "$example"
+    done
     ;;
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
