@@ -1,0 +1,3 @@
+module runnelsdk
+
+go 1.24
