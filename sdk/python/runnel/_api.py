@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from operator import itemgetter
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
-from ._encoding import NO_KEY, PERMANENT, TRANSIENT, BatchView
+from ._encoding import PERMANENT, TRANSIENT
 
 Bytes = Union[bytes, bytearray, memoryview]
 """Anything a value, key or header value can be given as; `str` is sent as UTF-8."""
@@ -79,41 +80,42 @@ class Failure(Exception):
         return f"{self.kind.name.lower()} failure: {self.message}"
 
 
-class Message:
-    """One input message. Its fields are read from the batch when asked for, so a handler pays
-    only for what it looks at; each read of `value` or `key` is a fresh `bytes` copy."""
+class Message(tuple):
+    """One input message: a read-only tuple of its fields, read by name.
 
-    __slots__ = ("_batch", "_row")
+    The SDK decodes a batch's messages column by column before the handler runs, so reading a
+    field is a plain attribute read.
+    """
 
-    _batch: BatchView
-    _row: tuple
+    __slots__ = ()
 
-    @property
-    def value(self) -> bytes:
-        """The payload."""
-        row = self._row
-        batch = self._batch
-        start = batch.data_at + row[6]
-        return batch.buffer[start : start + row[7]]
-
-    @property
-    def key(self) -> Optional[bytes]:
-        """The key, or `None` when the message has no key (which Kafka distinguishes from an
-        empty key)."""
-        row = self._row
-        if row[4] == NO_KEY:
-            return None
-        batch = self._batch
-        start = batch.data_at + row[4]
-        return batch.buffer[start : start + row[5]]
-
-    @property
-    def headers(self) -> List[Tuple[str, bytes]]:
-        """Every `(name, value)` header in the order the producer wrote them; a name may
-        repeat."""
-        row = self._row
-        first = row[8]
-        return self._batch.headers[first : first + row[9]]
+    value: bytes = property(itemgetter(0), doc="The payload.")  # type: ignore[assignment]
+    key: Optional[bytes] = property(  # type: ignore[assignment]
+        itemgetter(1),
+        doc="The key, or `None` when the message has no key (which Kafka distinguishes from "
+        "an empty key).",
+    )
+    headers: Tuple[Tuple[str, bytes], ...] = property(  # type: ignore[assignment]
+        itemgetter(2),
+        doc="Every `(name, value)` header in the order the producer wrote them; a name may "
+        "repeat.",
+    )
+    topic: str = property(itemgetter(3), doc="The topic the message was read from.")  # type: ignore[assignment]
+    partition: int = property(  # type: ignore[assignment]
+        itemgetter(4), doc="The Kafka partition, or -1 for inputs without partitions."
+    )
+    offset: int = property(  # type: ignore[assignment]
+        itemgetter(5), doc="The Kafka offset, or -1 for inputs without offsets."
+    )
+    timestamp: Optional[int] = property(  # type: ignore[assignment]
+        itemgetter(6),
+        doc="Milliseconds since the Unix epoch, or `None` when the input does not know it.",
+    )
+    source: str = property(  # type: ignore[assignment]
+        itemgetter(7),
+        doc="The name of the pipeline input (Kafka consumer or Dapr binding) the message came "
+        "from.",
+    )
 
     def header(self, name: str) -> Optional[bytes]:
         """The value of the last header called `name` (names are case-sensitive), like Kafka's
@@ -122,33 +124,6 @@ class Message:
             if header_name == name:
                 return value
         return None
-
-    @property
-    def topic(self) -> str:
-        """The topic the message was read from."""
-        return self._batch.topics[self._row[3]]
-
-    @property
-    def partition(self) -> int:
-        """The Kafka partition, or -1 for inputs without partitions."""
-        return self._row[2]
-
-    @property
-    def offset(self) -> int:
-        """The Kafka offset, or -1 for inputs without offsets."""
-        return self._row[0]
-
-    @property
-    def timestamp(self) -> Optional[int]:
-        """Milliseconds since the Unix epoch, or `None` when the input does not know it."""
-        timestamp = self._row[1]
-        return None if timestamp == -1 else timestamp
-
-    @property
-    def source(self) -> str:
-        """The name of the pipeline input (Kafka consumer or Dapr binding) the message came
-        from."""
-        return self._batch.source
 
     def __repr__(self) -> str:
         return (
@@ -159,20 +134,14 @@ class Message:
 
 
 class Outputs:
-    """Where a handler sends the outputs of the message it is handling, written straight into
-    the encoded answer. Outputs go to the pipeline's default output topic unless `topic` says
-    otherwise."""
+    """Where a handler sends the outputs of the message it is handling. Outputs go to the
+    pipeline's default output topic unless `topic` says otherwise."""
 
-    __slots__ = ("_data", "_topics", "_topic_numbers", "_outputs", "_headers")
+    __slots__ = ("_sent",)
 
     def __init__(self) -> None:
-        # The answer's data area, and its tables as flat lists of u32 fields.
-        self._data = bytearray()
-        self._topics: List[int] = []
-        # Output topic name -> its number in output records (entry k of the table is k + 1).
-        self._topic_numbers: dict = {}
-        self._outputs: List[int] = []
-        self._headers: List[int] = []
+        # (value, key, headers, topic) of every output of the batch, encoded when it is done.
+        self._sent: List[tuple] = []
 
     def send(
         self,
@@ -184,54 +153,40 @@ class Outputs:
     ) -> None:
         """Sends `value` with `key` (`None`: no key, which Kafka distinguishes from an empty
         key) and `headers` (`(name, value)` pairs, such as a message's own `headers`) to `topic`,
-        or to the pipeline's default output topic."""
-        data = self._data
-        if value.__class__ is str:
-            value = value.encode()
-        value_at = len(data)
-        data += value
-        # Lengths are measured in the data area: a memoryview's len() counts items, not bytes.
-        value_len = len(data) - value_at
-        if key is None:
-            key_at = NO_KEY
-            key_len = 0
-        else:
-            if key.__class__ is str:
-                key = key.encode()
-            key_at = len(data)
-            data += key
-            key_len = len(data) - key_at
-        table = self._headers
-        first_header = len(table) >> 2
-        for name, header_value in headers:
-            if header_value.__class__ is str:
-                header_value = header_value.encode()
-            name_at = len(data)
-            data += name.encode()
-            header_value_at = len(data)
-            data += header_value
-            table += (name_at, header_value_at - name_at, header_value_at, len(data) - header_value_at)
-        self._outputs += (
-            0 if topic is None else self._topic_number(topic),
-            key_at,
-            key_len,
-            value_at,
-            value_len,
-            first_header,
-            (len(table) >> 2) - first_header,
-            0,
-        )
+        or to the pipeline's default output topic. Text is sent as UTF-8."""
+        if value.__class__ is not bytes:
+            value = _as_bytes(value, "value")
+        if key.__class__ is not bytes and key is not None:
+            key = _as_bytes(key, "key")
+        if headers:
+            headers = _header_pairs(headers)
+        if topic is not None and (topic.__class__ is not str or not topic):
+            raise ValueError(
+                f"an output topic must be a non-empty string, not {topic!r}: leave it out to "
+                "send to the default topic"
+            )
+        self._sent.append((value, key, headers, topic))
 
-    def _topic_number(self, topic: str) -> int:
-        number = self._topic_numbers.get(topic)
-        if number is None:
-            if not topic:
-                raise ValueError("an output topic must not be empty: leave it out to send to the default topic")
-            name = topic.encode()
-            self._topics += (len(self._data), len(name))
-            self._data += name
-            number = self._topic_numbers[topic] = len(self._topic_numbers) + 1
-        return number
+
+def _as_bytes(data: object, what: str) -> bytes:
+    if isinstance(data, str):
+        return data.encode()
+    try:
+        return memoryview(data).tobytes()  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"an output {what} must be bytes, bytearray, memoryview or str, not "
+            f"{type(data).__name__}"
+        ) from None
+
+
+def _header_pairs(headers: Iterable[Tuple[str, object]]) -> List[Tuple[bytes, bytes]]:
+    pairs = []
+    for name, value in headers:
+        if not isinstance(name, str):
+            raise TypeError(f"a header name must be a str, not {type(name).__name__}")
+        pairs.append((name.encode(), value if value.__class__ is bytes else _as_bytes(value, "header value")))
+    return pairs
 
 
 class Handler:

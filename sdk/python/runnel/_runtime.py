@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Tuple
 
 from ._api import Config, Failure, Handler, InitError, Message, Outputs
-from ._encoding import PERMANENT, BatchView, DecodeError, claimed_count, encode_answer, fail_every_message
+from ._encoding import (
+    PERMANENT,
+    DecodeError,
+    claimed_count,
+    encode_answer,
+    fail_every_message,
+    read_batch,
+)
 
 HandleFunction = Callable[[Message, Outputs], None]
 
@@ -14,8 +21,6 @@ HandleFunction = Callable[[Message, Outputs], None]
 _exported = None
 # The handle function `init` built; `None` until `init` succeeds.
 _handle: Optional[HandleFunction] = None
-
-_new_message = object.__new__
 
 
 def export_handler(target):
@@ -72,7 +77,7 @@ def handle_batch(handle_message: Optional[HandleFunction], batch: bytes) -> byte
     """Runs `handle_message` over every message of `batch` and returns the encoded answer:
     exactly one outcome per message, in order. `handle_message` is `None` before `init`."""
     try:
-        view = BatchView(batch)
+        _source, messages = read_batch(batch, Message)
     except DecodeError as malformed:
         # Retrying the same batch against the same host cannot help, hence permanent.
         return fail_every_message(
@@ -83,33 +88,26 @@ def handle_batch(handle_message: Optional[HandleFunction], batch: bytes) -> byte
         )
     if handle_message is None:
         return fail_every_message(
-            len(view),
+            len(messages),
             PERMANENT,
             "the plugin was not initialized: the host called handle before init succeeded",
         )
 
     out = Outputs()
-    outputs = out._outputs
-    headers = out._headers
+    sent = out._sent
+    # Per message, the number of outputs sent up to and including it.
     ends: List[int] = []
+    end_message = ends.append
     failures: List[Tuple[int, int, str]] = []
-    new_message = _new_message
-    for row in view.rows:
-        message = new_message(Message)
-        message._batch = view
-        message._row = row
-        outputs_before = len(outputs)
+    for message in messages:
         try:
             handle_message(message, out)
         except Exception as error:
-            # A failed message has no outputs: drop the records it sent, from the headers of its
-            # first output on (their bytes stay in the data area, where no span names them).
-            if len(outputs) > outputs_before:
-                del headers[4 * outputs[outputs_before + 5] :]
-                del outputs[outputs_before:]
+            # A failed message has no outputs: drop the ones it sent.
+            del sent[ends[-1] if ends else 0 :]
             if isinstance(error, Failure):
                 failures.append((len(ends), error.kind, error.message))
             else:
                 failures.append((len(ends), PERMANENT, exception_text(error)))
-        ends.append(len(outputs) >> 3)
-    return encode_answer(out._data, out._topics, outputs, headers, ends, failures)
+        end_message(len(sent))
+    return encode_answer(sent, ends, failures)

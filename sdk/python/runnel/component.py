@@ -3,8 +3,12 @@ handing both calls to the SDK. It imports the plugin's own module, `app`, whose
 `@runnel.export_handler` registers the handler; componentize-py runs this import while it builds
 the component, so instances start with the plugin already loaded."""
 
-from componentize_py_types import Err
 from wit_world import exports
+
+try:
+    from componentize_py_types import Err
+except ImportError:  # componentize-py before 0.19
+    from wit_world.types import Err
 
 from runnel import _runtime
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runnel import FailureKind
-from runnel._encoding import BATCH_HEADER, MESSAGE_RECORD, BatchView, DecodeError, encode_answer
 from runnel._api import Message, Outputs
+from runnel._encoding import BATCH_HEADER, MESSAGE_RECORD, DecodeError, encode_answer, read_batch
 from runnel.testing import Failed, Output, encode_batch, read_outcomes
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -20,21 +20,14 @@ def as_bytes(text):
     return None if text is None else text.encode()
 
 
-def read_messages(view):
-    messages = []
-    for row in view.rows:
-        message = object.__new__(Message)
-        message._batch = view
-        message._row = row
-        messages.append(message)
-    return messages
+def read_messages(batch):
+    return read_batch(batch, Message)[1]
 
 
 @pytest.mark.parametrize("vector", VECTORS["batches"], ids=lambda vector: vector["name"])
 def test_reader_decodes_every_batch_vector(vector):
-    view = BatchView(bytes.fromhex(vector["hex"]))
-    assert view.source == vector["source"]
-    messages = read_messages(view)
+    source, messages = read_batch(bytes.fromhex(vector["hex"]), Message)
+    assert source == vector["source"]
     assert len(messages) == len(vector["messages"])
     for message, expected in zip(messages, vector["messages"]):
         assert message.topic == expected["topic"]
@@ -43,16 +36,15 @@ def test_reader_decodes_every_batch_vector(vector):
         assert message.timestamp == expected["timestamp"]
         assert message.key == as_bytes(expected["key"])
         assert message.value == as_bytes(expected["value"])
-        assert message.headers == [(name, value.encode()) for name, value in expected["headers"]]
+        assert message.headers == tuple((name, value.encode()) for name, value in expected["headers"])
         assert message.source == vector["source"]
 
 
 def test_header_gives_the_last_of_a_repeated_name():
-    view = BatchView(bytes.fromhex(VECTORS["batches"][0]["hex"]))
-    repeated = read_messages(view)[2]
-    assert repeated.header("x") == b"2"
-    assert repeated.header("X") is None
-    assert read_messages(view)[0].header("trace") == b"abc"
+    messages = read_messages(bytes.fromhex(VECTORS["batches"][0]["hex"]))
+    assert messages[2].header("x") == b"2"
+    assert messages[2].header("X") is None
+    assert messages[0].header("trace") == b"abc"
 
 
 def expected_outcome(outcome):
@@ -92,8 +84,8 @@ def test_writer_answers_decode_to_the_vectors_content(vector):
                     headers=output["headers"],
                     topic=output["topic"],
                 )
-        ends.append(len(out._outputs) // 8)
-    answer = encode_answer(out._data, out._topics, out._outputs, out._headers, ends, failures)
+        ends.append(len(out._sent))
+    answer = encode_answer(out._sent, ends, failures)
     expected = [expected_outcome(outcome) for outcome in vector["outcomes"]]
     assert read_outcomes(answer, len(expected)) == expected
 
@@ -112,7 +104,6 @@ def test_batch_writer_for_tests_round_trips_the_vectors(vector):
         }
         for expected in vector["messages"]
     ]
-    view = BatchView(encode_batch(messages, source=vector["source"]))
     again = [
         {
             "topic": message.topic,
@@ -123,7 +114,7 @@ def test_batch_writer_for_tests_round_trips_the_vectors(vector):
             "value": message.value.decode(),
             "headers": [[name, value.decode()] for name, value in message.headers],
         }
-        for message in read_messages(view)
+        for message in read_messages(encode_batch(messages, source=vector["source"]))
     ]
     assert again == messages
 
@@ -198,4 +189,4 @@ MALFORMED = {
 def test_malformed_batches_are_rejected_with_a_clear_error(name):
     batch, expected = MALFORMED[name]
     with pytest.raises(DecodeError, match=re.escape(expected)):
-        BatchView(batch)
+        read_batch(batch, Message)

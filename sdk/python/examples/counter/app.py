@@ -34,7 +34,7 @@ class Counter(runnel.Handler):
         out.send(
             message.value,
             key=message.key,
-            headers=message.headers + [(self.header, str(count))],
+            headers=message.headers + ((self.header, str(count)),),
         )
 
     def count(self, key: Optional[bytes]) -> int:
