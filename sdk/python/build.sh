@@ -39,9 +39,12 @@ build() {
         componentize runnel.component -p "$plugin_dir" -p "$SDK_DIR" -o "$out"
 }
 
+# Each example is its own plugin with its own `app` module, so each gets its own pytest run.
 run_tests() {
-    cd "$SDK_DIR"
-    "$VENV/bin/python" -m pytest -q tests examples
+    local dir
+    for dir in "$SDK_DIR/tests" "$SDK_DIR"/examples/*/; do
+        (cd "$dir" && PYTHONPATH=$SDK_DIR "$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+    done
 }
 
 ensure_toolchain
