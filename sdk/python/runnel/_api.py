@@ -81,11 +81,9 @@ class Failure(Exception):
 
 
 class Message(tuple):
-    """One input message: a read-only tuple of its fields, read by name.
-
-    The SDK decodes a batch's messages column by column before the handler runs, so reading a
-    field is a plain attribute read.
-    """
+    """One input message, read-only. Its value, key and headers are decoded before the handler
+    runs, so reading them is a plain attribute read; the other fields are read from the batch
+    when asked for."""
 
     __slots__ = ()
 
@@ -100,22 +98,33 @@ class Message(tuple):
         doc="Every `(name, value)` header in the order the producer wrote them; a name may "
         "repeat.",
     )
-    topic: str = property(itemgetter(3), doc="The topic the message was read from.")  # type: ignore[assignment]
-    partition: int = property(  # type: ignore[assignment]
-        itemgetter(4), doc="The Kafka partition, or -1 for inputs without partitions."
-    )
-    offset: int = property(  # type: ignore[assignment]
-        itemgetter(5), doc="The Kafka offset, or -1 for inputs without offsets."
-    )
-    timestamp: Optional[int] = property(  # type: ignore[assignment]
-        itemgetter(6),
-        doc="Milliseconds since the Unix epoch, or `None` when the input does not know it.",
-    )
-    source: str = property(  # type: ignore[assignment]
-        itemgetter(7),
-        doc="The name of the pipeline input (Kafka consumer or Dapr binding) the message came "
-        "from.",
-    )
+    @property
+    def topic(self) -> str:
+        """The topic the message was read from."""
+        fields = self[3]
+        return fields.topics[fields.u32[12 * self[4] + 5]]
+
+    @property
+    def partition(self) -> int:
+        """The Kafka partition, or -1 for inputs without partitions."""
+        return self[3].i32[12 * self[4] + 4]
+
+    @property
+    def offset(self) -> int:
+        """The Kafka offset, or -1 for inputs without offsets."""
+        return self[3].i64[6 * self[4]]
+
+    @property
+    def timestamp(self) -> Optional[int]:
+        """Milliseconds since the Unix epoch, or `None` when the input does not know it."""
+        timestamp = self[3].i64[6 * self[4] + 1]
+        return None if timestamp == -1 else timestamp
+
+    @property
+    def source(self) -> str:
+        """The name of the pipeline input (Kafka consumer or Dapr binding) the message came
+        from."""
+        return self[3].source
 
     def header(self, name: str) -> Optional[bytes]:
         """The value of the last header called `name` (names are case-sensitive), like Kafka's

@@ -12,7 +12,7 @@ import struct
 import sys
 from array import array
 from functools import partial
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 from operator import add
 from typing import Iterable, Iterator, List, Tuple
 
@@ -113,13 +113,30 @@ def _check_header_range(first: int, count: int, header_count: int, owner: str) -
         )
 
 
+class BatchFields:
+    """What the messages of one batch share: the source, the topic names, and the message table
+    as arrays of its fields, from which a message reads its less used fields when asked."""
+
+    __slots__ = ("source", "topics", "u32", "i32", "i64")
+
+    def __init__(self, source: str, topics: List[str], table: memoryview) -> None:
+        self.source = source
+        self.topics = topics
+        # A message record is 12 u32, 12 i32 or 6 i64 (see MESSAGE_RECORD); WebAssembly is
+        # little-endian, as the encoding is.
+        self.u32 = table.cast("I")
+        self.i32 = table.cast("i")
+        self.i64 = table.cast("q")
+
+
 def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
     """Checks `buffer` as a batch (every table, span and string, once) and returns its source
-    and its messages as `message_type` tuples of (value, key, headers, topic, partition,
-    offset, timestamp, source).
+    and its messages as `message_type` tuples of (value, key, headers, BatchFields, index).
 
-    The work is done column by column with `map` and `zip`, which run in C: inside WebAssembly a
-    Python-level loop over the messages costs several times more than the handler's own work.
+    Inside WebAssembly every Python object costs about a thousand instructions to make and free,
+    more than the handler's own work, so this makes as few as it can: the message table's fields
+    are read as whole columns from a memoryview, and per message only its value, its key and
+    the tuple itself are made (plus the end of each span, to slice with).
     """
     (
         _magic,
@@ -144,23 +161,28 @@ def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
     headers = _read_headers(buffer, data_at, headers_at, header_count)
     if count == 0:
         return source, []
-    rows = MESSAGE_RECORD.iter_unpack(buffer[messages_at : messages_at + 48 * count])
-    (
-        offsets,
-        timestamps,
-        partitions,
-        topic_indexes,
-        key_ats,
-        key_lens,
-        value_ats,
-        value_lens,
-        first_headers,
-        header_counts,
-    ) = zip(*rows)
-    data_len = size - data_at
+    table = memoryview(buffer)[messages_at : messages_at + MESSAGE_RECORD.size * count]
+    fields = BatchFields(source, topics, table)
+    u32 = fields.u32
+    topic_indexes = u32[5::12]
+    key_ats = u32[6::12].tolist()
+    key_lens = u32[7::12].tolist()
+    value_ats = u32[8::12].tolist()
+    value_ends = list(map(add, value_ats, u32[9::12].tolist()))
+    if header_count:
+        first_headers = u32[10::12].tolist()
+        header_ends = list(map(add, first_headers, u32[11::12].tolist()))
+        headers_are_bad = max(header_ends) > header_count
+    else:
+        # Without a header table, each message's first header and count must be 0; comparing
+        # the columns themselves makes no object per message.
+        headers_are_bad = max(u32[10::12]) > 0 or max(u32[11::12]) > 0
+    data = buffer[data_at:]
+    data_len = len(data)
     every_message_has_a_key = NO_KEY not in key_ats
     if every_message_has_a_key:
-        keys_are_bad = max(map(add, key_ats, key_lens)) > data_len
+        key_ends = list(map(add, key_ats, key_lens))
+        keys_are_bad = max(key_ends) > data_len
     else:
         keys_are_bad = max(
             (key_at + key_len for key_at, key_len in zip(key_ats, key_lens) if key_at != NO_KEY),
@@ -169,43 +191,35 @@ def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
     if (
         keys_are_bad
         or max(topic_indexes) >= topic_count
-        or max(map(add, value_ats, value_lens)) > data_len
-        or max(map(add, first_headers, header_counts)) > header_count
+        or max(value_ends) > data_len
+        or headers_are_bad
     ):
         # The slow path names the first bad message.
-        _check_messages(zip(topic_indexes, key_ats, key_lens, value_ats, value_lens,
-                            first_headers, header_counts), data_len, topic_count, header_count)
+        _check_messages(
+            zip(topic_indexes, key_ats, key_lens, value_ats, u32[9::12], u32[10::12], u32[11::12]),
+            data_len,
+            topic_count,
+            header_count,
+        )
 
-    value_starts = list(map(add, value_ats, repeat(data_at, count)))
-    values = map(buffer.__getitem__, map(slice, value_starts, map(add, value_starts, value_lens)))
+    values = map(data.__getitem__, map(slice, value_ats, value_ends))
     if every_message_has_a_key:
-        key_starts = list(map(add, key_ats, repeat(data_at, count)))
-        keys = map(buffer.__getitem__, map(slice, key_starts, map(add, key_starts, key_lens)))
+        keys = map(data.__getitem__, map(slice, key_ats, key_ends))
     else:
         keys = [
-            None if key_at == NO_KEY else buffer[data_at + key_at : data_at + key_at + key_len]
+            None if key_at == NO_KEY else data[key_at : key_at + key_len]
             for key_at, key_len in zip(key_ats, key_lens)
         ]
     if header_count:
-        headers_of = map(
-            headers.__getitem__,
-            map(slice, first_headers, map(add, first_headers, header_counts)),
-        )
+        headers_of = map(headers.__getitem__, map(slice, first_headers, header_ends))
     else:
         headers_of = repeat((), count)
-    if -1 in timestamps:
-        timestamps = [None if timestamp == -1 else timestamp for timestamp in timestamps]
-    fields = zip(
-        values,
-        keys,
-        headers_of,
-        map(topics.__getitem__, topic_indexes),
-        partitions,
-        offsets,
-        timestamps,
-        repeat(source, count),
+    return source, list(
+        map(
+            partial(tuple.__new__, message_type),
+            zip(values, keys, headers_of, repeat(fields, count), range(count)),
+        )
     )
-    return source, list(map(partial(tuple.__new__, message_type), fields))
 
 
 def _check_messages(rows: Iterator[tuple], data_len: int, topic_count: int, header_count: int) -> None:
@@ -231,10 +245,27 @@ def claimed_count(buffer: bytes) -> int:
 
 
 def _pack_u32s(values: Iterable[int]) -> bytes:
-    table = array("I", values)
+    return _u32_array(values).tobytes()
+
+
+def _interleave(count: int, columns: tuple, width: int) -> bytearray:
+    """A table of `count` records of `width` u32 fields whose first fields are `columns` (each
+    a sequence of `count` ints, or a `repeat` of 0) and the rest 0: written a column at a time
+    through a strided memoryview, without an object per field."""
+    table = bytearray(4 * width * count)
+    if count:
+        fields = memoryview(table).cast("I")
+        for index, column in enumerate(columns):
+            if not isinstance(column, repeat):
+                fields[index::width] = _u32_array(column)
+    return table
+
+
+def _u32_array(values: Iterable[int]) -> array:
+    column = array("I", values)
     if sys.byteorder == "big":  # WebAssembly is little-endian; only a native test can be big.
-        table.byteswap()
-    return table.tobytes()
+        column.byteswap()
+    return column
 
 
 def encode_answer(sent: List[tuple], ends: List[int], failures: List[Tuple[int, int, str]]) -> bytes:
@@ -301,17 +332,20 @@ def encode_answer(sent: List[tuple], ends: List[int], failures: List[Tuple[int, 
             topic_numbers.append(number)
     else:
         topic_numbers = repeat(0, output_count)
-    outputs = chain.from_iterable(
-        zip(topic_numbers, key_ats, key_lens, value_ats, value_lens, first_headers, header_counts, repeat(0, output_count))
+    outputs = _interleave(
+        output_count,
+        (topic_numbers, key_ats, key_lens, value_ats, value_lens, first_headers, header_counts),
+        8,
     )
 
-    outcomes = [0] * (4 * count)
-    outcomes[0::4] = ends
-    for index, kind, text in failures:
-        encoded = text.encode("utf-8", "replace")
-        outcomes[4 * index + 1 : 4 * index + 4] = (kind, data_len, len(encoded))
-        parts.append(encoded)
-        data_len += len(encoded)
+    outcomes = _interleave(count, (ends,), 4)
+    if failures:
+        fields = memoryview(outcomes).cast("I")
+        for index, kind, text in failures:
+            encoded = text.encode("utf-8", "replace")
+            fields[4 * index + 1 : 4 * index + 4] = _u32_array((kind, data_len, len(encoded)))
+            parts.append(encoded)
+            data_len += len(encoded)
 
     topics_at = HEADER_LEN + data_len
     outcomes_at = topics_at + 4 * len(topic_fields)
@@ -330,12 +364,7 @@ def encode_answer(sent: List[tuple], ends: List[int], failures: List[Tuple[int, 
         HEADER_LEN,
     )
     parts.insert(0, header)
-    parts += (
-        _pack_u32s(topic_fields),
-        _pack_u32s(outcomes),
-        _pack_u32s(outputs),
-        _pack_u32s(header_fields),
-    )
+    parts += (_pack_u32s(topic_fields), outcomes, outputs, _pack_u32s(header_fields))
     return b"".join(parts)
 
 

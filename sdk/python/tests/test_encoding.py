@@ -190,3 +190,14 @@ def test_malformed_batches_are_rejected_with_a_clear_error(name):
     batch, expected = MALFORMED[name]
     with pytest.raises(DecodeError, match=re.escape(expected)):
         read_batch(batch, Message)
+
+
+@pytest.mark.parametrize("field, value", [(8, 3), (9, 1)], ids=["first header", "header count"])
+def test_headers_named_in_a_batch_without_a_header_table_are_rejected(field, value):
+    batch = encode_batch([{"value": "a", "key": "k"}])
+    at = BATCH_HEADER.unpack_from(batch)[MESSAGES_AT]
+    record = list(MESSAGE_RECORD.unpack_from(batch, at))
+    record[field] = value
+    batch = batch[:at] + MESSAGE_RECORD.pack(*record) + batch[at + MESSAGE_RECORD.size :]
+    with pytest.raises(DecodeError, match="message 0 has headers"):
+        read_batch(batch, Message)
