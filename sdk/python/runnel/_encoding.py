@@ -283,11 +283,11 @@ def encode_answer(sent: List[tuple], ends: List[int], failures: List[Tuple[int, 
     # The data area: values, then keys, then the rest.
     parts = [b"".join(values)]
     value_lens = list(map(len, values))
-    value_ats = list(accumulate(value_lens, initial=0))[:-1] if sent else []
+    value_ats = list(accumulate(value_lens, initial=0))[:-1]
     data_len = len(parts[0])
     if None not in keys:
         key_lens = list(map(len, keys))
-        key_ats = [data_len + at for at in accumulate(key_lens, initial=0)][:-1] if sent else []
+        key_ats = list(accumulate(key_lens, initial=data_len))[:-1]
         parts.append(b"".join(keys))
         data_len += len(parts[-1])
     else:
