@@ -28,6 +28,8 @@ ensure_toolchain() {
         cp "$here/toolchain/package.json" "$here/toolchain/package-lock.json" "$dir.part/"
         (cd "$dir.part" && npm ci --no-audit --no-fund --loglevel=error >&2)
         rm -rf "$dir" && mv "$dir.part" "$dir"
+        # Toolchains of older pins are not used again.
+        find "$cache" -maxdepth 1 -name 'js-toolchain-*' ! -name "js-toolchain-$hash" -exec rm -rf {} +
     fi
     tools=$dir/node_modules/.bin
 }
@@ -57,9 +59,16 @@ build() {
     elif [ -f "$plugin/handler.js" ]; then
         # The engine reads imported modules from below the folder it runs in: the plugin's own
         # folder when it holds the SDK, the SDK's folder for the examples that import it from there.
-        if [ -d "$plugin/runnel" ]; then root=$plugin; else root=$here; fi
-        entry=${plugin#"$root"/}/handler.js
-        entry=${entry#/}
+        if [ -d "$plugin/runnel" ]; then
+            root=$plugin
+            entry=handler.js
+        elif [ "${plugin#"$here"/}" != "$plugin" ]; then
+            root=$here
+            entry=${plugin#"$here"/}/handler.js
+        else
+            echo "$plugin: a plugin needs the SDK in runnel/ beside handler.js (sdk/js/runnel)" >&2
+            exit 1
+        fi
     else
         echo "$plugin has neither handler.js nor handler.ts" >&2
         exit 1
