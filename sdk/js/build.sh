@@ -3,7 +3,7 @@
 #
 #   sdk/js/build.sh PLUGIN_DIR OUT.wasm    build one plugin: a folder with handler.js or handler.ts
 #   sdk/js/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
-#   sdk/js/build.sh --test                 run the SDK's and the examples' tests, and type-check the typings
+#   sdk/js/build.sh --test                 run the SDK's, the examples' and the template's tests, and type checks
 #
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
 # componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
@@ -84,9 +84,15 @@ ensure_toolchain
 case "${1:-}" in
 --test)
     cd "$here"
-    "$tools/tsc" --strict --noEmit --target es2022 --module es2022 --moduleResolution bundler \
-        test/typed-handler.ts
-    node --import ./runnel/register.js --test
+    tsc_check=("$tools/tsc" --strict --noEmit --target es2022 --module es2022 --moduleResolution bundler)
+    "${tsc_check[@]}" test/typed-handler.ts
+    node --import ./runnel/register.js --test test/ examples/
+    # The template as `runnel plugin new` lays it out, with the SDK copied beside it.
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    cp -R template/. "$work/" && cp -R runnel "$work/runnel"
+    sed -i 's/{{name}}/template-check/g' "$work/package.json" "$work/README.md" "$work/handler.js"
+    (cd "$work" && "${tsc_check[@]}" --allowJs --checkJs handler.js && node --import ./runnel/register.js --test)
     ;;
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
