@@ -31,11 +31,7 @@ export class DecodeError extends Error {
   }
 }
 
-/** Reads a little-endian i64 as a Number: exact for every Kafka offset and millisecond time. */
-export function readI64(view, at) {
-  return view.getInt32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
-}
-
+/** Writes a Number as a little-endian i64 (exact up to 2^53). */
 export function writeI64(view, at, value) {
   view.setUint32(at, value >>> 0, true);
   view.setInt32(at + 4, Math.floor(value / 0x1_0000_0000), true);

@@ -2,7 +2,8 @@
 //
 // A handler sees one message at a time and sends zero or more outputs for it. This module turns
 // that into the batch-at-a-time `runnel:plugin` contract and its byte encoding, so neither ever
-// shows up in a plugin. README.md beside this folder has a complete example.
+// shows up in a plugin. The SDK's README (sdk/js/README.md in the Runnel repository) has a complete
+// example.
 
 import { log as hostLog } from 'runnel:plugin/log@0.2.0';
 
