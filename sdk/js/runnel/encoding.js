@@ -108,14 +108,44 @@ function checkDataAt(buffer, dataAt) {
 }
 
 /**
- * A copy of a table as 32-bit words. Tables in a batch need not be aligned; the copy is, so
- * that a field is one array read rather than a DataView call, which costs several times more in
- * an interpreter. WebAssembly is little-endian, as the encoding is.
+ * A copy of a table as 32-bit words, into `scratch` when it is large enough. Tables in a batch
+ * need not be aligned; the copy is, so that a field is one array read rather than a DataView
+ * call, which costs several times more in an interpreter. WebAssembly is little-endian, as the
+ * encoding is.
  */
-function wordsOf(buffer, at, count, size) {
-  const words = new Uint32Array((count * size) / 4);
-  new Uint8Array(words.buffer).set(buffer.subarray(at, at + count * size));
+function wordsOf(buffer, at, count, size, scratch) {
+  const length = (count * size) / 4;
+  const words = scratch !== undefined && scratch.length >= length
+    ? scratch.subarray(0, length)
+    : new Uint32Array(length);
+  new Uint8Array(words.buffer, words.byteOffset, length * 4).set(
+    buffer.subarray(at, at + count * size),
+  );
   return words;
+}
+
+/**
+ * Word arrays that one BatchView after another copies its tables into, so that a batch
+ * allocates no table memory: the engine's garbage collector runs rarely, and memory that waits
+ * for it counts against the plugin's limit.
+ */
+export class TableScratch {
+  constructor() {
+    this.messages = new Uint32Array(0);
+    this.headers = new Uint32Array(0);
+    this.topics = new Uint32Array(0);
+  }
+
+  /** Grows the arrays to hold the tables of a batch with these counts. */
+  reserve(messages, headers, topics) {
+    if (messages * MESSAGE_WORDS > this.messages.length) {
+      this.messages = new Uint32Array(messages * MESSAGE_WORDS * 2);
+    }
+    if (headers * HEADER_WORDS > this.headers.length) {
+      this.headers = new Uint32Array(headers * HEADER_WORDS * 2);
+    }
+    if (topics * 2 > this.topics.length) this.topics = new Uint32Array(topics * 2 * 2);
+  }
 }
 
 // Fields of a message record, in 32-bit words.
@@ -132,10 +162,11 @@ export const HEADER_WORDS = HEADER_RECORD_LEN / 4;
 
 /**
  * A batch whose every table, span and string has been checked: what the SDK reads messages
- * from. Construction throws a DecodeError for a malformed batch.
+ * from. Construction throws a DecodeError for a malformed batch. With a TableScratch, the view
+ * keeps its tables there, and is valid until the next view made with the same scratch.
  */
 export class BatchView {
-  constructor(buffer) {
+  constructor(buffer, scratch = undefined) {
     const view = readPreamble(buffer, BATCH_MAGIC, 'the batch');
     this.buffer = buffer;
     this.count = view.getUint32(4, true);
@@ -151,11 +182,12 @@ export class BatchView {
     checkTable(buffer, headersAt, headerCount, HEADER_RECORD_LEN, 'headers');
     checkDataAt(buffer, this.dataAt);
     const dataLength = buffer.length - this.dataAt;
+    scratch?.reserve(this.count, headerCount, topicCount);
     /** The message records, MESSAGE_WORDS words each. */
-    this.messages = wordsOf(buffer, messagesAt, this.count, MESSAGE_LEN);
+    this.messages = wordsOf(buffer, messagesAt, this.count, MESSAGE_LEN, scratch?.messages);
     /** The header records: name offset and length, value offset and length. */
-    this.headers = wordsOf(buffer, headersAt, headerCount, HEADER_RECORD_LEN);
-    const topics = wordsOf(buffer, topicsAt, topicCount, TOPIC_LEN);
+    this.headers = wordsOf(buffer, headersAt, headerCount, HEADER_RECORD_LEN, scratch?.headers);
+    const topics = wordsOf(buffer, topicsAt, topicCount, TOPIC_LEN, scratch?.topics);
 
     const sourceOffset = view.getUint32(32, true);
     const sourceLength = view.getUint32(36, true);

@@ -224,3 +224,20 @@ test('log writes through the host import, a function per level', () => {
     ['error', 'at error'],
   ]);
 });
+
+test('one instance answers batch after batch, of growing and shrinking sizes', () => {
+  const exported = exportHandler({ handle: (message, out) => void out.send(message.value).headers(message.headers) });
+  initOrThrow(exported);
+  for (const size of [1, 30, 2, 100, 0, 5]) {
+    const messages = Array.from({ length: size }, (_, index) => ({
+      value: `v${size}-${index}`,
+      headers: index % 2 ? [['h', String(index)]] : [],
+      topic: `t${index % 3}`,
+    }));
+    const outcomes = decodeAnswer(exported.handle(encodeBatch(messages)), size);
+    assert.deepEqual(
+      outcomes.map((outcome) => [text(outcome.outputs[0].value), outcome.outputs[0].headers.length]),
+      messages.map((message, index) => [`v${size}-${index}`, index % 2]),
+    );
+  }
+});
