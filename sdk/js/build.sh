@@ -85,6 +85,7 @@ case "${1:-}" in
 --test)
     cd "$here"
     tsc_check=("$tools/tsc" --strict --noEmit --target es2022 --module es2022 --moduleResolution bundler)
+    echo "type-checking the SDK's typings with tsc" >&2
     "${tsc_check[@]}" test/typed-handler.ts
     node --import ./runnel/register.js --test test/ examples/
     # The template as `runnel plugin new` lays it out, with the SDK copied beside it.
