@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds Runnel plugins written in JavaScript or TypeScript into components.
+#
+#   sdk/js/build.sh PLUGIN_DIR OUT.wasm    build one plugin: a folder with handler.js or handler.ts
+#   sdk/js/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
+#   sdk/js/build.sh --test                 run the SDK's, the examples' and the template's tests, and type checks
+#
+# Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
+# componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+wit=$here/../../wit
+cache=${RUNNEL_CACHE:-$HOME/.cache/runnel}
+
+# Installs the pinned toolchain once per version of the lock file; sets $tools to its bin folder.
+ensure_toolchain() {
+    command -v node >/dev/null && command -v npm >/dev/null || {
+        echo "build.sh needs Node.js and npm: install them (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+    }
+    local hash dir
+    hash=$(cat "$here/toolchain/package.json" "$here/toolchain/package-lock.json" | sha256sum | cut -c1-12)
+    dir=$cache/js-toolchain-$hash
+    if [ ! -x "$dir/node_modules/.bin/componentize-js" ]; then
+        echo "installing componentize-js, jco and TypeScript into $dir (once)" >&2
+        rm -rf "$dir.part" && mkdir -p "$dir.part"
+        cp "$here/toolchain/package.json" "$here/toolchain/package-lock.json" "$dir.part/"
+        (cd "$dir.part" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        rm -rf "$dir" && mv "$dir.part" "$dir"
+        # Toolchains of older pins are not used again.
+        find "$cache" -maxdepth 1 -name 'js-toolchain-*' ! -name "js-toolchain-$hash" -exec rm -rf {} +
+    fi
+    tools=$dir/node_modules/.bin
+}
+
+# build PLUGIN_DIR OUT.wasm
+build() {
+    local plugin out root entry work
+    plugin=$(cd "$1" && pwd)
+    out=$(mkdir -p "$(dirname "$2")" && cd "$(dirname "$2")" && pwd)/$(basename "$2")
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+
+    if [ -f "$plugin/handler.ts" ]; then
+        # TypeScript: type-check and compile a copy of the folder, whose runnel/ holds the SDK
+        # with its typings (as `runnel plugin new` lays it out).
+        [ -d "$plugin/runnel" ] || {
+            echo "$plugin: a TypeScript plugin needs the SDK in runnel/ beside handler.ts" >&2
+            exit 1
+        }
+        cp -R "$plugin/." "$work/"
+        rm -rf "$work/node_modules"
+        echo "compiling $plugin/handler.ts with tsc" >&2
+        "$tools/tsc" --strict --target es2022 --module es2022 --moduleResolution bundler \
+            --skipLibCheck "$work/handler.ts"
+        root=$work
+        entry=handler.js
+    elif [ -f "$plugin/handler.js" ]; then
+        # The engine reads imported modules from below the folder it runs in: the plugin's own
+        # folder when it holds the SDK, the SDK's folder for the examples that import it from there.
+        if [ -d "$plugin/runnel" ]; then
+            root=$plugin
+            entry=handler.js
+        elif [ "${plugin#"$here"/}" != "$plugin" ]; then
+            root=$here
+            entry=${plugin#"$here"/}/handler.js
+        else
+            echo "$plugin: a plugin needs the SDK in runnel/ beside handler.js (sdk/js/runnel)" >&2
+            exit 1
+        fi
+    else
+        echo "$plugin has neither handler.js nor handler.ts" >&2
+        exit 1
+    fi
+
+    echo "componentizing $plugin into $out (about half a minute)" >&2
+    # No HTTP: the host grants no wasi:http, and a handler has no use for fetch.
+    (cd "$root" && "$tools/componentize-js" "$entry" --wit "$wit" --world-name plugin \
+        --disable http fetch-event --out "$out" >&2)
+}
+
+ensure_toolchain
+case "${1:-}" in
+--test)
+    cd "$here"
+    tsc_check=("$tools/tsc" --strict --noEmit --target es2022 --module es2022 --moduleResolution bundler)
+    echo "type-checking the SDK's typings with tsc" >&2
+    "${tsc_check[@]}" test/typed-handler.ts
+    node --import ./runnel/register.js --test test/ examples/
+    # The template as `runnel plugin new` lays it out, with the SDK copied beside it.
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    cp -R template/. "$work/" && cp -R runnel "$work/runnel"
+    sed -i 's/{{name}}/template-check/g' "$work/package.json" "$work/README.md" "$work/handler.js"
+    (cd "$work" && "${tsc_check[@]}" --allowJs --checkJs handler.js && node --import ./runnel/register.js --test)
+    ;;
+--examples)
+    out=${2:?usage: build.sh --examples OUT_DIR}
+    for example in uppercase json-router counter; do
+        build "$here/examples/$example" "$out/${example//-/_}.wasm"
+    done
+    ;;
+-*|'')
+    sed -n '2,10p' "$0" >&2
+    exit 2
+    ;;
+*)
+    build "$1" "${2:?usage: build.sh PLUGIN_DIR OUT.wasm}"
+    ;;
+esac
