@@ -107,6 +107,12 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
                 continue;
             }
         };
+        if settings.producer != config.kafka.producer
+            && let Err(error) =
+                OutputProducer::check_options(&config.kafka.brokers, &settings.producer)
+        {
+            report.problem(format!("pipeline {name}: {error}"));
+        }
         match &settings.plugin {
             PluginSource::File(path) => {
                 let mut loaded = HostPlugins::default();

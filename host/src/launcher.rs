@@ -13,13 +13,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchPolicy;
+use crate::client_events::ClientEvents;
 use crate::config::ResolvedPipeline;
 use crate::failure::FailurePolicy;
 use crate::metrics::{Metrics, Mode};
 use crate::pipeline::{Pipeline, PluginSlot, ServedPlugin};
 use crate::recorder::PipelineRecorder;
 use crate::sink::DeadLetters;
-use crate::sink::{DaprOutput, OutputProducer};
+use crate::sink::{DaprOutput, OutputProducer, SinkError};
 use crate::source::dapr::BindingInput;
 use crate::source::kafka::{KafkaInput, SourceError};
 use crate::stats::PipelineStats;
@@ -32,6 +33,11 @@ pub enum LaunchError {
     BindingTaken { pipeline: String, binding: String },
     #[error("pipeline {0} not started: the host is shutting down")]
     ShuttingDown(String),
+    #[error("pipeline {pipeline}: {source}")]
+    Producer {
+        pipeline: String,
+        source: Box<SinkError>,
+    },
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -73,12 +79,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// What every pipeline of the host shares, and the pipelines running.
 pub struct PipelineLauncher {
     brokers: String,
-    /// Raw producer options, for the transactional producers of
-    /// exactly-once pipelines.
-    producer_options: BTreeMap<String, String>,
     dapr_sidecar: String,
     drain_timeout: Duration,
-    producer: OutputProducer,
+    /// The at-least-once output producers, by their options: pipelines
+    /// whose resolved producer options are the same share one. The host's
+    /// own, of `[kafka.producer]`, is there from the start.
+    producers: Mutex<HashMap<BTreeMap<String, String>, OutputProducer>>,
     metrics: Metrics,
     shutdown: CancellationToken,
     live: Arc<LivePipelines>,
@@ -112,10 +118,12 @@ impl PipelineLauncher {
     pub fn new(settings: LauncherSettings) -> Self {
         Self {
             brokers: settings.brokers,
-            producer_options: settings.producer_options,
             dapr_sidecar: settings.dapr_sidecar,
             drain_timeout: settings.drain_timeout,
-            producer: settings.producer,
+            producers: Mutex::new(HashMap::from([(
+                settings.producer_options,
+                settings.producer,
+            )])),
             metrics: settings.metrics,
             shutdown: settings.shutdown,
             live: Arc::new(LivePipelines::default()),
@@ -157,11 +165,12 @@ impl PipelineLauncher {
                 binding: binding.clone(),
             });
         }
+        let producer = self.producer_for(&settings)?;
         let pipeline = Arc::new(Pipeline {
             name: name.clone(),
             plugin: PluginSlot::new(plugin),
             default_output: settings.output.clone(),
-            producer: self.producer.clone(),
+            producer,
             output_binding: settings
                 .output_binding
                 .as_deref()
@@ -185,7 +194,6 @@ impl PipelineLauncher {
         } else {
             let input = KafkaInput::new(
                 &self.brokers,
-                &self.producer_options,
                 settings.clone(),
                 pipeline.clone(),
                 self.drain_timeout,
@@ -213,6 +221,25 @@ impl PipelineLauncher {
             },
         );
         Ok(pipeline)
+    }
+
+    /// The producer of the pipeline's outputs: one already serving its
+    /// options, or a new one labelled with the first pipeline to need it.
+    fn producer_for(&self, settings: &ResolvedPipeline) -> Result<OutputProducer, LaunchError> {
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(producer) = producers.get(&settings.producer) {
+            return Ok(producer.clone());
+        }
+        let events = ClientEvents::new("producer", &settings.name, self.metrics.clone());
+        let producer =
+            OutputProducer::new(&self.brokers, &settings.producer, events).map_err(|source| {
+                LaunchError::Producer {
+                    pipeline: settings.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        producers.insert(settings.producer.clone(), producer.clone());
+        Ok(producer)
     }
 
     /// Stops one pipeline: its bindings stop taking requests and answer the

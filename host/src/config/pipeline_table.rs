@@ -90,6 +90,13 @@ pub struct PipelineConfig {
     /// are refused.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
+    /// Raw librdkafka options for the producer of this pipeline's outputs;
+    /// win over `[kafka.producer]` and the profile. Pipelines whose options
+    /// come out the same share one producer. Those of
+    /// [`HOST_OWNED_PRODUCER_OPTIONS`](super::HOST_OWNED_PRODUCER_OPTIONS)
+    /// are refused.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
 }
 
 /// The sandbox limits of a pipeline's plugin (`limits = { ... }`).

@@ -26,6 +26,8 @@ pub(super) struct ProfileDefaults {
     pub call_timeout: Duration,
     /// Consumer options, beneath `[kafka.consumer]` and the pipeline's own.
     pub consumer: &'static [(&'static str, &'static str)],
+    /// Producer options, beneath `[kafka.producer]` and the pipeline's own.
+    pub producer: &'static [(&'static str, &'static str)],
 }
 
 impl Profile {
@@ -41,6 +43,11 @@ impl Profile {
                     ("heartbeat.interval.ms", "3000"),
                     ("max.poll.interval.ms", "60000"),
                 ],
+                // An output leaves at once rather than waiting for others to
+                // share its request. With the host's 5 ms linger, per-message
+                // outputs at 1,000 msg/s saw stalls of about 100 ms in some
+                // runs (p99 99-459 ms); with 0 the p99 stayed under 8 ms.
+                producer: &[("linger.ms", "0")],
             },
             Profile::Batch => ProfileDefaults {
                 batch_size: 500,
@@ -51,6 +58,7 @@ impl Profile {
                     ("session.timeout.ms", "45000"),
                     ("max.poll.interval.ms", "300000"),
                 ],
+                producer: &[],
             },
             Profile::LongRunning => ProfileDefaults {
                 batch_size: 10,
@@ -62,6 +70,7 @@ impl Profile {
                     // the consumer meanwhile.
                     ("max.poll.interval.ms", "900000"),
                 ],
+                producer: &[],
             },
         }
     }
@@ -84,5 +93,16 @@ mod tests {
             "explicit"
         );
         assert_eq!(pipeline.consumer["max.poll.interval.ms"], "300000");
+    }
+
+    #[test]
+    fn realtime_sends_outputs_without_lingering_unless_told_otherwise() {
+        let text = format!("{MINIMAL}\nprofile = \"realtime\"\n");
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(pipeline.producer["linger.ms"], "0");
+
+        let text = format!("[kafka.producer]\n\"linger.ms\" = \"2\"\n{text}");
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert_eq!(pipeline.producer["linger.ms"], "2", "[kafka.producer] wins");
     }
 }

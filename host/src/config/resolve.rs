@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::owned_options::{HOST_OWNED_CONSUMER_OPTIONS, refuse_owned};
+use super::owned_options::{
+    HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption, refuse_owned,
+};
 use super::plugin_source::PluginSource;
 use super::profiles::ProfileDefaults;
 use super::{
@@ -42,6 +44,9 @@ pub struct ResolvedPipeline {
     /// Consumer options: profile, then `[kafka.consumer]`, then the
     /// pipeline's own.
     pub consumer: BTreeMap<String, String>,
+    /// Producer options: profile, then `[kafka.producer]`, then the
+    /// pipeline's own.
+    pub producer: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -78,6 +83,7 @@ impl Config {
         let limits = step.plugin_limits();
         step.check_failure_policy()?;
         let consumer = step.consumer_options()?;
+        let producer = step.producer_options()?;
         Ok(ResolvedPipeline {
             name: name.to_owned(),
             inputs: pipeline.inputs.clone(),
@@ -108,6 +114,7 @@ impl Config {
             transaction_interval: pipeline.transaction_interval,
             transaction_max_messages: pipeline.transaction_max_messages,
             consumer,
+            producer,
         })
     }
 }
@@ -263,25 +270,52 @@ impl Resolving<'_> {
     /// `[kafka.consumer]`, then the pipeline's own. Neither of the user's
     /// layers may name an option the host sets for this pipeline.
     fn consumer_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.client_options(
+            [
+                ("kafka.consumer", &self.host.kafka.consumer),
+                ("consumer", &self.pipeline.consumer),
+            ],
+            HOST_OWNED_CONSUMER_OPTIONS,
+            self.profile
+                .as_ref()
+                .map_or(&[], |profile| profile.consumer),
+        )
+    }
+
+    /// The output producer's raw options, layered as the consumer's.
+    /// `[kafka.producer]` was checked with the whole file.
+    fn producer_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.client_options(
+            [
+                ("kafka.producer", &self.host.kafka.producer),
+                ("producer", &self.pipeline.producer),
+            ],
+            HOST_OWNED_PRODUCER_OPTIONS,
+            self.profile
+                .as_ref()
+                .map_or(&[], |profile| profile.producer),
+        )
+    }
+
+    fn client_options(
+        &self,
+        layers: [(&str, &BTreeMap<String, String>); 2],
+        owned: &[HostOwnedOption],
+        profile: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
         let exactly_once = self.pipeline.exactly_once;
-        let layers = [
-            ("kafka.consumer", &self.host.kafka.consumer),
-            ("consumer", &self.pipeline.consumer),
-        ];
         for (section, options) in layers {
-            refuse_owned(section, options, HOST_OWNED_CONSUMER_OPTIONS, exactly_once)
+            refuse_owned(section, options, owned, exactly_once)
                 .map_err(|error| self.invalid(error.to_string()))?;
         }
-        let mut consumer = BTreeMap::new();
-        if let Some(profile) = &self.profile {
-            for (key, value) in profile.consumer {
-                consumer.insert(key.to_string(), value.to_string());
-            }
-        }
+        let mut merged: BTreeMap<String, String> = profile
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
         for (_, options) in layers {
-            consumer.extend(options.clone());
+            merged.extend(options.clone());
         }
-        Ok(consumer)
+        Ok(merged)
     }
 }
 

@@ -10,7 +10,6 @@ mod commit;
 mod partition;
 mod workers;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -126,7 +125,6 @@ fn log_stop(pipeline: &str, drained: bool, last_commit: StoredCommit, transactio
 impl KafkaInput {
     pub fn new(
         brokers: &str,
-        producer_options: &BTreeMap<String, String>,
         settings: ResolvedPipeline,
         pipeline: Arc<Pipeline>,
         drain_timeout: Duration,
@@ -182,7 +180,7 @@ impl KafkaInput {
             let metrics = shared.pipeline.recorder.metrics().clone();
             let recipe = ProducerRecipe {
                 brokers: brokers.to_owned(),
-                options: producer_options.clone(),
+                options: settings.producer.clone(),
                 transactional_id: transactional_id(&settings),
                 events: ClientEvents::new("transactional_producer", &settings.name, metrics),
             };
