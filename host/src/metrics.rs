@@ -55,6 +55,9 @@ pub struct Metrics {
     plugin_reloads: IntCounterVec,
     kafka_client_errors: IntCounterVec,
     partition_rewinds: IntCounterVec,
+    transactions: IntCounterVec,
+    transaction_commit_duration: HistogramVec,
+    transaction_messages: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -104,6 +107,10 @@ impl Metrics {
         let sizes = vec![
             1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
         ];
+        // Up to past the default `transaction_max_messages` (20 000).
+        let transaction_sizes = vec![
+            1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0,
+        ];
         Self {
             messages_processed: counter(
                 "kafka_messages_processed_total",
@@ -139,7 +146,7 @@ impl Metrics {
                 "runnel_plugin_invocation_duration_seconds",
                 "Duration of one plugin call.",
                 &["plugin"],
-                seconds,
+                seconds.clone(),
             ),
             plugin_errors: counter(
                 "runnel_plugin_errors_total",
@@ -198,6 +205,25 @@ impl Metrics {
                 "Times a partition was processed again from its first message whose \
                  outputs were not acknowledged (a delivery timeout, a failed output binding).",
                 &["pipeline"],
+            ),
+            transactions: counter(
+                "runnel_transactions_total",
+                "Kafka transactions of exactly-once pipelines, by outcome (committed, or \
+                 aborted and processed again).",
+                &["pipeline", "outcome"],
+            ),
+            transaction_commit_duration: histogram(
+                "runnel_transaction_commit_seconds",
+                "Time to commit a transaction: its outputs flushed, its offsets sent and \
+                 the commit acknowledged (or the abort, when it failed).",
+                &["pipeline"],
+                seconds.clone(),
+            ),
+            transaction_messages: histogram(
+                "runnel_transaction_messages",
+                "Input messages per transaction.",
+                &["pipeline"],
+                transaction_sizes,
             ),
             registry,
         }
@@ -285,6 +311,27 @@ impl Metrics {
 
     pub fn record_partition_rewind(&self, pipeline: &str) {
         self.partition_rewinds.with_label_values(&[pipeline]).inc();
+    }
+
+    /// One settled transaction: how it ended, how long its commit took and
+    /// how many input messages it held.
+    pub fn record_transaction(
+        &self,
+        pipeline: &str,
+        committed: bool,
+        commit_seconds: f64,
+        messages: usize,
+    ) {
+        let outcome = if committed { "committed" } else { "aborted" };
+        self.transactions
+            .with_label_values(&[pipeline, outcome])
+            .inc();
+        self.transaction_commit_duration
+            .with_label_values(&[pipeline])
+            .observe(commit_seconds);
+        self.transaction_messages
+            .with_label_values(&[pipeline])
+            .observe(messages as f64);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -251,7 +251,9 @@ impl Committer {
             let next = OpenTransaction::new(open.number + 1);
             std::mem::replace(&mut *open, next)
         };
+        let commit_started = Instant::now();
         let mut outcome = self.commit(&producer, &transaction).await;
+        let commit_seconds = commit_started.elapsed().as_secs_f64();
         if let CommitOutcome::ProducerLost(error) = &outcome {
             self.log_warning(
                 "transactional producer cannot go on; starting a new one",
@@ -268,9 +270,18 @@ impl Committer {
             producer.retire();
             **hold = self.start_producer().await;
         }
-        match outcome {
-            CommitOutcome::Committed => self.committed(transaction),
-            _ => self.aborted(transaction),
+        let committed = matches!(outcome, CommitOutcome::Committed);
+        let pipeline = &self.shared.pipeline;
+        pipeline.recorder.metrics().record_transaction(
+            &pipeline.name,
+            committed,
+            commit_seconds,
+            transaction.messages,
+        );
+        if committed {
+            self.committed(transaction);
+        } else {
+            self.aborted(transaction);
         }
     }
 
