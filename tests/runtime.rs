@@ -180,6 +180,21 @@ async fn plugin_reported_failures_keep_their_kind() {
     ));
 }
 
+#[tokio::test]
+async fn an_instance_near_its_memory_limit_is_replaced_before_it_runs_out() {
+    let engine = engine();
+    let plugin = load(&engine, "misbehave", &[]);
+    // Each call leaks 8 of the instance's 32 MiB: an instance reused after
+    // its third call would run out in its fourth.
+    for call in 1..=6 {
+        let invocation = plugin.handle(&batch_of(&["leak:8"])).await;
+        let handled = invocation
+            .result
+            .unwrap_or_else(|error| panic!("call {call} failed: {error}"));
+        assert_eq!(outputs_of(&handled, 0), Ok(vec!["leaked:8".to_owned()]));
+    }
+}
+
 /// Runs `command` in a batch and expects the whole call to fail with `kind`
 /// within `bound`; then expects the next call to succeed on a fresh instance.
 async fn expect_contained(plugin: &Plugin, command: &str, kind: CallErrorKind, bound: Duration) {

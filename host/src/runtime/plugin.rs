@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::EngineCore;
 use super::component_file::NotAComponent;
+use crate::client_events::LogLimiter;
 use runnel_encoding::{EncodedBatch, EncodedOutcomes};
 
 use super::bindings::{self, LogLevel, PluginPre};
@@ -21,6 +22,10 @@ use super::limits::{MemoryLimiter, PluginLimits};
 /// Idle instances kept per plugin; more are created when calls overlap and
 /// dropped when they finish.
 const MAX_IDLE_INSTANCES: usize = 8;
+
+/// An instance left with less than this fraction of its memory limit free
+/// (1/4) after a call is not reused.
+const RETIRE_AT_FREE_FRACTION: u64 = 4;
 
 /// Longest log line a plugin may write; longer lines are cut.
 const MAX_LOG_LINE_BYTES: usize = 4096;
@@ -320,15 +325,40 @@ impl Plugin {
             Some(Err(error)) => Err(classify(&error, &instance.store, self.limits.call_timeout)),
             None => Err(deadline_error(self.limits.call_timeout)),
         };
-        // An instance whose call failed may hold broken state: drop it.
-        if result.is_ok() {
+        // An instance whose call failed may hold broken state: drop it. One
+        // whose memory has grown close to its limit is dropped too, before
+        // it runs out in the middle of a batch: a guest that leaks (as
+        // componentize-py 0.25's Python leaks every answer it returns) is
+        // then replaced between batches instead of trapping in one.
+        if result.is_ok() && !self.near_memory_limit(memory_bytes) {
             self.release(instance);
+        } else if result.is_ok() {
+            self.note_retired(memory_bytes);
         }
         Invocation {
             result,
             elapsed: clock.now().duration_since(started),
             fuel_used,
             memory_bytes,
+        }
+    }
+
+    fn near_memory_limit(&self, memory_bytes: usize) -> bool {
+        let limit = self.limits.max_memory_bytes;
+        memory_bytes as u64 >= limit - limit / RETIRE_AT_FREE_FRACTION
+    }
+
+    fn note_retired(&self, memory_bytes: usize) {
+        if LogLimiter::global()
+            .admit(&format!("memory-retired:{}", self.name()))
+            .is_some()
+        {
+            tracing::info!(
+                plugin = %self.name(),
+                memory_mib = memory_bytes >> 20,
+                limit_mib = self.limits.max_memory_bytes >> 20,
+                "plugin instance near its memory limit replaced by a fresh one after its call"
+            );
         }
     }
 

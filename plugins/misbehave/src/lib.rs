@@ -7,6 +7,7 @@
 //! | `trap`              | panics, which traps the instance                                   |
 //! | `loop`              | spins forever                                                      |
 //! | `oom`               | allocates and touches 1 MiB chunks until allocation fails (traps)  |
+//! | `leak:<mib>`        | allocates, touches and never frees `<mib>` MiB, then outputs `leaked:<mib>` |
 //! | `sleep:<ms>`        | sleeps, then outputs `slept:<ms>`                                  |
 //! | `transient`         | fails transiently                                                  |
 //! | `permanent`         | fails permanently                                                  |
@@ -68,6 +69,7 @@ impl Handler for Misbehave {
             _ => match command.split_once(':') {
                 Some(("sleep", millis)) => sleep(millis)?,
                 Some(("flaky", spec)) => self.flaky(spec)?,
+                Some(("leak", mib)) => leak(mib)?,
                 Some(("read-file", path)) => match std::fs::read_to_string(path) {
                     Ok(content) => format!("ok:{content}"),
                     Err(error) => format!("err:{error}"),
@@ -126,6 +128,17 @@ fn sleep(millis: &str) -> Result<String, Failure> {
     })?;
     std::thread::sleep(duration);
     Ok(format!("slept:{millis}"))
+}
+
+/// Grows the instance's memory for good, as a guest whose runtime never
+/// frees what its exports return does.
+fn leak(mib: &str) -> Result<String, Failure> {
+    let size: usize = mib.parse().map_err(|_| {
+        Failure::permanent(format!("misbehave: bad leak size `{mib}`, expected MiB"))
+    })?;
+    let block = vec![1u8; size << 20];
+    std::mem::forget(block);
+    Ok(format!("leaked:{mib}"))
 }
 
 fn environment() -> String {
