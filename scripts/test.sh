@@ -35,6 +35,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "lints of the plugins workspace (cargo clippy, wasm32-wasip2)"
 (cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo clippy --release --all-targets -- -D warnings)
 
+# Every other language's SDK: its own tests in its own runner, and its
+# example handlers built for tests/languages.rs. Each installs its toolchain
+# when missing (npm, pip, Go, apt, cargo install), cached between runs.
+scripts/sdks.sh
+
 step "starting the test broker"
 # One broker for the whole run; it stops with this script, even on failure.
 broker_dir="$(mktemp -d)"

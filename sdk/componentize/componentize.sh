@@ -17,9 +17,10 @@ RUNNEL_CACHE=${RUNNEL_CACHE:-$HOME/.cache/runnel}
 COMPONENTIZE_CACHE=$RUNNEL_CACHE/componentize
 RUNNEL_WIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../wit" && pwd)
 
-# Prints the path of a cargo-installed tool, installing the pinned version if it is missing.
+# Prints the path of a cargo-installed tool, installing the pinned version if it is missing;
+# FEATURES keeps the build to the parts used here (a few minutes instead of ten on 2 cores).
 cargo_tool() {
-    local name=$1 crate=$2 version=$3
+    local name=$1 crate=$2 version=$3 features=$4
     if command -v "$name" >/dev/null; then
         command -v "$name"
         return
@@ -30,13 +31,14 @@ cargo_tool() {
             return 1
         }
         echo "installing $crate $version with cargo (a few minutes, once)" >&2
-        cargo install --quiet --locked --root "$COMPONENTIZE_CACHE" "$crate@$version" >&2
+        cargo install --quiet --locked --root "$COMPONENTIZE_CACHE" \
+            --no-default-features --features "$features" "$crate@$version" >&2
     fi
     echo "$COMPONENTIZE_CACHE/bin/$name"
 }
 
-wasm_tools() { "$(cargo_tool wasm-tools wasm-tools "$WASM_TOOLS_VERSION")" "$@"; }
-wit_bindgen() { "$(cargo_tool wit-bindgen wit-bindgen-cli "$WIT_BINDGEN_VERSION")" "$@"; }
+wasm_tools() { "$(cargo_tool wasm-tools wasm-tools "$WASM_TOOLS_VERSION" component)" "$@"; }
+wit_bindgen() { "$(cargo_tool wit-bindgen wit-bindgen-cli "$WIT_BINDGEN_VERSION" c)" "$@"; }
 
 # Prints the path of the reactor adapter, fetching it on first use: the crates.io crate
 # wasi-preview1-component-adapter-provider ships the adapter binaries in its source.

@@ -6,6 +6,7 @@ mod about;
 mod commands;
 mod exit;
 mod logging;
+mod project;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +119,40 @@ enum PluginCommand {
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
         config: Vec<(String, String)>,
     },
+    /// Create a plugin folder to start from: a handler that upper-cases
+    /// values, the build file its language uses, a test and a README.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: project::Language,
+        /// The folder to create; `./NAME` when not given.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The `sdk` folder of a Runnel checkout, when this binary was
+        /// built elsewhere.
+        #[arg(long, env = "RUNNEL_SDK_DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin folder into a component with its language's
+    /// toolchain (installed when missing): `DIR/build/NAME.wasm` unless
+    /// `--out` says otherwise.
+    Build {
+        /// The plugin folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The language, when the folder's build file does not tell.
+        #[arg(long, value_enum)]
+        lang: Option<project::Language>,
+        /// Where to write the component.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// The `sdk` folder of a Runnel checkout, when this binary was
+        /// built elsewhere.
+        #[arg(long, env = "RUNNEL_SDK_DIR")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn parse_setting(setting: &str) -> Result<(String, String), String> {
@@ -142,6 +177,18 @@ pub fn main() -> ExitCode {
             manifest,
             config,
         }) => commands::validate_plugin(&file, manifest.as_deref(), config, errors),
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        }) => project::new(&name, lang, dir.as_deref(), sdk.as_deref(), errors),
+        Command::Plugin(PluginCommand::Build {
+            dir,
+            lang,
+            out,
+            sdk,
+        }) => project::build(&dir, lang, out.as_deref(), sdk.as_deref(), errors),
         Command::Version => {
             print!("{}", about::version_text());
             ExitCode::SUCCESS
