@@ -211,6 +211,16 @@ impl OutputSidecar {
     }
 }
 
+/// Each of [`VALUES`] on `topic`, keyed by itself.
+fn produce_values(topic: &str) {
+    kafka::produce(
+        topic,
+        VALUES
+            .iter()
+            .map(|value| (value.to_string(), value.to_string())),
+    );
+}
+
 async fn metrics_text(host: &HostProcess) -> String {
     host.http_get("/metrics").await.1
 }
@@ -245,12 +255,7 @@ async fn every_documented_metric_moves_for_a_kafka_input() {
         .write_in(dir.path());
     let host = HostProcess::start(&config, &dir.path().join("host.log"));
     host.http_address().await;
-    kafka::produce(
-        &input,
-        VALUES
-            .iter()
-            .map(|value| (value.to_string(), value.to_string())),
-    );
+    produce_values(&input);
 
     let text = wait_for_every_metric(&host, Path::KafkaInput).await;
     assert_documented(&text);
@@ -371,12 +376,7 @@ async fn transaction_metrics_move_for_an_exactly_once_pipeline() {
         .write_in(dir.path());
     let host = HostProcess::start(&config, &dir.path().join("host.log"));
     host.http_address().await;
-    kafka::produce(
-        &input,
-        VALUES
-            .iter()
-            .map(|value| (value.to_string(), value.to_string())),
-    );
+    produce_values(&input);
     let text = wait_until(
         "the transaction metrics to move",
         Duration::from_secs(60),
