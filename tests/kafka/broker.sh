@@ -242,6 +242,11 @@ share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 # Tests should not sit out the default 3 s before a group's first rebalance.
 group.initial.rebalance.delay.ms=0
+# Groups on Kafka 4's consumer protocol (KIP-848) have their sessions timed
+# here, not by the client: 10 s, as Runnel's classic-protocol consumers
+# default to, rather than 45 s, so the two protocols fail over alike.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
 # A small machine: fewer threads than the defaults are plenty for tests.
 num.network.threads=2
 num.io.threads=4

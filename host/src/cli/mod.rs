@@ -73,6 +73,10 @@ struct ConfigArgs {
     /// Kafka bootstrap servers; overrides `kafka.brokers`.
     #[arg(long, env = "RUNNEL_BROKERS")]
     brokers: Option<String>,
+    /// This host's stable identity in its consumer groups; overrides
+    /// `kafka.instance_id`.
+    #[arg(long, env = "RUNNEL_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Override any setting: `--set pipelines.orders.batch_size=100`.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     overrides: Vec<String>,
@@ -83,6 +87,10 @@ impl ConfigArgs {
         let mut overrides = self.overrides.clone();
         if let Some(brokers) = &self.brokers {
             overrides.push(format!("kafka.brokers={brokers}"));
+        }
+        if let Some(instance) = &self.instance_id {
+            // Quoted, so that an identity of digits stays a string.
+            overrides.push(format!("kafka.instance_id={instance:?}"));
         }
         Config::load(&self.config, &overrides)
     }

@@ -68,6 +68,14 @@ impl Config {
                 "kafka.brokers must name at least one broker".into(),
             ));
         }
+        if let Some(instance) = &self.kafka.instance_id {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+            if instance.is_empty() || !instance.chars().all(allowed) {
+                return Err(ConfigError::Invalid(format!(
+                    "kafka.instance_id {instance:?} must be letters, digits, '-', '_' or '.'"
+                )));
+            }
+        }
         if self.runtime.worker_threads == Some(0) {
             return Err(ConfigError::Invalid(
                 "runtime.worker_threads must be at least 1".into(),

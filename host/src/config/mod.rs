@@ -26,7 +26,7 @@ pub use owned_options::{
 pub use pipeline_table::{CommitStrategy, LimitsConfig, OnFailure, PipelineConfig, RetryConfig};
 pub use plugin_source::{PluginSource, is_plugin_name};
 pub use profiles::Profile;
-pub use resolve::ResolvedPipeline;
+pub use resolve::{BROKER_SIDE_TIMING, ResolvedPipeline};
 pub use sections::{Config, DaprConfig, HttpConfig, KafkaConfig, PluginDirConfig, RuntimeConfig};
 
 #[derive(Debug, Error)]

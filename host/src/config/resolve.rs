@@ -121,6 +121,10 @@ impl Config {
 
 /// One pipeline on its way to a [`ResolvedPipeline`]: each step reads what
 /// it needs from here.
+/// Consumer options that Kafka's consumer group protocol (KIP-848) keeps on
+/// the broker.
+pub const BROKER_SIDE_TIMING: &[&str] = &["session.timeout.ms", "heartbeat.interval.ms"];
+
 struct Resolving<'a> {
     host: &'a Config,
     name: &'a str,
@@ -269,17 +273,52 @@ impl Resolving<'_> {
     /// The Kafka consumer's raw options in layers: the profile's, then
     /// `[kafka.consumer]`, then the pipeline's own. Neither of the user's
     /// layers may name an option the host sets for this pipeline.
+    ///
+    /// With `kafka.instance_id`, the pipeline is a static member of its
+    /// group unless it names its own `group.instance.id`. With
+    /// `group.protocol = "consumer"` (KIP-848) the broker owns the session
+    /// and heartbeat timing: the profile's are left out, and the user's are
+    /// refused, as librdkafka would refuse them at start-up.
     fn consumer_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
-        self.client_options(
-            [
-                ("kafka.consumer", &self.host.kafka.consumer),
-                ("consumer", &self.pipeline.consumer),
-            ],
-            HOST_OWNED_CONSUMER_OPTIONS,
-            self.profile
-                .as_ref()
-                .map_or(&[], |profile| profile.consumer),
-        )
+        let layers = [
+            ("kafka.consumer", &self.host.kafka.consumer),
+            ("consumer", &self.pipeline.consumer),
+        ];
+        let profile = self
+            .profile
+            .as_ref()
+            .map_or(&[][..], |profile| profile.consumer);
+        let consumer_protocol = layers
+            .iter()
+            .rev()
+            .find_map(|(_, options)| options.get("group.protocol"))
+            .is_some_and(|protocol| protocol == "consumer");
+        let profile: Vec<(&str, &str)> = profile
+            .iter()
+            .copied()
+            .filter(|(key, _)| !(consumer_protocol && BROKER_SIDE_TIMING.contains(key)))
+            .collect();
+        if consumer_protocol {
+            for (section, options) in layers {
+                if let Some(key) = BROKER_SIDE_TIMING
+                    .iter()
+                    .find(|key| options.contains_key(**key))
+                {
+                    return Err(self.invalid(format!(
+                        "`{section}.{key}` cannot be set with `group.protocol = \"consumer\"`: \
+                         the broker sets it (`group.consumer.session.timeout.ms`, \
+                         `group.consumer.heartbeat.interval.ms`)"
+                    )));
+                }
+            }
+        }
+        let mut options = self.client_options(layers, HOST_OWNED_CONSUMER_OPTIONS, &profile)?;
+        if let Some(instance) = &self.host.kafka.instance_id {
+            options
+                .entry("group.instance.id".to_owned())
+                .or_insert_with(|| format!("{instance}-{}", self.name));
+        }
+        Ok(options)
     }
 
     /// The output producer's raw options, layered as the consumer's.
@@ -333,6 +372,47 @@ mod tests {
         assert_eq!(pipeline.batch_size, 1);
         assert_eq!(pipeline.commit, CommitStrategy::AfterProcessing);
         assert_eq!(config.http.listen.port(), 3000);
+    }
+
+    #[test]
+    fn an_instance_id_makes_each_pipeline_a_static_member_of_its_group() {
+        let text = format!(
+            "[kafka]\ninstance_id = \"host-1\"\n{MINIMAL}\n[pipelines.other]\ninputs = [\"in\"]\noutput = \"out\"\nplugin = \"x.wasm\"\n[pipelines.other.consumer]\n\"group.instance.id\" = \"mine\"\n"
+        );
+        let config = Config::parse(&text, &[]).unwrap();
+        let upper = config.resolve("upper").unwrap();
+        assert_eq!(upper.consumer["group.instance.id"], "host-1-upper");
+        let other = config.resolve("other").unwrap();
+        assert_eq!(
+            other.consumer["group.instance.id"], "mine",
+            "the pipeline's own wins"
+        );
+        let without = Config::parse(MINIMAL, &[])
+            .unwrap()
+            .resolve("upper")
+            .unwrap();
+        assert!(!without.consumer.contains_key("group.instance.id"));
+        let bad = format!("[kafka]\ninstance_id = \"a b\"\n{MINIMAL}");
+        assert!(Config::parse(&bad, &[]).is_err());
+    }
+
+    #[test]
+    fn the_consumer_group_protocol_leaves_session_timing_to_the_broker() {
+        let text = format!(
+            "[kafka.consumer]\n\"group.protocol\" = \"consumer\"\n{MINIMAL}\nprofile = \"realtime\"\n"
+        );
+        let pipeline = Config::parse(&text, &[]).unwrap().resolve("upper").unwrap();
+        assert!(!pipeline.consumer.contains_key("session.timeout.ms"));
+        assert!(!pipeline.consumer.contains_key("heartbeat.interval.ms"));
+        assert_eq!(
+            pipeline.consumer["fetch.wait.max.ms"], "10",
+            "the rest of the profile stays"
+        );
+
+        let clash =
+            format!("{text}[pipelines.upper.consumer]\n\"session.timeout.ms\" = \"6000\"\n");
+        let error = Config::parse(&clash, &[]).unwrap_err();
+        assert!(error.to_string().contains("the broker sets it"), "{error}");
     }
 
     #[test]

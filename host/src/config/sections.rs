@@ -45,6 +45,15 @@ pub struct KafkaConfig {
     /// Bootstrap servers, comma separated (librdkafka's `bootstrap.servers`).
     #[serde(default = "defaults::brokers")]
     pub brokers: String,
+    /// This host's stable identity in its consumer groups. When set, each
+    /// pipeline joins its group as the static member `{instance_id}-{pipeline}`
+    /// (librdkafka's `group.instance.id`, KIP-345): a host restarted with the
+    /// same identity within the session timeout gets its partitions back
+    /// without a rebalance. Give each host its own (a StatefulSet pod's
+    /// name, a compose service's name); leave it unset where hosts come and
+    /// go under new names.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Raw librdkafka options for every consumer, passed through unchanged
     /// (for example `"security.protocol" = "SASL_SSL"`). They win over
     /// Runnel's defaults; the options its delivery promises rest on
@@ -63,6 +72,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
             brokers: defaults::BROKERS.into(),
+            instance_id: None,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

@@ -14,7 +14,9 @@ use rdkafka::statistics::Statistics;
 use super::commit::{StoredCommit, commit_stored};
 use super::workers::{Workers, drain};
 use crate::client_events::ClientEvents;
-use crate::config::{HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline};
+use crate::config::{
+    BROKER_SIDE_TIMING, HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline,
+};
 use crate::pipeline::Pipeline;
 
 pub(super) type PipelineConsumer = StreamConsumer<ConsumerHooks>;
@@ -31,6 +33,12 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     // Lag per partition for stats and metrics.
     ("statistics.interval.ms", "5000"),
+    // A host killed without leaving its group holds its partitions until
+    // its session times out: 10 s rather than librdkafka's 45 s. The
+    // heartbeat runs on librdkafka's own thread, so a long batch does not
+    // delay it (`max.poll.interval.ms` bounds those).
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "3000"),
 ];
 
 pub(super) fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> ClientConfig {
@@ -38,10 +46,16 @@ pub(super) fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> Cli
     config
         .set("bootstrap.servers", brokers)
         .set("group.id", &settings.group);
-    for (key, value) in CONSUMER_DEFAULTS {
-        config.set(*key, *value);
-    }
     let options: &BTreeMap<String, String> = &settings.consumer;
+    // The consumer group protocol (KIP-848) times sessions on the broker.
+    let consumer_protocol = options
+        .get("group.protocol")
+        .is_some_and(|p| p == "consumer");
+    for (key, value) in CONSUMER_DEFAULTS {
+        if !(consumer_protocol && BROKER_SIDE_TIMING.contains(key)) {
+            config.set(*key, *value);
+        }
+    }
     for (key, value) in options {
         config.set(key, value);
     }
