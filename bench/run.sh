@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh - Runnel's benchmark in one command.
 #
-# Sets up what is missing (wasm32-wasip2, kcat, Kafka's jars, matplotlib),
+# Sets up what is missing (wasm32-wasip2, kcat, Kafka's jars, matplotlib, every
+# SDK's toolchain for the languages section),
 # builds the host, the example plugins and the harness in release and the
 # Kafka Streams peer with Maven (cached, rebuilt only when its sources
 # change), starts a real single-node Kafka broker on 127.0.0.1 (stopped again
@@ -28,6 +29,9 @@ cargo build --release -p runnel -p runnel-bench
 # The plugins are their own workspace, built for wasm32-wasip2 by
 # plugins/.cargo/config.toml, which cargo reads from the working directory.
 (cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo build --release --quiet)
+# Every other language's examples, for the languages section; each SDK
+# installs its toolchain when missing (cached between runs).
+scripts/sdks.sh --examples-only
 # The peer: a Kafka Streams program, built once into $RUNNEL_CACHE.
 kafka_streams="$(bench/kafka-streams/build.sh)"
 
@@ -44,6 +48,7 @@ echo "bench broker at $brokers"
     --broker-description "Apache Kafka $kafka_version, one KRaft node on 127.0.0.1 ($heap), on the same machine" \
     --runnel "$CARGO_TARGET_DIR/release/runnel" \
     --plugins "$RUNNEL_PLUGINS_TARGET_DIR/wasm32-wasip2/release" \
+    --sdk-examples "$RUNNEL_PLUGINS_TARGET_DIR/sdk" \
     --kafka-streams "$kafka_streams" \
     --command-line "bench/run.sh${*:+ $*}" \
     "$@"

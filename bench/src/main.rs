@@ -12,6 +12,7 @@ mod footprint;
 mod histogram;
 mod kafka;
 mod kafka_streams;
+mod languages;
 mod latency;
 mod machine;
 mod processor;
@@ -38,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the measurements and write the results.
-    Run(suite::RunOptions),
+    Run(Box<suite::RunOptions>),
     /// The baseline consume → produce loop; started by `run`, not by hand.
     #[command(hide = true)]
     Baseline(baseline::BaselineOptions),
@@ -56,7 +57,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run(options) => suite::run(options),
+        Command::Run(options) => suite::run(*options),
         Command::Baseline(options) => baseline::run(options),
         Command::Preload {
             brokers,

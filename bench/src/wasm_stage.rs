@@ -24,7 +24,7 @@ use crate::kafka::{message_key, message_value};
 use crate::procfs::thread_cpu_ns;
 
 pub const VALUE_SIZES: [usize; 2] = [100, 1024];
-const WARM_UP: Duration = Duration::from_millis(300);
+pub const WARM_UP: Duration = Duration::from_millis(300);
 /// Timed windows per point, taken in turn across all points so that a burst
 /// of other work on a shared machine (which inflates even a thread's own CPU
 /// time, on a virtual machine whose host is busy) lands on every point alike;
@@ -154,7 +154,7 @@ fn load(wasm: &[u8], fuel_metering: bool) -> anyhow::Result<Plugin> {
 }
 
 /// The messages of the end-to-end runs, without headers.
-fn batch(size: usize, value_bytes: usize) -> EncodedBatch {
+pub fn batch(size: usize, value_bytes: usize) -> EncodedBatch {
     let fixture = BatchFixture {
         source: "bench",
         topic: "orders",
@@ -166,7 +166,7 @@ fn batch(size: usize, value_bytes: usize) -> EncodedBatch {
 /// Two untimed calls proving the plugin does what is measured: one output
 /// per message, upper-cased. Returns the fuel the second call used: the
 /// first also pays for the guest's lazy set-up (its heap's first growth).
-fn check_uppercase(
+pub fn check_uppercase(
     runtime: &Runtime,
     plugin: &Plugin,
     batch: &EncodedBatch,
@@ -191,7 +191,7 @@ fn check_uppercase(
 
 /// One timed window: calls per second of the thread's CPU time, and of
 /// wall-clock time.
-async fn one_window(
+pub async fn one_window(
     plugin: &Plugin,
     batch: &EncodedBatch,
     window: Duration,
@@ -213,7 +213,11 @@ fn median(sorted: &[f64]) -> f64 {
 /// Calls `handle` back to back until `window` has passed; returns how many
 /// calls were made. The clock is read once every [`CALLS_PER_CLOCK_READ`]
 /// calls, so that reading it (tens of nanoseconds) stays out of the figures.
-async fn call_for(plugin: &Plugin, batch: &EncodedBatch, window: Duration) -> anyhow::Result<u64> {
+pub async fn call_for(
+    plugin: &Plugin,
+    batch: &EncodedBatch,
+    window: Duration,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + window;
     let mut calls = 0;
     while Instant::now() < deadline {

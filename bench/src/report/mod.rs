@@ -5,11 +5,13 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod languages;
 mod latency;
 mod peer;
 
 use crate::footprint::Footprint;
 use crate::kafka_streams::Guarantee;
+use crate::languages::{Language, LanguageRun};
 use crate::latency::LatencyRun;
 use crate::machine::Machine;
 use crate::processor::Subject;
@@ -93,6 +95,7 @@ pub struct Results {
     pub method: Method,
     pub throughput: Vec<ThroughputResult>,
     pub stage: Vec<StageRun>,
+    pub languages: Vec<LanguageRun>,
     pub latency: Vec<LatencyResult>,
     pub footprint: Vec<Footprint>,
     pub elapsed: Duration,
@@ -128,6 +131,7 @@ impl Results {
             },
             throughput: Vec::new(),
             stage: Vec::new(),
+            languages: Vec::new(),
             latency: Vec::new(),
             footprint: Vec::new(),
             elapsed: Duration::ZERO,
@@ -172,6 +176,14 @@ impl Results {
             .iter()
             .find(|result| !result.calibration && wanted(&result.subject))
             .map_or(&[], |result| &result.runs)
+    }
+
+    /// The Rust row's messages per second per core at `batch_size`.
+    pub(crate) fn rust_language_rate(&self, batch_size: usize) -> Option<f64> {
+        self.languages
+            .iter()
+            .find(|run| run.language == Language::Rust)
+            .and_then(|run| run.messages_per_sec_at(batch_size))
     }
 
     pub(crate) fn stage_run(&self, value_bytes: usize, batch_size: usize) -> Option<&StageRun> {
@@ -230,6 +242,7 @@ pub fn markdown(results: &Results) -> String {
     write_throughput(&mut page, results);
     peer::write_against_kafka_streams(&mut page, results);
     write_stage(&mut page, results);
+    languages::write_languages(&mut page, results);
     latency::write_latency(&mut page, results);
     write_footprint(&mut page, results);
     page

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::kafka::Cluster;
 use crate::kafka_streams::{Guarantee, StreamsSettings};
+use crate::languages::{self, LANGUAGES};
 use crate::machine::Machine;
 use crate::processor::{Diagnostic, Harness, RUNNEL_LINGER_MS, Subject};
 use crate::report::{self, Method, Results, ThroughputResult};
@@ -38,12 +39,20 @@ const IDLE_PLUGIN_COUNTS: [usize; 2] = [1, 10];
 pub enum Section {
     /// The WebAssembly stage alone (no broker needed).
     Wasm,
+    /// The uppercase handler in every SDK's language (no broker needed).
+    Languages,
     /// End-to-end throughput, baseline and Runnel.
     Throughput,
     /// End-to-end latency at fixed rates.
     Latency,
     /// Resident memory of idle hosts.
     Footprint,
+}
+
+impl Section {
+    fn needs_broker(self) -> bool {
+        !matches!(self, Section::Wasm | Section::Languages)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +74,11 @@ pub struct RunOptions {
     /// Directory holding the built example plugins (`uppercase.wasm`, ...).
     #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
     plugins: PathBuf,
+    /// Directory holding the other languages' built examples
+    /// (`<language>/uppercase.wasm`, as `scripts/sdks.sh` builds them); a
+    /// language without one is left out of the languages section.
+    #[arg(long, default_value = "plugins/target/sdk")]
+    sdk_examples: PathBuf,
     /// Directory holding the built Kafka Streams peer, as printed by
     /// `bench/kafka-streams/build.sh`; without it the peer is left out.
     #[arg(long)]
@@ -76,7 +90,7 @@ pub struct RunOptions {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "wasm,throughput,latency,footprint"
+        default_value = "wasm,languages,throughput,latency,footprint"
     )]
     sections: Vec<Section>,
     /// Fewest messages preloaded for an end-to-end throughput run (faster
@@ -154,7 +168,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
         clock.say(&format!("keeping work files in {}", work.path().display()));
     }
     let harness = harness(&options, work.path())?;
-    if harness.kafka_streams.is_none() && options.sections.iter().any(|s| *s != Section::Wasm) {
+    if harness.kafka_streams.is_none() && options.sections.iter().any(|s| s.needs_broker()) {
         clock.say("no --kafka-streams: the Kafka Streams peer is left out");
     }
     clock.say("sampling the machine's load");
@@ -163,6 +177,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
         method: method(&options),
         throughput: Vec::new(),
         stage: Vec::new(),
+        languages: Vec::new(),
         latency: Vec::new(),
         footprint: Vec::new(),
         elapsed: Duration::ZERO,
@@ -171,6 +186,9 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
     if options.runs(Section::Wasm) {
         // First, while nothing else runs on the machine.
         results.stage = measure_stage(&harness, &options, &clock)?;
+    }
+    if options.runs(Section::Languages) {
+        results.languages = measure_languages(&harness, &options, &clock)?;
     }
     if options.runs(Section::Throughput) {
         results.throughput = measure_throughput(&harness, &options, &clock)?;
@@ -193,7 +211,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
 }
 
 fn harness(options: &RunOptions, work_dir: &Path) -> anyhow::Result<Harness> {
-    let needs_broker = options.sections.iter().any(|s| *s != Section::Wasm);
+    let needs_broker = options.sections.iter().any(|s| s.needs_broker());
     let brokers = match &options.brokers {
         Some(brokers) => brokers.clone(),
         None if needs_broker => {
@@ -281,6 +299,38 @@ fn measure_stage(
             report::rate(run.messages_per_sec()),
             report::rate(run.calls_per_sec)
         ));
+    }
+    Ok(runs)
+}
+
+fn measure_languages(
+    harness: &Harness,
+    options: &RunOptions,
+    clock: &Progress,
+) -> anyhow::Result<Vec<languages::LanguageRun>> {
+    clock.say("uppercase in every language: waiting for the machine to settle");
+    if let Some(busy) = crate::machine::wait_until_quiet(0.3, Duration::from_secs(30)) {
+        clock.say(&format!("  {busy:.1} cores busy; measuring"));
+    }
+    let sdk_examples = absolute(&options.sdk_examples)?;
+    let components: Vec<_> = LANGUAGES
+        .iter()
+        .map(|&language| {
+            (
+                language,
+                language.uppercase(&harness.plugins, &sdk_examples),
+            )
+        })
+        .collect();
+    let window = Duration::from_secs_f64(options.wasm_seconds);
+    let runs = languages::measure(&components, window, |line| clock.say(line))?;
+    for run in &runs {
+        let rates: Vec<String> = run
+            .messages_per_sec
+            .iter()
+            .map(|(batch, rate)| format!("{} msg/s at batch {batch}", report::rate(*rate)))
+            .collect();
+        clock.say(&format!("  {}: {}", run.language.name(), rates.join(", ")));
     }
     Ok(runs)
 }

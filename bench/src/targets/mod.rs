@@ -2,6 +2,7 @@
 //! with the measured margin. The benchmark reports them; tests never time
 //! anything.
 
+mod languages;
 mod peer;
 mod per_message;
 
@@ -96,7 +97,7 @@ impl Verdict {
 }
 
 /// Every target, in the order of the issues that set them.
-pub fn rows(results: &Results) -> [TargetRow; 14] {
+pub fn rows(results: &Results) -> [TargetRow; 17] {
     [
         end_to_end_target(results),
         peer::throughput_target(results, Guarantee::AtLeastOnce),
@@ -112,6 +113,9 @@ pub fn rows(results: &Results) -> [TargetRow; 14] {
         peer::realtime_p99_target(results),
         peer::realtime_against_streams_target(results),
         footprint_target(results),
+        languages::compiled_languages_target(results),
+        languages::interpreted_languages_target(results),
+        languages::instantiate_target(results),
     ]
 }
 
