@@ -437,3 +437,57 @@ async fn a_failing_init_refuses_the_plugin_with_its_message() {
         .expect_err("route_field is required");
     assert!(error.to_string().contains("route_field"), "{error}");
 }
+
+/// Files in `dir` and below, with their sizes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if let Ok(metadata) = entry.metadata() {
+            files.push((path, metadata.len()));
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_compile_cache_keeps_compiled_plugins_for_the_next_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("compiled");
+    let cached_engine = || {
+        PluginEngine::new(EngineSettings {
+            compile_cache: Some(cache.clone()),
+            ..EngineSettings::default()
+        })
+        .expect("engine starts")
+    };
+    // Compiled code, as opposed to the cache's small bookkeeping files.
+    let wasm_size = plugin_bytes("uppercase").len() as u64;
+    let compiled = || -> Vec<_> {
+        let mut files = files_under(&cache);
+        files.retain(|(_, size)| *size > wasm_size / 4);
+        files.sort();
+        files
+    };
+    let first = load(&cached_engine(), "uppercase", &[]);
+    let kept = compiled();
+    assert!(
+        !kept.is_empty(),
+        "no compiled code kept in {}",
+        cache.display()
+    );
+    // A new engine, as a restarted host has, loads it from the cache and
+    // it runs as the first did.
+    let second = load(&cached_engine(), "uppercase", &[]);
+    for plugin in [first, second] {
+        let handled = plugin
+            .handle(&batch_of(&["abc"]))
+            .await
+            .result
+            .expect("call");
+        assert_eq!(outputs_of(&handled, 0), Ok(vec!["ABC".to_owned()]));
+    }
+    assert_eq!(compiled(), kept, "nothing compiled twice");
+}

@@ -77,6 +77,9 @@ pub struct LanguageRun {
     /// Compiling the component to machine code, as a host does when it
     /// loads the plugin.
     pub compile: Duration,
+    /// Loading the same component again from the host's compile cache
+    /// (`runtime.compile_cache`): what a restarted host pays instead.
+    pub compile_cached: Duration,
     /// Median time to create an instance from the pooling allocator and
     /// run `init`, and the fastest and slowest.
     pub instantiate: Duration,
@@ -105,6 +108,11 @@ pub fn measure(
         .build()
         .context("starting the async runtime")?;
     let engine = PluginEngine::new(EngineSettings::default())?;
+    let cache_dir = tempfile::tempdir().context("a directory for the compile cache")?;
+    let cached_engine = PluginEngine::new(EngineSettings {
+        compile_cache: Some(cache_dir.path().to_owned()),
+        ..EngineSettings::default()
+    })?;
     let mut rows = Vec::new();
     let mut points = Vec::new();
     for (language, path) in components {
@@ -120,13 +128,18 @@ pub fn measure(
         let started = Instant::now();
         let compiled = engine.compile("uppercase", &wasm, false)?;
         let compile = started.elapsed();
+        cached_engine.compile("uppercase", &wasm, false)?;
+        let started = Instant::now();
+        cached_engine.compile("uppercase", &wasm, false)?;
+        let compile_cached = started.elapsed();
         let configure = || compiled.configure(Vec::new(), PluginLimits::default());
         let (instantiate, instantiate_range) = runtime.block_on(time_instantiation(&configure))?;
         say(&format!(
-            "  {}: {:.1} MB, compiled in {:.2} s, instance started in {:.2} ms",
+            "  {}: {:.1} MB, compiled in {:.2} s ({:.3} s from the cache), instance started in {:.2} ms",
             language.name(),
             wasm.len() as f64 / 1e6,
             compile.as_secs_f64(),
+            compile_cached.as_secs_f64(),
             instantiate.as_secs_f64() * 1e3
         ));
         let plugin = configure()?;
@@ -142,6 +155,7 @@ pub fn measure(
                 language: *language,
                 component_bytes: wasm.len() as u64,
                 compile,
+                compile_cached,
                 instantiate,
                 instantiate_range,
                 messages_per_sec: Vec::new(),

@@ -157,6 +157,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
         fuel_metering: config.runtime.fuel_metering,
         max_instances: config.runtime.max_instances,
+        compile_cache: config.runtime.compile_cache.clone(),
         ..EngineSettings::default()
     }
 }

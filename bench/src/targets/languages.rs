@@ -87,6 +87,7 @@ mod tests {
             language,
             component_bytes: 1,
             compile: Duration::ZERO,
+            compile_cached: Duration::ZERO,
             instantiate,
             instantiate_range: (instantiate, instantiate),
             messages_per_sec: vec![(1, batch_100 / 10.0), (100, batch_100)],

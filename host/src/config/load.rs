@@ -40,6 +40,12 @@ impl Config {
         {
             plugins.dir = base.join(&plugins.dir);
         }
+        if let Some(cache) = &mut config.runtime.compile_cache
+            && cache.is_relative()
+        {
+            // wasmtime wants an absolute directory.
+            *cache = std::path::absolute(base.join(&*cache)).unwrap_or_else(|_| base.join(&*cache));
+        }
         Ok(config)
     }
 

@@ -18,12 +18,15 @@ mod component_file;
 mod limits;
 mod plugin;
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use thiserror::Error;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 pub use component_file::{ComponentFileError, NotAComponent, read_component};
 // Batches and answers in the encoding of `wit/ENCODING.md`.
@@ -56,6 +59,9 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// No plugin may be given a memory limit above this.
     pub max_memory_bytes: u64,
+    /// Where compiled plugins are kept between runs (an absolute
+    /// directory), if anywhere.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for EngineSettings {
@@ -65,6 +71,7 @@ impl Default for EngineSettings {
             fuel_metering: false,
             max_instances: crate::config::defaults::MAX_INSTANCES,
             max_memory_bytes: 1 << 30,
+            compile_cache: None,
         }
     }
 }
@@ -192,6 +199,11 @@ impl EngineCore {
             .epoch_interruption(true)
             .consume_fuel(fuel_metering)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(directory) = &settings.compile_cache {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(directory);
+            config.cache(Some(Cache::new(cache).map_err(EngineError)?));
+        }
         let engine = Engine::new(&config).map_err(EngineError)?;
 
         let mut linker = Linker::new(&engine);
