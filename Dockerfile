@@ -61,7 +61,7 @@ EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:3000/healthz"]
 # SIGTERM drains (Docker's default stop signal): give the container
-# drain_timeout plus 10 s to stop (docker stop -t, stop_grace_period,
+# drain_timeout plus 15 s to stop (docker stop -t, stop_grace_period,
 # terminationGracePeriodSeconds).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["runnel"]

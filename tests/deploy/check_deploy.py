@@ -32,8 +32,10 @@ class Report:
     def __init__(self):
         self.problems = 0
 
-    def ok(self, message):
-        print(f"ok: {message}")
+    def ok(self, since, message):
+        """Prints `ok: message` when no problem was found since `since`."""
+        if self.problems == since:
+            print(f"ok: {message}")
 
     def error(self, message):
         self.problems += 1
@@ -83,6 +85,7 @@ def series_labels(name, documented, histograms):
 
 
 def check_metrics(repo, deploy_check, report):
+    since = report.problems
     documented = documented_metrics(repo)
     histograms = histogram_names(repo)
     registered = registered_metrics(repo)
@@ -144,6 +147,7 @@ def check_metrics(repo, deploy_check, report):
         labels = series_labels(metric.strip(), documented, histograms) or set()
         report.expect(label in labels | TARGET_LABELS, f"{where}: {metric} has no label {label}")
     report.ok(
+        since,
         f"{len(queries)} PromQL expressions ({len(alerts_of(alerts))} alert rules, the dashboard's "
         f"queries and variables) parse and use {len(names)} metrics, each documented with its labels"
     )
@@ -172,6 +176,7 @@ def drain_seconds(config):
 
 
 def check_compose(repo, compose, port, config, report):
+    since = report.problems
     services = compose["services"]
     for name, service in services.items():
         for volume in service.get("volumes") or []:
@@ -191,7 +196,7 @@ def check_compose(repo, compose, port, config, report):
         report.expect(f":{port}/readyz" in test, f"compose {name}: the health check must ask /readyz on port {port}")
         grace = re.fullmatch(r"(?:(\d+)m)?(\d+)s", service.get("stop_grace_period", "10s"))
         seconds = int(grace[1] or 0) * 60 + int(grace[2]) if grace else 0
-        report.expect(drain is not None and seconds >= drain + 10, f"compose {name}: stop_grace_period must be at least drain_timeout + 10 s")
+        report.expect(drain is not None and seconds >= drain + 15, f"compose {name}: stop_grace_period must be at least drain_timeout + 15 s")
 
     prometheus = yaml.safe_load((repo / "deploy/prometheus/prometheus.yml").read_text())
     targets = {t for job in prometheus["scrape_configs"] for c in job.get("static_configs", []) for t in c["targets"]}
@@ -218,11 +223,12 @@ def check_compose(repo, compose, port, config, report):
     report.expect(used <= uids, f"the dashboard names datasources {sorted(used - uids)} that Grafana is not given")
     ids = [p["id"] for p in dashboard["panels"]]
     report.expect(len(ids) == len(set(ids)), "the dashboard repeats a panel id")
-    report.ok(f"compose: {len(services)} services, {len(hosts)} Runnel hosts alike, scraped by Prometheus, "
+    report.ok(since, f"compose: {len(services)} services, {len(hosts)} Runnel hosts alike, scraped by Prometheus, "
               f"{len(sidecars)} Dapr sidecar, Grafana's datasource and dashboard agree")
 
 
 def check_kubernetes(repo, port, config, report):
+    since = report.problems
     folder = repo / "deploy/kubernetes"
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     manifests = {f.name for f in folder.glob("*.yaml")} - {"kustomization.yaml"}
@@ -254,9 +260,9 @@ def check_kubernetes(repo, port, config, report):
                   "the container must run /etc/runnel/runnel.toml from the mounted ConfigMap")
     report.expect("/var/lib/runnel/plugins" in mounts, "the plugin directory must be mounted")
     drain = drain_seconds(config)
-    report.expect(drain is not None and pod["spec"].get("terminationGracePeriodSeconds", 30) >= drain + 10,
-                  "terminationGracePeriodSeconds must be at least drain_timeout + 10 s")
-    report.ok(f"kubernetes: {len(manifests)} manifests in kustomization.yaml, ConfigMaps equal to deploy/, "
+    report.expect(drain is not None and pod["spec"].get("terminationGracePeriodSeconds", 30) >= drain + 15,
+                  "terminationGracePeriodSeconds must be at least drain_timeout + 15 s")
+    report.ok(since, f"kubernetes: {len(manifests)} manifests in kustomization.yaml, ConfigMaps equal to deploy/, "
               f"port {port}, probes, scrape annotations and grace period agree")
 
 
