@@ -3,6 +3,7 @@
 # format, and checks that they agree with each other and with the host:
 #   - docker-compose.yml: the compose specification's JSON schema
 #     (check-jsonschema) and its reference loader (compose-go);
+#   - Dockerfile: BuildKit's parser and instruction reader;
 #   - deploy/kubernetes: every manifest, and the stream `kustomize build`
 #     renders, against the Kubernetes schemas (kubernetes-validate, strict);
 #   - deploy/prometheus: promtool check config, check rules, and the alert
@@ -24,10 +25,10 @@ started=$SECONDS
 readonly PYTHON_PACKAGES=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 pyyaml==6.0.4)
 readonly KUBERNETES_VERSIONS=(1.33.0 1.37.0)
 readonly KUSTOMIZE_VERSION=v5.8.1
-# Go for the tools below: tests/deploy/deploy-check needs 1.26.7 (the
-# prometheus module's minimum); the same release sdk/go/build.sh installs.
+# Go for the tools below: tests/deploy/deploy-check needs 1.26.8 (the
+# buildkit module's minimum); the same release sdk/go/build.sh installs.
 readonly GO_VERSION=1.26.8
-readonly GO_MINIMUM_MINOR=26 GO_MINIMUM_PATCH=7
+readonly GO_MINIMUM_MINOR=26 GO_MINIMUM_PATCH=8
 readonly venv=$RUNNEL_CACHE/deploy-venv
 readonly tools=$RUNNEL_CACHE/deploy-tools
 mkdir -p "$tools"
@@ -98,7 +99,7 @@ ensure_go() {
 kustomize=$tools/kustomize-$KUSTOMIZE_VERSION/kustomize
 ensure_kustomize() {
     [ -x "$kustomize" ] && return
-    say "building kustomize $KUSTOMIZE_VERSION from the Go module proxy (once, about a minute)"
+    say "building kustomize $KUSTOMIZE_VERSION from the Go module proxy (once, a minute or more)"
     GOBIN=$(dirname "$kustomize") GOFLAGS='' nice go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 }
 
@@ -109,7 +110,7 @@ ensure_deploy_check() {
     hash=$(cat "$source/go.mod" "$source/go.sum" "$source/main.go" | sha256sum | cut -c1-16)
     deploy_check=$tools/deploy-check-$hash/deploy-check
     [ -x "$deploy_check" ] && return
-    say "building tests/deploy/deploy-check (compose-go, Prometheus's PromQL parser; once, about a minute)"
+    say "building tests/deploy/deploy-check (compose-go, BuildKit's Dockerfile parser, Prometheus's PromQL parser; once, a minute or more)"
     (cd "$source" && GOFLAGS=-mod=readonly nice go build -trimpath -o "$deploy_check.part" .)
     mv "$deploy_check.part" "$deploy_check"
 }
@@ -131,6 +132,9 @@ say "docker-compose.yml against the compose specification's JSON schema (check-j
 say "docker-compose.yml loaded by compose-go, the specification's reference loader"
 "$deploy_check" compose "$repo/docker-compose.yml" >"$work/compose.json"
 echo "ok -- $("$venv/bin/python" -c 'import json,sys; p=json.load(open(sys.argv[1])); print(len(p["services"]), "services:", " ".join(sorted(p["services"])))' "$work/compose.json")"
+
+say "Dockerfile read by BuildKit's Dockerfile parser"
+"$deploy_check" dockerfile Dockerfile
 
 # kubernetes-validate only warns about a kind it has no schema for; here any
 # warning is a failure, so that a misspelt kind cannot pass.

@@ -5,6 +5,9 @@
 //	                            specification's own loader (schema, then
 //	                            semantics), and print the resolved project as
 //	                            JSON
+//	deploy-check dockerfile FILE parse FILE with BuildKit's Dockerfile parser
+//	                            and instruction reader (what `docker build`
+//	                            reads first), and list its stages
 //	deploy-check promql         read a JSON array of PromQL expressions on
 //	                            stdin, parse each with Prometheus's parser,
 //	                            and print, for each, the metrics it selects
@@ -21,8 +24,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	dockerfile "github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -37,6 +44,11 @@ func main() {
 			usage()
 		}
 		err = loadCompose(os.Args[2])
+	case "dockerfile":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		err = parseDockerfile(os.Args[2])
 	case "promql":
 		err = metricNames(os.Stdin, os.Stdout)
 	default:
@@ -49,7 +61,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: deploy-check compose FILE | deploy-check promql < expressions.json")
+	fmt.Fprintln(os.Stderr, "usage: deploy-check compose FILE | deploy-check dockerfile FILE | deploy-check promql < expressions.json")
 	os.Exit(2)
 }
 
@@ -95,6 +107,45 @@ type Grouping struct {
 type Uses struct {
 	Selectors []Selector `json:"selectors"`
 	Groupings []Grouping `json:"groupings"`
+}
+
+// parseDockerfile reads a Dockerfile as BuildKit does before it builds:
+// every instruction and flag known, every stage well formed. A warning of
+// the parser or of the lint rules that run while reading is an error here.
+func parseDockerfile(file string) error {
+	text, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer text.Close()
+	parsed, err := dockerfile.Parse(text)
+	if err != nil {
+		return err
+	}
+	var warnings []string
+	for _, warning := range parsed.Warnings {
+		warnings = append(warnings, warning.Short)
+	}
+	lint := linter.New(&linter.Config{
+		Warn: func(rule, _, _, message string, _ []dockerfile.Range) {
+			warnings = append(warnings, rule+": "+message)
+		},
+	})
+	stages, _, err := instructions.Parse(parsed.AST, lint)
+	if err != nil {
+		return err
+	}
+	if len(warnings) > 0 {
+		return fmt.Errorf("%s", strings.Join(warnings, "; "))
+	}
+	for _, stage := range stages {
+		name := stage.Name
+		if name == "" {
+			name = "(final)"
+		}
+		fmt.Printf("ok -- stage %s: FROM %s, %d instructions\n", name, stage.BaseName, len(stage.Commands))
+	}
+	return nil
 }
 
 // metricNames prints, for each expression read, its selectors and its
