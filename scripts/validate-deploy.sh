@@ -111,6 +111,8 @@ ensure_deploy_check() {
     deploy_check=$tools/deploy-check-$hash/deploy-check
     [ -x "$deploy_check" ] && return
     say "building tests/deploy/deploy-check (compose-go, BuildKit's Dockerfile parser, Prometheus's PromQL parser; once, a minute or more)"
+    rm -rf "$tools"/deploy-check-*  # builds of earlier sources
+    mkdir -p "$(dirname "$deploy_check")"
     (cd "$source" && GOFLAGS=-mod=readonly nice go build -trimpath -o "$deploy_check.part" .)
     mv "$deploy_check.part" "$deploy_check"
 }
@@ -130,8 +132,7 @@ say "docker-compose.yml against the compose specification's JSON schema (check-j
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 
 say "docker-compose.yml loaded by compose-go, the specification's reference loader"
-"$deploy_check" compose "$repo/docker-compose.yml" >"$work/compose.json"
-echo "ok -- $("$venv/bin/python" -c 'import json,sys; p=json.load(open(sys.argv[1])); print(len(p["services"]), "services:", " ".join(sorted(p["services"])))' "$work/compose.json")"
+"$deploy_check" compose "$repo/docker-compose.yml" "$work/compose.json"
 
 say "Dockerfile read by BuildKit's Dockerfile parser"
 "$deploy_check" dockerfile Dockerfile

@@ -1,10 +1,11 @@
 // deploy-check: the parsers scripts/validate-deploy.sh needs from Go, where
 // the reference implementations live.
 //
-//	deploy-check compose FILE   load FILE with compose-go, the compose
+//	deploy-check compose FILE OUT
+//	                            load FILE with compose-go, the compose
 //	                            specification's own loader (schema, then
-//	                            semantics), and print the resolved project as
-//	                            JSON
+//	                            semantics), write the resolved project to OUT
+//	                            as JSON and list its services
 //	deploy-check dockerfile FILE parse FILE with BuildKit's Dockerfile parser
 //	                            and instruction reader (what `docker build`
 //	                            reads first), and list its stages
@@ -40,10 +41,10 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "compose":
-		if len(os.Args) != 3 {
+		if len(os.Args) != 4 {
 			usage()
 		}
-		err = loadCompose(os.Args[2])
+		err = loadCompose(os.Args[2], os.Args[3])
 	case "dockerfile":
 		if len(os.Args) != 3 {
 			usage()
@@ -61,13 +62,13 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: deploy-check compose FILE | deploy-check dockerfile FILE | deploy-check promql < expressions.json")
+	fmt.Fprintln(os.Stderr, "usage: deploy-check compose FILE OUT | deploy-check dockerfile FILE | deploy-check promql < expressions.json")
 	os.Exit(2)
 }
 
-// loadCompose loads a compose file as `docker compose config` does, without
-// the environment of this machine, and prints the resolved project.
-func loadCompose(file string) error {
+// loadCompose loads a compose file as `docker compose config` does and
+// writes the resolved project to out.
+func loadCompose(file, out string) error {
 	options, err := cli.NewProjectOptions(
 		[]string{file},
 		cli.WithWorkingDirectory(filepath.Dir(file)),
@@ -86,8 +87,11 @@ func loadCompose(file string) error {
 	if err != nil {
 		return err
 	}
-	_, err = os.Stdout.Write(append(text, '\n'))
-	return err
+	if err := os.WriteFile(out, append(text, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("ok -- %d services: %s\n", len(project.Services), strings.Join(project.ServiceNames(), " "))
+	return nil
 }
 
 // Selector is one metric selector of an expression: the metric's name and
