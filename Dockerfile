@@ -3,7 +3,8 @@
 # and the example plugins, on Debian slim, run as an unprivileged user.
 #
 #   docker build -t runnel:0.1.0 .
-#   docker run --rm -v "$PWD/deploy/runnel.toml:/etc/runnel/runnel.toml:ro" runnel:0.1.0
+#   docker run --rm -e RUNNEL_BROKERS=BROKER:9092 \
+#       -v "$PWD/deploy/runnel.toml:/etc/runnel/runnel.toml:ro" runnel:0.1.0
 #
 # The build follows scripts/setup.sh and scripts/demo.sh: the compiler that
 # rust-toolchain.toml pins, with its wasm32-wasip2 target; the host from the
