@@ -40,6 +40,12 @@ step "lints of the plugins workspace (cargo clippy, wasm32-wasip2)"
 # when missing (npm, pip, Go, apt, cargo install), cached between runs.
 scripts/sdks.sh
 
+# docker-compose.yml, deploy/kubernetes and deploy/prometheus, each checked
+# by its own format's validators; the dashboard's and the alerts' metrics
+# against the README's table.
+step "deployment files (scripts/validate-deploy.sh)"
+scripts/validate-deploy.sh
+
 step "starting the test broker"
 # One broker for the whole run; it stops with this script, even on failure.
 broker_dir="$(mktemp -d)"
