@@ -288,6 +288,14 @@ impl Metrics {
             .set(lag);
     }
 
+    /// Drops the lag of a partition this host no longer owns: its new
+    /// owner reports it, and a stale value here would add to it in sums.
+    pub fn forget_consumer_lag(&self, pipeline: &str, topic: &str, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[pipeline, topic, &partition.to_string()]);
+    }
+
     pub fn record_dead_lettered(&self, pipeline: &str) {
         self.dead_lettered.with_label_values(&[pipeline]).inc();
     }

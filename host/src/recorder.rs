@@ -98,9 +98,13 @@ impl PipelineRecorder {
             .set_consumer_lag(&self.pipeline, topic, partition, lag);
     }
 
-    /// Forgets the lag of partitions this host no longer owns.
+    /// Forgets the lag of partitions this host no longer owns, in the
+    /// stats and in the metrics.
     pub fn retain_lag(&self, keep: impl Fn(&str, i32) -> bool) {
-        self.stats.retain_lag(keep);
+        for (topic, partition) in self.stats.retain_lag(keep) {
+            self.metrics
+                .forget_consumer_lag(&self.pipeline, &topic, partition);
+        }
     }
 
     /// One plugin call, what it cost and whether it failed as a whole.

@@ -102,12 +102,19 @@ impl PipelineStats {
             .insert((topic.to_owned(), partition), lag);
     }
 
-    /// Forgets the lag of partitions this host no longer owns.
-    pub fn retain_lag(&self, keep: impl Fn(&str, i32) -> bool) {
-        self.lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(topic, partition), _| keep(topic, *partition));
+    /// Forgets the lag of partitions this host no longer owns; returns
+    /// those forgotten.
+    pub fn retain_lag(&self, keep: impl Fn(&str, i32) -> bool) -> Vec<(String, i32)> {
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<(String, i32)> = lag
+            .keys()
+            .filter(|(topic, partition)| !keep(topic, *partition))
+            .cloned()
+            .collect();
+        for key in &gone {
+            lag.remove(key);
+        }
+        gone
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

@@ -92,9 +92,10 @@ impl ClientContext for ConsumerHooks {
         let mut owned = Vec::new();
         for (topic, topic_stats) in &statistics.topics {
             for (partition, partition_stats) in &topic_stats.partitions {
-                // Partition -1 is librdkafka's internal placeholder; a lag of
-                // -1 means the partition is not assigned here.
-                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                // Partition -1 is librdkafka's internal placeholder. A
+                // partition given up stays in the statistics, its last lag
+                // frozen, but no longer desired; a lag of -1 is not known.
+                if *partition < 0 || !partition_stats.desired || partition_stats.consumer_lag < 0 {
                     continue;
                 }
                 recorder.lag(topic, *partition, partition_stats.consumer_lag);
