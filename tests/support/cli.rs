@@ -45,6 +45,7 @@ pub fn runnel_with_input(args: &[&str], env: &[(&str, &str)], input: Option<&[u8
         "RUNNEL_LOG",
         "RUNNEL_CONFIG",
         "RUNNEL_BROKERS",
+        "RUNNEL_INSTANCE_ID",
         "NO_COLOR",
     ] {
         command.env_remove(variable);
