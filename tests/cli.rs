@@ -8,49 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::runnel;
 use support::config::{HostConfig, Pipeline, plugin_manifest};
 use support::{kafka, plugin_path};
-
-/// What one run of the binary left behind.
-#[derive(Debug)]
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    /// The `error: ...` lines of a text-format run.
-    fn errors(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|line| line.starts_with("error: "))
-            .collect()
-    }
-}
-
-/// Runs `runnel ARGS` with `env` set over an environment cleared of the
-/// variables the binary reads, and waits for it to exit.
-fn runnel(args: &[&str], env: &[(&str, &str)]) -> Ran {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
-    command.args(args).stdin(Stdio::null());
-    for variable in [
-        "RUNNEL_LOG_FORMAT",
-        "RUNNEL_LOG",
-        "RUNNEL_CONFIG",
-        "RUNNEL_BROKERS",
-        "NO_COLOR",
-    ] {
-        command.env_remove(variable);
-    }
-    command.envs(env.iter().copied());
-    let output = command.output().expect("running runnel");
-    Ran {
-        code: output.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn text(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")

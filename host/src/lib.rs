@@ -1,6 +1,7 @@
 //! Runnel: runs sandboxed WebAssembly handlers over Kafka and Dapr message
 //! streams.
 
+pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod batch;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod config;
 pub mod host;
 pub mod kafka;

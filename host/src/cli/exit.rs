@@ -4,11 +4,14 @@
 
 use std::process::ExitCode;
 
+use runnel::admin::AdminError;
 use runnel::app::HostError;
 use runnel::config::ConfigError;
 
-/// A check found problems (`check`, `plugin validate`), or a stopping host
-/// did not drain within its drain timeout.
+/// A check found problems (`check`, `plugin validate`), a stopping host did
+/// not drain within its drain timeout, or an admin command was asked for
+/// what cannot be (a topic that does not exist, or already does; an input
+/// line that is no record; a request the brokers refuse).
 pub const FAILED: u8 = 1;
 // 2: the command line is wrong. Clap exits with it on its own.
 /// The configuration cannot run: the file cannot be read or is invalid, or a
@@ -17,7 +20,8 @@ pub const FAILED: u8 = 1;
 pub const CONFIG: u8 = 3;
 /// The host failed for a reason outside its configuration: the listen
 /// address is taken, the async runtime or the WebAssembly engine could not
-/// start.
+/// start. For an admin command: the brokers did not answer in time, a
+/// record was not delivered, or the output could not be written.
 pub const RUNTIME: u8 = 4;
 
 /// The exit code for a command that stopped with `error`.
@@ -28,6 +32,17 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<HostError>() {
         Some(HostError::Config(_)) => CONFIG,
         _ => RUNTIME,
+    }
+}
+
+/// The exit code for an admin command that stopped with `error`.
+pub fn admin_code_of(error: &AdminError) -> u8 {
+    if error.is_configuration() {
+        CONFIG
+    } else if error.is_runtime() {
+        RUNTIME
+    } else {
+        FAILED
     }
 }
 

@@ -3,12 +3,13 @@
 //! and the exit codes of [`exit`]).
 
 mod about;
+mod admin;
 mod commands;
 mod exit;
 mod logging;
 mod project;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,8 +23,10 @@ use logging::{ErrorReport, LogFormat};
     name = "runnel",
     version,
     about = "Runs sandboxed WebAssembly handlers over message streams",
-    after_help = "Exit codes: 0 success; 1 a check found problems, or a stopping host did not \
-                  drain in time; 2 usage error; 3 configuration error; 4 runtime failure."
+    after_help = "Exit codes: 0 success; 1 a check found problems, a stopping host did not \
+                  drain in time, or an admin command was asked for what cannot be; 2 usage \
+                  error; 3 configuration error; 4 runtime failure (for an admin command: the \
+                  brokers did not answer, a record was not delivered)."
 )]
 pub struct Cli {
     /// Log format.
@@ -57,6 +60,14 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List, create and describe Kafka topics.
+    #[command(subcommand)]
+    Topics(admin::TopicsCommand),
+    /// Produce records to a topic, a line each, from stdin or a file.
+    Produce(admin::ProduceArgs),
+    /// Write a topic's records to stdout, a line each, without joining a
+    /// consumer group or committing offsets.
+    Consume(admin::ConsumeArgs),
     /// Print the version, and what the host was built with.
     Version,
     /// Print a shell completion script: `runnel completions bash >
@@ -70,29 +81,49 @@ struct ConfigArgs {
     /// The configuration file.
     #[arg(long, short, env = "RUNNEL_CONFIG")]
     config: PathBuf,
-    /// Kafka bootstrap servers; overrides `kafka.brokers`.
-    #[arg(long, env = "RUNNEL_BROKERS")]
-    brokers: Option<String>,
     /// This host's stable identity in its consumer groups; overrides
     /// `kafka.instance_id`.
     #[arg(long, env = "RUNNEL_INSTANCE_ID")]
     instance_id: Option<String>,
+    #[command(flatten)]
+    overrides: ConfigOverrides,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut host = Vec::new();
+        if let Some(instance) = &self.instance_id {
+            // Quoted, so that an identity of digits stays a string.
+            host.push(format!("kafka.instance_id={instance:?}"));
+        }
+        self.overrides.load(Some(&self.config), host)
+    }
+}
+
+/// What the command line sets over a configuration file.
+#[derive(Args)]
+struct ConfigOverrides {
+    /// Kafka bootstrap servers; overrides `kafka.brokers`.
+    #[arg(long, env = "RUNNEL_BROKERS")]
+    brokers: Option<String>,
     /// Override any setting: `--set pipelines.orders.batch_size=100`.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     overrides: Vec<String>,
 }
 
-impl ConfigArgs {
-    fn load(&self) -> Result<Config, ConfigError> {
+impl ConfigOverrides {
+    /// Reads `file` with the overrides applied, `more` last; without a
+    /// file, the defaults with the overrides applied.
+    fn load(&self, file: Option<&Path>, more: Vec<String>) -> Result<Config, ConfigError> {
         let mut overrides = self.overrides.clone();
         if let Some(brokers) = &self.brokers {
             overrides.push(format!("kafka.brokers={brokers}"));
         }
-        if let Some(instance) = &self.instance_id {
-            // Quoted, so that an identity of digits stays a string.
-            overrides.push(format!("kafka.instance_id={instance:?}"));
+        overrides.extend(more);
+        match file {
+            Some(file) => Config::load(file, &overrides),
+            None => Config::parse("", &overrides),
         }
-        Config::load(&self.config, &overrides)
     }
 }
 
@@ -197,6 +228,9 @@ pub fn main() -> ExitCode {
             out,
             sdk,
         }) => project::build(&dir, lang, out.as_deref(), sdk.as_deref(), errors),
+        Command::Topics(command) => admin::topics(command, errors),
+        Command::Produce(args) => admin::produce(&args, errors),
+        Command::Consume(args) => admin::consume(&args, errors),
         Command::Version => {
             print!("{}", about::version_text());
             ExitCode::SUCCESS

@@ -107,7 +107,7 @@ pub enum PendingDelivery {
 
 /// The producer's options: defaults, then the user's, then those the
 /// delivery guarantees rest on.
-fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+pub(crate) fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     for (key, value) in PRODUCER_DEFAULTS {
