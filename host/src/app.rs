@@ -1,6 +1,6 @@
 //! Assembles a host from its configuration and runs it until shutdown.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,15 +8,17 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::producer::Producer;
 use thiserror::Error;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_events::{ClientEvents, LogLimiter};
-use crate::config::{Config, PluginSource, ResolvedPipeline};
+use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline};
 use crate::http::{self, HttpState};
 use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
 use crate::plugin_dir::{self, PluginRegistry};
+use crate::plugin_store::{self, follower::StoreFollower};
 use crate::plugins::{HostPlugins, UnservedPipeline};
 use crate::runtime::{EngineSettings, PluginEngine, read_component};
 use crate::sink::OutputProducer;
@@ -102,7 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     }));
-    let plugins = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
+    let (plugins, store) = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
         .await
         .map_err(HostError::Config)?;
     let serves_nothing = config.pipelines.is_empty() && plugins.directory().is_none();
@@ -149,8 +151,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         .unwrap_or(false);
     let flush = producer.clone();
     let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(5))).await;
+    if let Some(store) = store {
+        // It deletes this host's status records in the store.
+        let _ = tokio::time::timeout(STORE_LEAVE_TIMEOUT, store).await;
+    }
     Ok(drained)
 }
+
+/// How long a stopping host waits for its plugin store follower to delete
+/// its status records.
+const STORE_LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The engine settings of a host's configuration.
 pub fn engine_settings(config: &Config) -> EngineSettings {
@@ -163,15 +173,16 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
 }
 
 /// Starts the pipelines whose plugin is a file, and the plugin directory,
-/// which starts those that name one of its plugins. Returns the plugins
-/// they run.
+/// which starts those that name one of its plugins (with the plugin store's
+/// plugins written into it first, when the host follows a store). Returns
+/// the plugins they run, and the store follower's task.
 async fn start_pipelines(
     config: &Config,
     engine: &PluginEngine,
     launcher: &Arc<PipelineLauncher>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> anyhow::Result<HostPlugins> {
+) -> anyhow::Result<(HostPlugins, Option<JoinHandle<()>>)> {
     let mut host_plugins = HostPlugins::default();
     let mut references = Vec::new();
     for name in config.pipelines.keys() {
@@ -187,10 +198,11 @@ async fn start_pipelines(
         }
     }
     let Some(plugins) = &config.plugins else {
-        return Ok(host_plugins);
+        return Ok((host_plugins, None));
     };
+    let (dir, store) = follow_store(config, plugins, metrics).await?;
     let registry = Arc::new(PluginRegistry::new(
-        plugins.dir.clone(),
+        dir,
         engine.clone(),
         config.clone(),
         references,
@@ -204,8 +216,37 @@ async fn start_pipelines(
         plugins.rescan_interval,
         shutdown.clone(),
     );
+    let store = store.map(|store| store.follow(registry.clone(), shutdown.clone()));
     host_plugins.set_directory(registry);
-    Ok(host_plugins)
+    Ok((host_plugins, store))
+}
+
+/// The plugin directory, and the plugin store's follower when the host has
+/// a store: the store read and its plugins written into the directory.
+async fn follow_store(
+    config: &Config,
+    plugins: &PluginDirConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<(PathBuf, Option<StoreFollower>)> {
+    let Some(topic) = &plugins.store_topic else {
+        let dir = (plugins.dir.clone()).context("[plugins] needs `dir`, `store_topic` or both")?;
+        return Ok((dir, None));
+    };
+    let own_dir = plugins.dir.is_none();
+    let dir = match &plugins.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = plugin_store::default_dir(&plugin_store::host_name(config));
+            // Left by an earlier run under the same name: the store holds
+            // everything it should.
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the plugin directory {}", dir.display()))?;
+    let store = StoreFollower::start(config, topic, dir.clone(), own_dir, metrics).await?;
+    Ok((dir, Some(store)))
 }
 
 /// Loads a plugin named by path in the host config (once, at start), and

@@ -125,9 +125,11 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
         }
         pipelines.insert(name.clone(), settings);
     }
-    if let Some(plugins) = &config.plugins {
+    // The store's plugins were validated as they were deployed; a host
+    // following only the store has no directory to check.
+    if let Some(dir) = config.plugins.as_ref().and_then(|p| p.dir.as_ref()) {
         let loader = VersionLoader::new(engine, config.clone(), references);
-        for settings in check_directory(&plugins.dir, &loader, &mut report).await {
+        for settings in check_directory(dir, &loader, &mut report).await {
             pipelines.entry(settings.name.clone()).or_insert(settings);
         }
     }

@@ -15,6 +15,7 @@ pub mod launcher;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin_dir;
+pub mod plugin_store;
 pub mod plugins;
 pub mod recorder;
 pub mod runtime;

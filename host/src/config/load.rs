@@ -35,10 +35,10 @@ impl Config {
                 pipeline.plugin = base.join(&pipeline.plugin);
             }
         }
-        if let Some(plugins) = &mut config.plugins
-            && plugins.dir.is_relative()
+        if let Some(dir) = config.plugins.as_mut().and_then(|p| p.dir.as_mut())
+            && dir.is_relative()
         {
-            plugins.dir = base.join(&plugins.dir);
+            *dir = base.join(&*dir);
         }
         if let Some(cache) = &mut config.runtime.compile_cache
             && cache.is_relative()
@@ -82,6 +82,9 @@ impl Config {
                 )));
             }
         }
+        if let Some(plugins) = &self.plugins {
+            check_plugin_sources(plugins.dir.is_some(), plugins.store_topic.as_deref())?;
+        }
         if self.runtime.worker_threads == Some(0) {
             return Err(ConfigError::Invalid(
                 "runtime.worker_threads must be at least 1".into(),
@@ -114,6 +117,34 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[plugins]` has a directory, a store, or both; a store's topic is a
+/// name Kafka accepts.
+fn check_plugin_sources(dir: bool, store_topic: Option<&str>) -> Result<(), ConfigError> {
+    let Some(topic) = store_topic else {
+        if dir {
+            return Ok(());
+        }
+        return Err(ConfigError::Invalid(
+            "[plugins] needs `dir` (a plugin directory), `store_topic` (the cluster's plugin \
+             store) or both"
+                .into(),
+        ));
+    };
+    let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if topic.is_empty()
+        || topic.len() > 249
+        || !topic.chars().all(legal)
+        || topic == "."
+        || topic == ".."
+    {
+        return Err(ConfigError::Invalid(format!(
+            "plugins.store_topic {topic:?} is not a Kafka topic name: 1 to 249 letters, digits, \
+             '.', '_' or '-'"
+        )));
+    }
+    Ok(())
 }
 
 /// Sets `a.b.c = value` in the parsed file. The value is read as TOML when
@@ -170,6 +201,23 @@ mod tests {
     fn unknown_fields_are_refused_with_their_name() {
         let error = Config::parse(&format!("{MINIMAL}\nbatch_sise = 3\n"), &[]).unwrap_err();
         assert!(error.to_string().contains("batch_sise"), "{error}");
+    }
+
+    #[test]
+    fn plugins_come_from_a_directory_a_store_or_both() {
+        let parse = |table: &str| Config::parse(&format!("{MINIMAL}\n[plugins]\n{table}"), &[]);
+        let store = parse("store_topic = \"runnel-plugins\"")
+            .unwrap()
+            .plugins
+            .unwrap();
+        assert_eq!(store.store_topic.as_deref(), Some("runnel-plugins"));
+        assert_eq!(store.dir, None);
+        let both = parse("dir = \"p\"\nstore_topic = \"t\"").unwrap();
+        assert!(both.plugins.unwrap().dir.is_some());
+        let error = parse("debounce = \"1s\"").unwrap_err().to_string();
+        assert!(error.contains("needs `dir`"), "{error}");
+        let error = parse("store_topic = \"a topic\"").unwrap_err().to_string();
+        assert!(error.contains("not a Kafka topic name"), "{error}");
     }
 
     #[test]

@@ -101,13 +101,27 @@ impl Default for DaprConfig {
 /// settings of a pipeline table here) beside its component (`NAME.wasm`
 /// unless the manifest names another file). The manifest is the commit
 /// point: write the component first, then the manifest, each by writing a
-/// temporary file and renaming it into place.
+/// temporary file and renaming it into place. With `store_topic`, the host
+/// also follows the cluster's plugin store and writes its plugins into the
+/// directory that way. It needs `dir`, `store_topic` or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginDirConfig {
     /// The directory, relative to the config file. Hosts that mount the
-    /// same directory serve the same versions.
-    pub dir: PathBuf,
+    /// same directory serve the same versions. Without it (and with
+    /// `store_topic`), the host writes the store's plugins into a directory
+    /// of its own in the system's temporary directory,
+    /// `runnel-plugins-{host}`, emptied at start and deleted at exit.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The cluster's plugin store: a Kafka topic (`runnel-plugins` is the
+    /// name the commands use when given none) that `runnel plugin deploy`,
+    /// `remove` and `rollback` write to. The host follows it from its
+    /// beginning, serves the current version of each plugin in it, and
+    /// writes back what it serves (`runnel plugin list`). Created, compacted
+    /// and with one partition, if missing.
+    #[serde(default)]
+    pub store_topic: Option<String>,
     /// Quiet time after the last change in the directory before it is read,
     /// so that a file being written is read once it is complete.
     #[serde(default = "defaults::plugin_debounce", with = "humantime_serde")]
