@@ -23,7 +23,7 @@ const BLOCKING_CALLS_GRACE: Duration = Duration::from_secs(5);
 /// Runs `job` on a new async runtime of `worker_threads` threads (one per
 /// CPU when `None`); `None` when the runtime could not start, which is
 /// reported.
-fn block_on<T>(
+pub(super) fn block_on<T>(
     worker_threads: Option<usize>,
     errors: ErrorReport,
     job: impl Future<Output = T>,

@@ -8,6 +8,7 @@ mod commands;
 mod exit;
 mod logging;
 mod project;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -192,6 +193,8 @@ enum PluginCommand {
         #[arg(long, env = "RUNNEL_SDK_DIR")]
         sdk: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Store(store::StoreCommand),
 }
 
 fn parse_setting(setting: &str) -> Result<(String, String), String> {
@@ -228,6 +231,7 @@ pub fn main() -> ExitCode {
             out,
             sdk,
         }) => project::build(&dir, lang, out.as_deref(), sdk.as_deref(), errors),
+        Command::Plugin(PluginCommand::Store(command)) => store::run(&command, errors),
         Command::Topics(command) => admin::topics(command, errors),
         Command::Produce(args) => admin::produce(&args, errors),
         Command::Consume(args) => admin::consume(&args, errors),
