@@ -19,6 +19,7 @@ use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
@@ -39,6 +40,13 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long the brokers have to take the host's status records.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the follower waits for another record before it applies what
+/// it has read. The end of the partition is reported only once a fetch
+/// comes back empty, which the broker holds back for `fetch.wait.max.ms`
+/// (librdkafka's 500 ms); records written together arrive well within
+/// this of each other.
+const APPLY_QUIET: Duration = Duration::from_millis(50);
 
 /// How often the registry's view of the store's plugins is compared with
 /// the status records last written; a change is written at the next look.
@@ -164,23 +172,27 @@ impl StoreFollower {
         tokio::spawn(async move {
             let mut look = tokio::time::interval(STATUS_INTERVAL);
             look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // Records taken in but not yet applied: a change is applied
-            // once the partition's end is reached, so that a reader
-            // catching up does not load versions already replaced.
+            // Records taken in but not yet applied: they are applied once
+            // the partition's end is reached or no record has come for
+            // APPLY_QUIET, so that records written together (a deploy's
+            // chunks and plugin record, a burst of changes) are applied
+            // together, and only each plugin's latest version is loaded.
             let mut pending = false;
+            let quiet = tokio::time::sleep(APPLY_QUIET);
+            tokio::pin!(quiet);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = look.tick() => {
-                        if std::mem::take(&mut pending) {
-                            host.apply(&registry).await;
-                        }
-                        host.publish(&registry).await;
+                    _ = look.tick() => host.publish(&registry).await,
+                    () = &mut quiet, if pending => {
+                        pending = false;
+                        host.apply(&registry).await;
                     }
                     received = consumer.recv() => match received {
                         Ok(message) => {
                             host.take(&message);
                             pending = true;
+                            quiet.as_mut().reset(Instant::now() + APPLY_QUIET);
                         }
                         Err(KafkaError::PartitionEOF(_)) => {
                             if std::mem::take(&mut pending) {
