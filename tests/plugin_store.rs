@@ -159,6 +159,14 @@ async fn a_deploy_under_load_reaches_every_host_and_loses_or_repeats_nothing() {
         took[took.len() / 2],
         took[took.len() - 1]
     );
+    for host in &hosts {
+        let since = |message| host.logged_at(message, "2").map(|at| at - landed);
+        eprintln!(
+            "  a host wrote it to its directory after {:?} ms, served it after {:?} ms",
+            since("plugin version from the store written"),
+            since("plugin version serving"),
+        );
+    }
 
     rollbacks_serve_the_previous_version(&store, &hosts, &input, &mut reader).await;
     let late =

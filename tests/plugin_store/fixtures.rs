@@ -229,6 +229,22 @@ impl Host {
     }
 }
 
+impl Host {
+    /// When (ms since the epoch) the host first logged `message` for
+    /// version `version` of [`PLUGIN`].
+    pub fn logged_at(&self, message: &str, version: &str) -> Option<i64> {
+        let lines = self.process.log_lines();
+        let line = lines.iter().find(|line| {
+            let fields = &line["fields"];
+            fields["message"] == message
+                && fields["plugin"] == PLUGIN
+                && fields["version"] == version
+        })?;
+        let at = humantime::parse_rfc3339(line["timestamp"].as_str()?).ok()?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+}
+
 pub fn version_of(record: &Record) -> &str {
     let versions = record.header_values(VERSION_HEADER);
     assert_eq!(
