@@ -60,23 +60,21 @@ async fn a_deploy_under_load_reaches_every_host_and_loses_or_repeats_nothing() {
     let ran = store.deploy("1", &v1, &pipeline);
     let said = format!("deployed {PLUGIN} 1 (sha256 {})", sha256(&v1));
     assert_eq!((ran.code, ran.stdout.trim()), (0, said.as_str()), "{ran:?}");
+    let ids = ["a", "b", "c"].map(|name| format!("{}-{name}", store.topic));
     let mut hosts = Vec::new();
-    for name in ["a", "b", "c"] {
-        let id = format!("{}-{name}", store.topic);
+    for id in &ids {
         let identity = format!("[kafka]\ninstance_id = \"{id}\"\n");
-        hosts.push(Host::start(dir.path(), &id, &store, &identity).await);
+        hosts.push(Host::start(dir.path(), id, &store, &identity).await);
     }
     for host in &hosts {
         host.wait_for_version("1").await;
     }
 
-    // Every partition gets an offset committed, so that each host's stats
-    // show the partitions it owns.
     let messages: Vec<(String, String)> = (0..COUNT)
         .map(|i| (format!("key-{}", i % 1000), numbered_value(i)))
         .collect();
     kafka::produce(&input, messages[..WARM_UP].to_vec());
-    let owner = owners(&hosts.iter().collect::<Vec<_>>(), i64::from(PARTITIONS)).await;
+    let owner = owners(&input, &ids, &input, PARTITIONS).await;
     let revocations: Vec<usize> = hosts.iter().map(Host::revocations).collect();
 
     // The load, and version 2 deployed 4 s into it.
@@ -110,9 +108,9 @@ async fn a_deploy_under_load_reaches_every_host_and_loses_or_repeats_nothing() {
     assert_eq!(reader.records.len(), COUNT, "one output per input");
     let mut inputs = TopicReader::new(&input, PARTITIONS, "read_uncommitted");
     assert!(inputs.read_until(Duration::from_secs(120), |r| r.len() >= COUNT));
-    let mut partition_of = vec![-1; COUNT];
+    let mut partition_of = vec![0; COUNT];
     for record in &inputs.records {
-        partition_of[number_of(&record.value)] = i64::from(record.partition);
+        partition_of[number_of(&record.value)] = record.partition as usize;
     }
     let mut seen = vec![false; COUNT];
     let mut by_key: HashMap<String, String> = HashMap::new();
@@ -134,7 +132,7 @@ async fn a_deploy_under_load_reaches_every_host_and_loses_or_repeats_nothing() {
         *per_version.entry(version.clone()).or_default() += 1;
         if version == "2" {
             let at = record.timestamp.unwrap();
-            let first = first_v2.entry(owner[&partition_of[index]]).or_insert(at);
+            let first = first_v2.entry(owner[partition_of[index]]).or_insert(at);
             *first = (*first).min(at);
         }
     }

@@ -2,12 +2,13 @@
 //! commands run against it, hosts following it, and readers of what they
 //! produce.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -203,22 +204,6 @@ impl Host {
         .await
     }
 
-    /// The input partitions this host's pipeline owns, as its stats show
-    /// them (a partition shows once something was committed there).
-    pub async fn partitions(&self) -> Vec<i64> {
-        let stats = self.get(&format!("/messages/v1/stats/{PLUGIN}")).await;
-        let lag = stats["consumer_lag"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut partitions: Vec<i64> = lag
-            .iter()
-            .map(|l| l["partition"].as_i64().unwrap())
-            .collect();
-        partitions.sort_unstable();
-        partitions
-    }
-
     pub fn revocations(&self) -> usize {
         let lines = self.process.log_lines();
         let revoked = |line: &&Value| {
@@ -256,30 +241,84 @@ pub fn version_of(record: &Record) -> &str {
     versions[0]
 }
 
-/// Waits until the hosts' owned partitions cover `partitions`, each owned
-/// by one host; returns the owner of each.
-pub async fn owners(hosts: &[&Host], partitions: i64) -> HashMap<i64, usize> {
-    let owned = wait_until(
-        "the hosts to own every input partition",
-        Duration::from_secs(60),
-        async || {
-            let mut owned = Vec::new();
-            for host in hosts {
-                owned.push(host.partitions().await);
+/// Waits until the consumer group `group` is stable with `hosts` as its
+/// members (by their instance ids, each the static member
+/// `{id}-{PLUGIN}`), every partition of `topic` assigned to one of them;
+/// returns the index of each partition's host. The broker says it, not
+/// the hosts, whose stats may still list a partition they gave up.
+pub async fn owners(group: &str, hosts: &[String], topic: &str, partitions: i32) -> Vec<usize> {
+    let owner_of = |members: &[(String, Vec<i32>)]| {
+        let mut owners = vec![None; partitions as usize];
+        for (member, assigned) in members {
+            let host = hosts
+                .iter()
+                .position(|id| member.starts_with(&format!("{id}-{PLUGIN}-")))?;
+            for &partition in assigned {
+                let slot = owners.get_mut(partition as usize)?;
+                slot.replace(host).is_none().then_some(())?;
             }
-            owned
-        },
-        |owned| {
-            let mut all: Vec<i64> = owned.iter().flatten().copied().collect();
-            all.sort_unstable();
-            all == (0..partitions).collect::<Vec<_>>()
-        },
+        }
+        owners.into_iter().collect::<Option<Vec<usize>>>()
+    };
+    let members = wait_until(
+        "the hosts to share every input partition",
+        Duration::from_secs(60),
+        async || group_members(group, topic),
+        |members| members.len() == hosts.len() && owner_of(members).is_some(),
     )
     .await;
-    let by_host = owned.into_iter().enumerate();
-    by_host
-        .flat_map(|(host, partitions)| partitions.into_iter().map(move |p| (p, host)))
+    owner_of(&members).expect("checked")
+}
+
+/// The members of a stable consumer group with the partitions of `topic`
+/// assigned to each; empty while the group is rebalancing.
+fn group_members(group: &str, topic: &str) -> Vec<(String, Vec<i32>)> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka::brokers())
+        .create()
+        .expect("a client");
+    let Ok(list) = client.fetch_group_list(Some(group), Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let stable = list.groups().iter().filter(|g| g.state() == "Stable");
+    let members = stable.flat_map(|g| g.members());
+    members
+        .map(|m| {
+            (
+                m.id().to_owned(),
+                partitions_in(m.assignment().unwrap_or_default(), topic),
+            )
+        })
         .collect()
+}
+
+/// The partitions of `topic` in a consumer protocol assignment: version
+/// (int16), then an array (int32 count) of topic (int16 length and bytes)
+/// with an array of partitions (int32 each), then user data.
+fn partitions_in(assignment: &[u8], topic: &str) -> Vec<i32> {
+    let mut bytes = assignment;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        bytes = rest;
+        Some(head)
+    };
+    let mut read = || -> Option<Vec<i32>> {
+        let int = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap());
+        take(2)?;
+        let mut found = Vec::new();
+        for _ in 0..int(take(4)?) {
+            let length = i16::from_be_bytes(take(2)?.try_into().unwrap());
+            let name = take(length as usize)?.to_vec();
+            for _ in 0..int(take(4)?) {
+                let partition = int(take(4)?);
+                if name == topic.as_bytes() {
+                    found.push(partition);
+                }
+            }
+        }
+        Some(found)
+    };
+    read().unwrap_or_default()
 }
 
 /// Produces `values` (keyed by themselves) and returns the versions that

@@ -141,18 +141,29 @@ pub enum ChangeError {
 
 impl PluginRecord {
     /// `version` deployed over `before` (the plugin's record until now, if
-    /// any), whose current version becomes the previous one.
+    /// any), whose current version becomes the previous one; unless it is
+    /// the same build (a removed plugin deployed again, a manifest
+    /// changed), which keeps the previous version it had.
     pub fn deployed(
         name: &str,
         version: VersionRecord,
         before: Option<&PluginRecord>,
         now: String,
     ) -> Self {
+        let previous = before.and_then(|before| {
+            let current = &before.current;
+            let same = current.version == version.version && current.sha256 == version.sha256;
+            if same {
+                before.previous.clone()
+            } else {
+                Some(current.clone())
+            }
+        });
         Self {
             name: name.to_owned(),
             state: DesiredState::Deployed,
             current: version,
-            previous: before.map(|before| before.current.clone()),
+            previous,
             updated_at: now,
         }
     }
@@ -523,6 +534,9 @@ mod tests {
         let again = PluginRecord::deployed("orders", version("3", b"three"), Some(&removed), now());
         assert_eq!(again.state, DesiredState::Deployed);
         assert_eq!(again.previous.unwrap().version, "2");
+        // The removed build deployed again keeps its previous version.
+        let same = PluginRecord::deployed("orders", version("2", b"two"), Some(&removed), now());
+        assert_eq!(same.previous.unwrap().version, "1");
     }
 
     #[test]
