@@ -1,20 +1,22 @@
 //! `runnel plugin deploy|list|remove|rollback`: the cluster's plugin store
 //! from the command line. Each reaches the brokers of a host's
 //! configuration file when one is given (its `[kafka]` table and
-//! `[plugins] store_topic`), or of `--brokers` / `RUNNEL_BROKERS`.
+//! `[plugins] store_topic`), with `--brokers` / `RUNNEL_BROKERS` and `--set`
+//! over it, as the admin commands do.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use runnel::config::{Config, ConfigError};
+use runnel::config::ConfigError;
 use runnel::plugin_store::operations::{self, DeployRequest, Deployed};
 use runnel::plugin_store::records::{PluginRecord, StatusRecord, StoreState};
 use runnel::plugin_store::topic::StoreTopic;
 use runnel::plugin_store::{DEFAULT_TOPIC, StoreError};
 use serde::Serialize;
 
+use super::ConfigOverrides;
 use super::commands::block_on;
 use super::exit::{self, CONFIG, FAILED, RUNTIME};
 use super::logging::ErrorReport;
@@ -64,9 +66,8 @@ pub struct StoreArgs {
     /// its `[kafka]` table and uses its `[plugins] store_topic`. Optional.
     #[arg(long, short, env = "RUNNEL_CONFIG")]
     config: Option<PathBuf>,
-    /// Kafka bootstrap servers; overrides `kafka.brokers`.
-    #[arg(long, env = "RUNNEL_BROKERS")]
-    brokers: Option<String>,
+    #[command(flatten)]
+    overrides: ConfigOverrides,
     /// The store's topic; overrides `plugins.store_topic` (default
     /// `runnel-plugins`).
     #[arg(long)]
@@ -78,14 +79,7 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn topic(&self) -> Result<StoreTopic, ConfigError> {
-        let mut overrides = Vec::new();
-        if let Some(brokers) = &self.brokers {
-            overrides.push(format!("kafka.brokers={brokers}"));
-        }
-        let config = match &self.config {
-            Some(file) => Config::load(file, &overrides)?,
-            None => Config::parse("", &overrides)?,
-        };
+        let config = self.overrides.load(self.config.as_deref(), Vec::new())?;
         let configured = config.plugins.as_ref().and_then(|p| p.store_topic.clone());
         let name = (self.topic.clone())
             .or(configured)
