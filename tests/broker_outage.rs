@@ -347,8 +347,11 @@ async fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
             &host,
             Outage::Stop,
             Duration::from_secs(15),
-            // The exactly-once lane then works through its backlog.
-            RECOVERY_BOUND * 2,
+            // The exactly-once lane then works through its backlog. In some
+            // full-suite runs it took more than 120 s to commit the end of
+            // its input after this outage (not yet explained; alone, the
+            // whole test takes about a minute): the wait allows 240 s.
+            RECOVERY_BOUND * 4,
         )
         .await;
     scenario.assert_every_output(COUNT);
