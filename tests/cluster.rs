@@ -96,6 +96,29 @@ impl ClusterScenario {
         })
     }
 
+    /// Starts every host and waits until they share the partitions;
+    /// returns them and how many partitions each owns.
+    async fn start_all(&self) -> (Vec<HostProcess>, Vec<i64>) {
+        let hosts: Vec<HostProcess> = (0..HOSTS).map(|host| self.start(host, "first")).collect();
+        let spread = wait_for_spread(
+            "three hosts to share the partitions",
+            &hosts.iter().collect::<Vec<_>>(),
+            Duration::from_secs(90),
+        )
+        .await;
+        (hosts, spread)
+    }
+
+    async fn wait_for_outputs(&self, at_least: usize) {
+        wait_until(
+            &format!("{at_least} outputs"),
+            Duration::from_secs(120),
+            async || self.output_size(),
+            |&size| size >= at_least as i64,
+        )
+        .await;
+    }
+
     fn output_size(&self) -> i64 {
         kafka::topic_size(&self.output, PARTITIONS)
     }
@@ -105,27 +128,17 @@ impl ClusterScenario {
     fn assert_every_input_processed(&self, count: usize) -> usize {
         let mut reader = TopicReader::new(&self.output, PARTITIONS, "read_uncommitted");
         let complete = reader.read_until(Duration::from_secs(180), |records| {
-            records.len() >= count && reader_distinct(records) >= count
+            records.len() >= count && kafka::distinct_values(records) >= count
         });
-        let counts = reader.value_counts();
-        let missing: Vec<usize> = (0..count)
-            .filter(|&i| !counts.contains_key(&numbered_value(i).to_uppercase()))
-            .collect();
+        let missing = reader.missing_uppercased(count);
         assert!(
             complete && missing.is_empty(),
             "{} inputs missing, first {:?}",
             missing.len(),
             &missing[..missing.len().min(10)]
         );
-        reader.records.len() - counts.len()
+        reader.records.len() - reader.value_counts().len()
     }
-}
-
-fn reader_distinct(records: &[kafka::Record]) -> usize {
-    let mut values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
-    values.sort_unstable();
-    values.dedup();
-    values.len()
 }
 
 /// The partitions a host holds by its own log: every one assigned, less
@@ -169,25 +182,11 @@ async fn kill_one_of_three_and_bring_it_back(membership: Membership) {
     const RATE: usize = 10_000;
     let name = format!("{membership:?}").to_lowercase();
     let scenario = ClusterScenario::new(&name, membership);
-    let mut hosts: Vec<HostProcess> = (0..HOSTS)
-        .map(|host| scenario.start(host, "first"))
-        .collect();
-    let spread = wait_for_spread(
-        "three hosts to share the partitions",
-        &hosts.iter().collect::<Vec<_>>(),
-        Duration::from_secs(90),
-    )
-    .await;
+    let (mut hosts, spread) = scenario.start_all().await;
     eprintln!("{membership:?}: partitions per host {spread:?}");
 
     let production = scenario.produce_in_background(COUNT, RATE);
-    wait_until(
-        "a third of the outputs",
-        Duration::from_secs(120),
-        async || scenario.output_size(),
-        |&size| size >= COUNT as i64 / 3,
-    )
-    .await;
+    scenario.wait_for_outputs(COUNT / 3).await;
     let victim = hosts.remove(1);
     victim.kill_hard();
     let killed = Instant::now();
@@ -274,23 +273,9 @@ async fn the_consumer_group_protocol_loses_nothing_when_a_host_is_killed() {
 async fn a_static_member_restarted_in_place_gets_its_partitions_back_without_a_rebalance() {
     const COUNT: usize = 60_000;
     let scenario = ClusterScenario::new("static", Membership::Static);
-    let mut hosts: Vec<HostProcess> = (0..HOSTS)
-        .map(|host| scenario.start(host, "first"))
-        .collect();
-    let before = wait_for_spread(
-        "three hosts to share the partitions",
-        &hosts.iter().collect::<Vec<_>>(),
-        Duration::from_secs(90),
-    )
-    .await;
+    let (mut hosts, before) = scenario.start_all().await;
     let production = scenario.produce_in_background(COUNT, 10_000);
-    wait_until(
-        "a third of the outputs",
-        Duration::from_secs(120),
-        async || scenario.output_size(),
-        |&size| size >= COUNT as i64 / 3,
-    )
-    .await;
+    scenario.wait_for_outputs(COUNT / 3).await;
     let assignments_before: Vec<usize> = hosts.iter().map(assignment_count).collect();
 
     hosts.remove(1).kill_hard();

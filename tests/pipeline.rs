@@ -170,13 +170,10 @@ async fn kill_9_at_three_points_loses_nothing() {
     let host = HostProcess::start(&config, &scenario.log("host-final.log"));
     let mut reader = scenario.reader();
     let complete = reader.read_until(Duration::from_secs(300), |records| {
-        records.len() >= COUNT && distinct(records) >= COUNT
+        records.len() >= COUNT && kafka::distinct_values(records) >= COUNT
     });
-    let counts = reader.value_counts();
-    let missing: Vec<usize> = (0..COUNT)
-        .filter(|&i| !counts.contains_key(&numbered_value(i).to_uppercase()))
-        .collect();
-    let duplicates = reader.records.len() - counts.len();
+    let missing = reader.missing_uppercased(COUNT);
+    let duplicates = reader.records.len() - reader.value_counts().len();
     eprintln!(
         "kill -9 x3: {} outputs for {COUNT} inputs, {duplicates} duplicates, {} missing",
         reader.records.len(),
@@ -188,13 +185,6 @@ async fn kill_9_at_three_points_loses_nothing() {
         &missing[..missing.len().min(20)]
     );
     drop(host);
-}
-
-fn distinct(records: &[Record]) -> usize {
-    let mut values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
-    values.sort_unstable();
-    values.dedup();
-    values.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,7 +267,7 @@ async fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops(
 
     let mut reader = scenario.reader();
     let complete = reader.read_until(Duration::from_secs(180), |records| {
-        distinct(records) >= COUNT
+        kafka::distinct_values(records) >= COUNT
     });
     let duplicates = reader.records.len() - reader.value_counts().len();
     eprintln!(
@@ -287,7 +277,7 @@ async fn two_hosts_split_the_partitions_and_one_takes_over_when_the_other_stops(
     assert!(
         complete,
         "only {} distinct of {COUNT} outputs",
-        distinct(&reader.records)
+        kafka::distinct_values(&reader.records)
     );
     drop(second);
 }

@@ -40,6 +40,23 @@ pub struct PluginStatus {
     pub loaded_at: Option<String>,
 }
 
+impl PluginStatus {
+    /// A directory plugin no version of which has loaded.
+    pub fn unloaded(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            source: PluginOrigin::Directory,
+            component: None,
+            version: None,
+            sha256: None,
+            state: PluginState::Failed,
+            pipelines: Vec::new(),
+            last_error: None,
+            loaded_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginOrigin {

@@ -327,6 +327,23 @@ impl TopicReader {
         }
         counts
     }
+
+    /// The inputs of `0..count` (numbered values) whose upper-cased value
+    /// has not been read.
+    pub fn missing_uppercased(&self, count: usize) -> Vec<usize> {
+        let counts = self.value_counts();
+        (0..count)
+            .filter(|&i| !counts.contains_key(&super::numbered_value(i).to_uppercase()))
+            .collect()
+    }
+}
+
+/// How many distinct values `records` hold.
+pub fn distinct_values(records: &[Record]) -> usize {
+    let mut values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
+    values.sort_unstable();
+    values.dedup();
+    values.len()
 }
 
 impl Cluster {

@@ -382,17 +382,9 @@ impl PluginRegistry {
             Some(version) => format!("version {version}: {error}"),
             None => error.to_string(),
         };
-        let mut status = self.status(name).unwrap_or_else(|| PluginStatus {
-            name: name.to_owned(),
-            source: PluginOrigin::Directory,
-            component: None,
-            version: None,
-            sha256: None,
-            state: PluginState::Failed,
-            pipelines: Vec::new(),
-            last_error: None,
-            loaded_at: None,
-        });
+        let mut status = self
+            .status(name)
+            .unwrap_or_else(|| PluginStatus::unloaded(name));
         status.last_error = Some(last_error.clone());
         let mut unserved = Vec::new();
         if entry.serving.is_none() {

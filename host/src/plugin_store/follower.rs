@@ -30,7 +30,7 @@ use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugin_dir::PluginRegistry;
-use crate::plugins::{PluginState, now_rfc3339};
+use crate::plugins::{PluginStatus, now_rfc3339};
 
 /// How long a host waits at start to read the store to its end before it
 /// starts with what it has read (and goes on following it): bounded, so
@@ -346,30 +346,22 @@ impl HostStore {
     /// could not.
     fn status(&self, registry: &PluginRegistry, name: &str) -> Option<StatusRecord> {
         let unwritten = self.unwritten.get(name).cloned();
-        let mut record = StatusRecord {
+        let status = match registry.status(name) {
+            Some(status) => status,
+            None if unwritten.is_some() => PluginStatus::unloaded(name),
+            None => return None,
+        };
+        Some(StatusRecord {
             host: self.name.clone(),
             plugin: name.to_owned(),
-            version: None,
-            sha256: None,
-            state: PluginState::Failed,
-            pipelines: Vec::new(),
-            last_error: None,
-            loaded_at: None,
+            version: status.version,
+            sha256: status.sha256,
+            state: status.state,
+            pipelines: status.pipelines,
+            last_error: unwritten.or(status.last_error),
+            loaded_at: status.loaded_at,
             updated_at: now_rfc3339(),
-        };
-        match registry.status(name) {
-            Some(status) => {
-                record.version = status.version;
-                record.sha256 = status.sha256;
-                record.state = status.state;
-                record.pipelines = status.pipelines;
-                record.last_error = unwritten.or(status.last_error);
-                record.loaded_at = status.loaded_at;
-            }
-            None if unwritten.is_some() => record.last_error = unwritten,
-            None => return None,
-        }
-        Some(record)
+        })
     }
 
     /// The host stops: its status records are deleted (a host that is
