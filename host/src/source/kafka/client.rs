@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -76,6 +77,8 @@ pub(super) struct ConsumerHooks {
     /// Offsets go with transactions: none is stored, none to commit here.
     pub exactly_once: bool,
     pub drain_timeout: Duration,
+    /// The receive loop holds fetching back (see [`set_paused`]).
+    pub fetch_paused: AtomicBool,
 }
 
 impl ClientContext for ConsumerHooks {
@@ -134,6 +137,27 @@ impl ConsumerContext for ConsumerHooks {
             }
         }
     }
+
+    /// librdkafka keeps a partition's pause across a revoke and a new
+    /// assignment, whatever the receive loop did meanwhile: a partition
+    /// paused before a rebalance came back paused while the loop, which had
+    /// resumed an empty assignment, took fetching to be on, and the
+    /// partition was never read again. Each assigned partition gets the
+    /// loop's state instead.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(partitions) = rebalance else {
+            return;
+        };
+        let pause = self.fetch_paused.load(Ordering::Relaxed);
+        let applied = if pause {
+            consumer.pause(partitions)
+        } else {
+            consumer.resume(partitions)
+        };
+        if let Err(error) = applied {
+            tracing::warn!(pipeline = %self.pipeline.name, %error, pause, "could not pause or resume the assigned partitions");
+        }
+    }
 }
 
 impl ConsumerHooks {
@@ -169,6 +193,10 @@ pub(super) fn set_paused(consumer: &PipelineConsumer, pause: bool, pipeline: &st
     });
     match result {
         Ok(()) => {
+            consumer
+                .context()
+                .fetch_paused
+                .store(pause, Ordering::Relaxed);
             tracing::debug!(
                 pipeline,
                 pause,

@@ -11,7 +11,7 @@ mod partition;
 mod workers;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -146,6 +146,7 @@ impl KafkaInput {
             workers: workers.clone(),
             exactly_once: settings.exactly_once,
             drain_timeout,
+            fetch_paused: AtomicBool::new(false),
         };
         let consumer: PipelineConsumer = consumer_config(brokers, &settings)
             .create_with_context(hooks)
