@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_events::{ClientEvents, LogLimiter};
-use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline};
+use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline, defaults};
 use crate::http::{self, HttpState};
 use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
@@ -103,6 +103,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         producer: producer.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        shares: engine.shares().clone(),
     }));
     let (plugins, store) = start_pipelines(&config, &engine, &launcher, &metrics, &shutdown)
         .await
@@ -164,10 +165,18 @@ const STORE_LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The engine settings of a host's configuration.
 pub fn engine_settings(config: &Config) -> EngineSettings {
+    let runtime = &config.runtime;
     EngineSettings {
-        fuel_metering: config.runtime.fuel_metering,
-        max_instances: config.runtime.max_instances,
-        compile_cache: config.runtime.compile_cache.clone(),
+        fuel_metering: runtime.fuel_metering,
+        max_instances: runtime.max_instances,
+        compile_cache: runtime.compile_cache.clone(),
+        call_slots: runtime
+            .call_slots
+            .or(runtime.worker_threads)
+            .unwrap_or_else(defaults::call_slots),
+        max_total_memory_bytes: runtime
+            .max_plugin_memory_mib
+            .map_or_else(defaults::max_total_memory_bytes, |mib| mib << 20),
         ..EngineSettings::default()
     }
 }

@@ -19,6 +19,7 @@ use crate::failure::FailurePolicy;
 use crate::metrics::{Metrics, Mode};
 use crate::pipeline::{Pipeline, PluginSlot, ServedPlugin};
 use crate::recorder::PipelineRecorder;
+use crate::runtime::HostShares;
 use crate::sink::DeadLetters;
 use crate::sink::{DaprOutput, OutputProducer, SinkError};
 use crate::source::dapr::BindingInput;
@@ -87,6 +88,7 @@ pub struct PipelineLauncher {
     producers: Mutex<HashMap<BTreeMap<String, String>, OutputProducer>>,
     metrics: Metrics,
     shutdown: CancellationToken,
+    shares: Arc<HostShares>,
     live: Arc<LivePipelines>,
     running: Mutex<Running>,
 }
@@ -112,6 +114,8 @@ pub struct LauncherSettings {
     pub producer: OutputProducer,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
+    /// The call slots and plugin memory every pipeline takes a share of.
+    pub shares: Arc<HostShares>,
 }
 
 impl PipelineLauncher {
@@ -126,6 +130,7 @@ impl PipelineLauncher {
             )])),
             metrics: settings.metrics,
             shutdown: settings.shutdown,
+            shares: settings.shares,
             live: Arc::new(LivePipelines::default()),
             running: Mutex::new(Running::default()),
         }
@@ -182,6 +187,7 @@ impl PipelineLauncher {
                 Mode::for_batch_size(settings.batch_size),
             ),
             concurrency: Semaphore::new(settings.max_concurrent),
+            tenant: self.shares.tenant(&name),
             failure_policy: FailurePolicy {
                 retry: settings.retry.clone(),
                 dead_letters: settings.dead_letter_topic.as_deref().map(DeadLetters::new),

@@ -58,6 +58,21 @@ pub struct Metrics {
     transactions: IntCounterVec,
     transaction_commit_duration: HistogramVec,
     transaction_messages: HistogramVec,
+    call_slots_in_use: IntGaugeVec,
+    call_slot_waits: IntCounterVec,
+    pipeline_plugin_memory: IntGaugeVec,
+    plugin_memory_refused: IntCounterVec,
+    plugin_memory_limit: IntGaugeVec,
+}
+
+/// What a pipeline holds of the host's call slots and plugin memory, as
+/// [`crate::runtime::Tenant`] counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantSample {
+    pub running_calls: usize,
+    pub slot_waits: u64,
+    pub memory_bytes: usize,
+    pub memory_refused: u64,
 }
 
 impl Default for Metrics {
@@ -162,6 +177,34 @@ impl Metrics {
                 "runnel_plugin_fuel_used_total",
                 "Fuel consumed by plugin calls.",
                 &["plugin"],
+            ),
+            call_slots_in_use: gauge(
+                "runnel_call_slots_in_use",
+                "Plugin calls of the pipeline running now, on the host's call slots.",
+                &["pipeline"],
+            ),
+            call_slot_waits: counter(
+                "runnel_call_slot_waits_total",
+                "Plugin calls that waited for a call slot while other pipelines held theirs, \
+                 at their start or after giving one up at an epoch tick.",
+                &["pipeline"],
+            ),
+            pipeline_plugin_memory: gauge(
+                "runnel_pipeline_plugin_memory_bytes",
+                "Linear memory of all the pipeline's plugin instances.",
+                &["pipeline"],
+            ),
+            plugin_memory_refused: counter(
+                "runnel_plugin_memory_refused_total",
+                "Memory growths refused because the pipeline's plugin instances had reached \
+                 their share of the host's plugin memory.",
+                &["pipeline"],
+            ),
+            plugin_memory_limit: gauge(
+                "runnel_plugin_memory_limit_bytes",
+                "The host's limit on the linear memory of all plugin instances \
+                 (`runtime.max_plugin_memory_mib`), and each pipeline's share of it.",
+                &["scope"],
             ),
             plugin_memory: gauge(
                 "runnel_plugin_memory_bytes",
@@ -340,6 +383,34 @@ impl Metrics {
         self.transaction_messages
             .with_label_values(&[pipeline])
             .observe(messages as f64);
+    }
+
+    /// Takes a pipeline's claim on the host's call slots and plugin memory
+    /// (sampled when metrics are read), and the host's memory limit with
+    /// each pipeline's share of it.
+    pub fn record_tenant(&self, pipeline: &str, sample: TenantSample) {
+        self.call_slots_in_use
+            .with_label_values(&[pipeline])
+            .set(sample.running_calls as i64);
+        self.pipeline_plugin_memory
+            .with_label_values(&[pipeline])
+            .set(sample.memory_bytes as i64);
+        let counters = [
+            (&self.call_slot_waits, sample.slot_waits),
+            (&self.plugin_memory_refused, sample.memory_refused),
+        ];
+        for (counter, total) in counters {
+            let counter = counter.with_label_values(&[pipeline]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    pub fn record_plugin_memory_limit(&self, host: usize, per_pipeline: usize) {
+        let limit = &self.plugin_memory_limit;
+        limit.with_label_values(&["host"]).set(host as i64);
+        limit
+            .with_label_values(&["pipeline"])
+            .set(per_pipeline as i64);
     }
 
     /// The Prometheus text exposition of every metric.

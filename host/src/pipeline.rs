@@ -11,7 +11,9 @@ use crate::client_events::LogLimiter;
 use crate::config::OnFailure;
 use crate::failure::{FailurePolicy, MessageFailure, MessageFailureKind, MessageResult};
 use crate::recorder::PipelineRecorder;
-use crate::runtime::{CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin};
+use crate::runtime::{
+    CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin, Tenant,
+};
 use crate::sink::headers::tagged;
 use crate::sink::{DaprOutput, FailedIn, OutputProducer, PendingDelivery, SinkError};
 
@@ -82,6 +84,8 @@ pub struct Pipeline {
     pub recorder: PipelineRecorder,
     /// Bounds the plugin calls running at once.
     pub concurrency: Semaphore,
+    /// The pipeline's share of the host's call slots and plugin memory.
+    pub tenant: Arc<Tenant>,
     pub failure_policy: FailurePolicy,
 }
 
@@ -315,7 +319,7 @@ impl Pipeline {
         let invocation = {
             // Closed only at shutdown, after every caller is gone.
             let _permit = self.concurrency.acquire().await;
-            plugin.handle(batch).await
+            plugin.handle_for(batch, &self.tenant).await
         };
         self.recorder.invocation(plugin.name(), &invocation);
         invocation.result

@@ -98,6 +98,33 @@ pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 /// message counts as failed.
 pub const RETRY_MAX_ATTEMPTS: u32 = 3;
 
+/// `runtime.call_slots` when neither it nor `runtime.worker_threads` is
+/// set: one per CPU, as many as the runtime has worker threads.
+pub fn call_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
+}
+
+/// `runtime.max_plugin_memory_mib` when unset: half of the memory the host
+/// may use, its cgroup's limit when it has one (a container's), else the
+/// machine's; 4 GiB if neither can be read.
+pub fn max_total_memory_bytes() -> u64 {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|limit| limit.trim().parse::<u64>().ok());
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+            let kib = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            Some(kib * 1024)
+        });
+    match (cgroup, machine) {
+        (Some(cgroup), Some(machine)) => cgroup.min(machine) / 2,
+        (Some(limit), None) | (None, Some(limit)) => limit / 2,
+        (None, None) => 4 << 30,
+    }
+}
+
 // ---- for serde's `default = "..."` ----
 
 pub(super) fn brokers() -> String {

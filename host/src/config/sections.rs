@@ -183,6 +183,20 @@ pub struct RuntimeConfig {
     /// Unset, nothing is kept.
     #[serde(default)]
     pub compile_cache: Option<PathBuf>,
+    /// Plugin calls running at once across the host; one per worker thread
+    /// when unset. Pipelines that want more take turns: each may run an
+    /// equal share while others wait, and a call above its share gives its
+    /// slot up at the next epoch tick (10 ms), so a pipeline whose plugin
+    /// loops cannot take the host's CPU from the others.
+    #[serde(default)]
+    pub call_slots: Option<usize>,
+    /// Linear memory of all plugin instances together, in MiB; each
+    /// pipeline's instances may hold an equal share of it, and a plugin
+    /// that grows past its pipeline's share fails the call as out of
+    /// memory. Half of the memory the host may use (its cgroup's limit,
+    /// or the machine's) when unset.
+    #[serde(default)]
+    pub max_plugin_memory_mib: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -192,6 +206,8 @@ impl Default for RuntimeConfig {
             max_instances: defaults::MAX_INSTANCES,
             worker_threads: None,
             compile_cache: None,
+            call_slots: None,
+            max_plugin_memory_mib: None,
         }
     }
 }

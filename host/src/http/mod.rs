@@ -153,6 +153,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    let metrics = &state.inner.metrics;
+    for (name, pipeline) in state.inner.live.pipelines() {
+        let tenant = &pipeline.tenant;
+        metrics.record_tenant(&name, tenant.sample());
+        metrics.record_plugin_memory_limit(tenant.host_memory_limit(), tenant.memory_share());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.inner.metrics.render(),

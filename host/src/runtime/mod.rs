@@ -17,6 +17,7 @@ mod bindings;
 mod component_file;
 mod limits;
 mod plugin;
+mod tenants;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -38,6 +39,7 @@ pub use runnel_encoding::{
     BatchView, BatchWriter, EncodedBatch, EncodedOutcomes, FailureKind, MessageView, NewMessage,
     Outcome, OutputView,
 };
+pub use tenants::{CallSlot, HostShares, Tenant};
 
 use plugin::InstanceState;
 
@@ -62,6 +64,12 @@ pub struct EngineSettings {
     /// Where compiled plugins are kept between runs (an absolute
     /// directory), if anywhere.
     pub compile_cache: Option<PathBuf>,
+    /// Plugin calls running at once across the host, shared fairly by the
+    /// pipelines that want them.
+    pub call_slots: usize,
+    /// Linear memory of every plugin instance together; each pipeline may
+    /// hold an equal share.
+    pub max_total_memory_bytes: u64,
 }
 
 impl Default for EngineSettings {
@@ -72,6 +80,8 @@ impl Default for EngineSettings {
             max_instances: crate::config::defaults::MAX_INSTANCES,
             max_memory_bytes: 1 << 30,
             compile_cache: None,
+            call_slots: crate::config::defaults::call_slots(),
+            max_total_memory_bytes: crate::config::defaults::max_total_memory_bytes(),
         }
     }
 }
@@ -88,6 +98,7 @@ pub struct PluginEngine {
 }
 
 struct EngineInner {
+    shares: Arc<HostShares>,
     /// Where plugins without a fuel budget run: metered only when
     /// `settings.fuel_metering` asks for every plugin to be.
     plain: Arc<EngineCore>,
@@ -109,13 +120,19 @@ pub(crate) struct EngineCore {
     /// The highest memory limit a plugin may be given.
     max_memory_bytes: u64,
     fuel_metering: bool,
+    /// Whose share calls and instances outside any pipeline count against
+    /// (a plugin being validated, a benchmark).
+    unassigned: Arc<Tenant>,
 }
 
 impl PluginEngine {
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
-        let plain = EngineCore::new(&settings, settings.fuel_metering)?;
+        let memory = usize::try_from(settings.max_total_memory_bytes).unwrap_or(usize::MAX);
+        let shares = HostShares::new(settings.call_slots, memory);
+        let plain = EngineCore::new(&settings, settings.fuel_metering, &shares)?;
         Ok(Self {
             inner: Arc::new(EngineInner {
+                shares,
                 plain: Arc::new(plain),
                 metered: OnceLock::new(),
                 settings,
@@ -125,6 +142,17 @@ impl PluginEngine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.inner.settings
+    }
+
+    /// A pipeline's claim on the host's call slots and plugin memory, for
+    /// as long as it is held.
+    pub fn tenant(&self, pipeline: &str) -> Arc<Tenant> {
+        self.inner.shares.tenant(pipeline)
+    }
+
+    /// The host's call slots and plugin memory.
+    pub fn shares(&self) -> &Arc<HostShares> {
+        &self.inner.shares
     }
 
     /// Compiles a plugin for the engine its limits need and checks that it
@@ -166,17 +194,22 @@ impl PluginEngine {
         }
         // Two plugins loading at once may both build one; the loser is
         // dropped, and its ticker thread ends with it.
-        let built =
-            EngineCore::new(&inner.settings, true).map_err(|error| LoadError::MeteredEngine {
+        let built = EngineCore::new(&inner.settings, true, &inner.shares).map_err(|error| {
+            LoadError::MeteredEngine {
                 plugin: name.to_owned(),
                 reason: error.to_string(),
-            })?;
+            }
+        })?;
         Ok(inner.metered.get_or_init(|| Arc::new(built)).clone())
     }
 }
 
 impl EngineCore {
-    fn new(settings: &EngineSettings, fuel_metering: bool) -> Result<Self, EngineError> {
+    fn new(
+        settings: &EngineSettings,
+        fuel_metering: bool,
+        shares: &Arc<HostShares>,
+    ) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(settings.max_instances)
             .total_core_instances(settings.max_instances * 4)
@@ -220,7 +253,12 @@ impl EngineCore {
             clock: quanta::Clock::new(),
             max_memory_bytes: settings.max_memory_bytes,
             fuel_metering,
+            unassigned: shares.outside_pipelines("unassigned"),
         })
+    }
+
+    pub(crate) fn unassigned(&self) -> &Arc<Tenant> {
+        &self.unassigned
     }
 
     /// The highest memory limit a plugin on this engine may be given.

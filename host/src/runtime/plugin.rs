@@ -17,7 +17,8 @@ use crate::client_events::LogLimiter;
 use runnel_encoding::{EncodedBatch, EncodedOutcomes};
 
 use super::bindings::{self, LogLevel, PluginPre};
-use super::limits::{MemoryLimiter, PluginLimits};
+use super::limits::{MemoryLimiter, MemoryRefusal, PluginLimits};
+use super::tenants::Tenant;
 
 /// Idle instances kept per plugin; more are created when calls overlap and
 /// dropped when they finish.
@@ -280,18 +281,29 @@ impl Plugin {
     /// Creates an instance and runs `init`, proving that the plugin starts
     /// with its configuration. The instance is kept for the first batch.
     pub async fn validate(&self) -> Result<(), LoadError> {
-        let instance = self.instantiate().await?;
+        let instance = self.instantiate(self.engine.unassigned()).await?;
         self.release(instance);
         Ok(())
     }
 
-    /// Runs one batch through the plugin.
+    /// Runs one batch through the plugin, outside any pipeline's share of
+    /// the host.
     pub async fn handle(&self, batch: &EncodedBatch) -> Invocation {
+        self.handle_for(batch, self.engine.unassigned()).await
+    }
+
+    /// Runs one batch through the plugin on a call slot of `tenant`, with
+    /// the instance's memory counted against it.
+    pub async fn handle_for(&self, batch: &EncodedBatch, tenant: &Arc<Tenant>) -> Invocation {
+        let _slot = tenant.call_slot().await;
         let clock = self.engine.clock();
         let started = clock.now();
         let mut instance = match self.take_idle() {
-            Some(instance) => instance,
-            None => match self.instantiate().await {
+            Some(mut instance) => {
+                instance.store.data_mut().limiter.move_to(tenant);
+                instance
+            }
+            None => match self.instantiate(tenant).await {
                 Ok(instance) => instance,
                 Err(error) => {
                     let error = match error {
@@ -373,7 +385,7 @@ impl Plugin {
         }
     }
 
-    async fn instantiate(&self) -> Result<PluginInstance, LoadError> {
+    async fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PluginInstance, LoadError> {
         let engine = self.engine.engine();
         let clock = self.engine.clock();
         let state = InstanceState {
@@ -381,7 +393,7 @@ impl Plugin {
             // preopened directories, no network.
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(self.limits.max_memory_bytes),
+            limiter: MemoryLimiter::new(self.limits.max_memory_bytes, tenant.clone()),
             plugin: self.name.clone(),
             deadline: clock.now(),
         };
@@ -392,11 +404,11 @@ impl Plugin {
             if ticks.now() >= context.data().deadline {
                 return Err(DeadlineExceeded.into());
             }
-            // Let other tasks run, then keep going.
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
+            // Let other tasks run, and other pipelines' calls if this
+            // one's runs more than its share of the call slots; then keep
+            // going.
+            let tenant = context.data().limiter.tenant().clone();
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tenant.tick())))
         });
         let failed = |source: CallError| LoadError::InitFailed {
             plugin: self.name.to_string(),
@@ -483,11 +495,25 @@ fn classify(error: &wasmtime::Error, store: &Store<InstanceState>, timeout: Dura
     }
     // A guest whose allocator is refused memory usually aborts with a trap;
     // the limiter knows the real reason.
-    if store.data().limiter.growth_refused() {
-        return CallError::new(
-            CallErrorKind::OutOfMemory,
-            format!("plugin exceeded its memory limit ({error:#})"),
-        );
+    let limiter = &store.data().limiter;
+    match limiter.refused() {
+        Some(MemoryRefusal::Instance) => {
+            return CallError::new(
+                CallErrorKind::OutOfMemory,
+                format!("plugin exceeded its memory limit ({error:#})"),
+            );
+        }
+        Some(MemoryRefusal::HostShare) => {
+            let share = limiter.tenant().memory_share() >> 20;
+            return CallError::new(
+                CallErrorKind::OutOfMemory,
+                format!(
+                    "the pipeline's plugin instances reached their share of the host's plugin \
+                     memory, {share} MiB ({error:#})"
+                ),
+            );
+        }
+        None => {}
     }
     if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
         return CallError::new(CallErrorKind::OutOfFuel, "plugin used up its fuel budget");

@@ -1,0 +1,576 @@
+//! Sharing one host between pipelines, each a tenant: plugin calls take
+//! turns on a fixed number of call slots, and the linear memory of every
+//! plugin instance counts against the host's memory limit. A pipeline gets
+//! an equal share of both while others want them, so one whose plugin
+//! loops, leaks or is slow takes its share and no more.
+//!
+//! Calls: a tenant may start a call while it runs fewer than its share
+//! (the slots divided by the tenants active now), or when a free slot is
+//! not held back for another active tenant below its share. A tenant that
+//! called within [`ACTIVE_WINDOW`] counts as active, so the slot a short
+//! call gives back is still there for that tenant's next call instead of
+//! going to a neighbour that would keep it for a whole epoch tick. A call
+//! above its tenant's share gives its slot up at its next epoch tick when
+//! another tenant waits, and waits in turn.
+//!
+//! Memory: a tenant's instances together may hold the host's limit divided
+//! by the number of tenants; growth past that is refused, and the plugin
+//! fails the call as out of memory, as it does at its own per-instance
+//! limit.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// How long after its last call a tenant still counts as active, keeping
+/// its share of the slots free for its next call.
+const ACTIVE_WINDOW: Duration = Duration::from_millis(100);
+
+/// The host's call slots and memory, shared by every tenant.
+pub struct HostShares {
+    slots: usize,
+    memory_limit: usize,
+    memory_used: AtomicUsize,
+    state: Mutex<SlotState>,
+    next_tenant: AtomicU64,
+    /// Tenants that are pipelines: the memory limit is shared among them.
+    pipelines: AtomicUsize,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Slots not running a call; below zero for a moment when a call
+    /// cancelled while waiting takes back the slot it gave up.
+    free: isize,
+    tenants: BTreeMap<u64, TenantSlots>,
+    next_waiter: u64,
+}
+
+struct TenantSlots {
+    running: usize,
+    /// Calls waiting for a slot, first come first served.
+    waiting: VecDeque<Waiter>,
+    last_wanted: Instant,
+}
+
+struct Waiter {
+    id: u64,
+    granted: oneshot::Sender<()>,
+}
+
+impl TenantSlots {
+    fn active(&self, now: Instant) -> bool {
+        self.running > 0
+            || !self.waiting.is_empty()
+            || now.duration_since(self.last_wanted) < ACTIVE_WINDOW
+    }
+}
+
+impl HostShares {
+    /// `slots` calls run at once across the host; the instances of all
+    /// tenants together hold at most `memory_limit` bytes.
+    pub fn new(slots: usize, memory_limit: usize) -> Arc<Self> {
+        let slots = slots.max(1);
+        Arc::new(Self {
+            slots,
+            memory_limit,
+            memory_used: AtomicUsize::new(0),
+            state: Mutex::new(SlotState {
+                free: slots as isize,
+                ..SlotState::default()
+            }),
+            next_tenant: AtomicU64::new(0),
+            pipelines: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
+    /// Linear memory held by every instance of the host.
+    pub fn memory_used(&self) -> usize {
+        self.memory_used.load(Ordering::Relaxed)
+    }
+
+    /// A pipeline's tenant, sharing the host from now until it is dropped.
+    pub fn tenant(self: &Arc<Self>, name: &str) -> Arc<Tenant> {
+        self.pipelines.fetch_add(1, Ordering::Relaxed);
+        self.new_tenant(name, true)
+    }
+
+    /// The tenant of calls and instances outside any pipeline (a plugin
+    /// being validated, a benchmark): it takes no share of the memory
+    /// limit from the pipelines, and may hold as much as one of them.
+    pub fn outside_pipelines(self: &Arc<Self>, name: &str) -> Arc<Tenant> {
+        self.new_tenant(name, false)
+    }
+
+    fn new_tenant(self: &Arc<Self>, name: &str, pipeline: bool) -> Arc<Tenant> {
+        let id = self.next_tenant.fetch_add(1, Ordering::Relaxed);
+        self.lock().tenants.insert(
+            id,
+            TenantSlots {
+                running: 0,
+                waiting: VecDeque::new(),
+                last_wanted: Instant::now(),
+            },
+        );
+        Arc::new(Tenant {
+            id,
+            pipeline,
+            name: name.into(),
+            host: self.clone(),
+            memory_used: AtomicUsize::new(0),
+            memory_refused: AtomicU64::new(0),
+            slot_waits: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each pipeline's share of the memory limit.
+    fn memory_share(&self) -> usize {
+        self.memory_limit / self.pipelines.load(Ordering::Relaxed).max(1)
+    }
+}
+
+impl SlotState {
+    /// The slots each active tenant may hold while others want them.
+    fn share(&self, slots: usize, now: Instant) -> usize {
+        let active = self.tenants.values().filter(|t| t.active(now)).count();
+        (slots / active.max(1)).max(1)
+    }
+
+    /// Whether `tenant` may start a call on a free slot now.
+    fn may_take(&self, tenant: u64, slots: usize, now: Instant) -> bool {
+        if self.free <= 0 {
+            return false;
+        }
+        let share = self.share(slots, now);
+        let Some(own) = self.tenants.get(&tenant) else {
+            return false;
+        };
+        if own.running < share {
+            return true;
+        }
+        // Above its share: only slots no other active tenant below its
+        // share may need.
+        let held_back: usize = self
+            .tenants
+            .iter()
+            .filter(|(id, other)| **id != tenant && other.active(now))
+            .map(|(_, other)| share.saturating_sub(other.running))
+            .sum();
+        self.free as usize > held_back
+    }
+
+    /// Hands free slots to waiting calls: the tenant running the fewest
+    /// calls first.
+    fn grant(&mut self, slots: usize) {
+        let now = Instant::now();
+        loop {
+            let next = self
+                .tenants
+                .iter()
+                .filter(|(id, tenant)| {
+                    !tenant.waiting.is_empty() && self.may_take(**id, slots, now)
+                })
+                .min_by_key(|(_, tenant)| tenant.running)
+                .map(|(id, _)| *id);
+            let Some(id) = next else { return };
+            let tenant = self.tenants.get_mut(&id).expect("chosen from the map");
+            let waiter = tenant.waiting.pop_front().expect("chosen as waiting");
+            tenant.running += 1;
+            self.free -= 1;
+            // A waiter dropped meanwhile removed itself under this lock, so
+            // the receiver is there.
+            let _ = waiter.granted.send(());
+        }
+    }
+
+    /// Whether a call of `tenant` should give its slot to a waiting
+    /// tenant: it runs above its share, or more calls than one that waits
+    /// below its share.
+    fn should_yield(&self, tenant: u64, slots: usize, now: Instant) -> bool {
+        let share = self.share(slots, now);
+        let Some(own) = self.tenants.get(&tenant) else {
+            return false;
+        };
+        self.tenants.iter().any(|(id, other)| {
+            *id != tenant
+                && !other.waiting.is_empty()
+                && other.running < share
+                && own.running > other.running
+        })
+    }
+}
+
+/// One pipeline's claim on the host: its running calls and the memory of
+/// its instances.
+pub struct Tenant {
+    id: u64,
+    /// A pipeline's, counted when the memory limit is shared out.
+    pipeline: bool,
+    name: Arc<str>,
+    host: Arc<HostShares>,
+    memory_used: AtomicUsize,
+    memory_refused: AtomicU64,
+    slot_waits: AtomicU64,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant").field("name", &self.name).finish()
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        if self.pipeline {
+            self.host.pipelines.fetch_sub(1, Ordering::Relaxed);
+        }
+        let mut state = self.host.lock();
+        state.tenants.remove(&self.id);
+        state.grant(self.host.slots);
+    }
+}
+
+impl Tenant {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls of this tenant running now.
+    pub fn running_calls(&self) -> usize {
+        self.host
+            .lock()
+            .tenants
+            .get(&self.id)
+            .map_or(0, |tenant| tenant.running)
+    }
+
+    /// Calls that waited for a slot, at their start or after giving one
+    /// up at an epoch tick.
+    pub fn slot_waits(&self) -> u64 {
+        self.slot_waits.load(Ordering::Relaxed)
+    }
+
+    /// Linear memory held by this tenant's instances.
+    pub fn memory_used(&self) -> usize {
+        self.memory_used.load(Ordering::Relaxed)
+    }
+
+    /// Memory growths refused because the tenant had reached its share of
+    /// the host's limit.
+    pub fn memory_refused(&self) -> u64 {
+        self.memory_refused.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a call slot; the call runs while the returned guard lives.
+    pub async fn call_slot(self: &Arc<Self>) -> CallSlot {
+        self.acquire(Cancelled::HoldsNoSlot).await;
+        CallSlot {
+            tenant: self.clone(),
+        }
+    }
+
+    /// At an epoch tick of a running call: gives the slot to a waiting
+    /// tenant with a better claim and waits for it back, or just lets
+    /// other tasks run.
+    pub async fn tick(self: Arc<Self>) {
+        let host = &self.host;
+        let gave_up = {
+            let mut state = host.lock();
+            let now = Instant::now();
+            if state.should_yield(self.id, host.slots, now) {
+                if let Some(tenant) = state.tenants.get_mut(&self.id) {
+                    tenant.running -= 1;
+                }
+                state.free += 1;
+                state.grant(host.slots);
+                true
+            } else {
+                false
+            }
+        };
+        if gave_up {
+            self.acquire(Cancelled::HoldsASlot).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn acquire(&self, cancelled: Cancelled) {
+        let host = &self.host;
+        let (waiter, granted) = {
+            let mut state = host.lock();
+            let now = Instant::now();
+            let slots = host.slots;
+            let Some(tenant) = state.tenants.get_mut(&self.id) else {
+                return;
+            };
+            tenant.last_wanted = now;
+            let queue_empty = tenant.waiting.is_empty();
+            if queue_empty && state.may_take(self.id, slots, now) {
+                let tenant = state.tenants.get_mut(&self.id).expect("checked above");
+                tenant.running += 1;
+                state.free -= 1;
+                return;
+            }
+            let id = state.next_waiter;
+            state.next_waiter += 1;
+            let (sender, receiver) = oneshot::channel();
+            let tenant = state.tenants.get_mut(&self.id).expect("checked above");
+            tenant.waiting.push_back(Waiter {
+                id,
+                granted: sender,
+            });
+            (id, receiver)
+        };
+        self.slot_waits.fetch_add(1, Ordering::Relaxed);
+        let mut pending = PendingGrant {
+            tenant: self,
+            waiter,
+            cancelled,
+            done: false,
+        };
+        // The sender lives in the queue until it is granted or this wait
+        // is dropped, so the channel does not close under us. A slot held
+        // back for a tenant that has since gone quiet is free once its
+        // window passes, with no call ending to hand it on: look again then.
+        let mut granted = granted;
+        while tokio::time::timeout(ACTIVE_WINDOW, &mut granted)
+            .await
+            .is_err()
+        {
+            host.lock().grant(host.slots);
+        }
+        pending.done = true;
+    }
+
+    fn release(&self) {
+        let mut state = self.host.lock();
+        if let Some(tenant) = state.tenants.get_mut(&self.id) {
+            tenant.running = tenant.running.saturating_sub(1);
+            tenant.last_wanted = Instant::now();
+        }
+        state.free += 1;
+        state.grant(self.host.slots);
+    }
+
+    /// Takes `bytes` more of linear memory, within the tenant's share of
+    /// the host's limit; false if it would pass it.
+    pub(crate) fn grow_memory(&self, bytes: usize) -> bool {
+        let share = self.host.memory_share();
+        let fits = self
+            .memory_used
+            .try_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= share)
+            })
+            .is_ok();
+        if fits {
+            self.host.memory_used.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.memory_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        fits
+    }
+
+    /// Counts `bytes` an instance already holds, moved from another tenant.
+    pub(crate) fn take_memory(&self, bytes: usize) {
+        self.memory_used.fetch_add(bytes, Ordering::Relaxed);
+        self.host.memory_used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Gives back memory of instances that are gone.
+    pub(crate) fn shrink_memory(&self, bytes: usize) {
+        self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+        self.host.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Each tenant's share of the host's memory limit now.
+    pub fn memory_share(&self) -> usize {
+        self.host.memory_share()
+    }
+
+    /// The tenant's holdings now, for the metrics.
+    pub fn sample(&self) -> crate::metrics::TenantSample {
+        crate::metrics::TenantSample {
+            running_calls: self.running_calls(),
+            slot_waits: self.slot_waits(),
+            memory_bytes: self.memory_used(),
+            memory_refused: self.memory_refused(),
+        }
+    }
+
+    /// The host's memory limit for all plugin instances.
+    pub fn host_memory_limit(&self) -> usize {
+        self.host.memory_limit()
+    }
+}
+
+/// What a wait for a slot that is dropped (its call's deadline passed)
+/// leaves behind.
+#[derive(Clone, Copy)]
+enum Cancelled {
+    /// Before its call started: nothing; a slot granted meanwhile goes
+    /// back.
+    HoldsNoSlot,
+    /// A running call that gave its slot up at a tick: the call's
+    /// [`CallSlot`] gives one back when it is dropped, so the wait leaves
+    /// the call holding one, even if that runs a slot over for a moment.
+    HoldsASlot,
+}
+
+/// A call waiting for a slot.
+struct PendingGrant<'a> {
+    tenant: &'a Tenant,
+    waiter: u64,
+    cancelled: Cancelled,
+    done: bool,
+}
+
+impl Drop for PendingGrant<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let host = &self.tenant.host;
+        let mut state = host.lock();
+        let Some(tenant) = state.tenants.get_mut(&self.tenant.id) else {
+            return;
+        };
+        let before = tenant.waiting.len();
+        tenant.waiting.retain(|waiter| waiter.id != self.waiter);
+        let granted = tenant.waiting.len() == before;
+        match (self.cancelled, granted) {
+            (Cancelled::HoldsNoSlot, true) => {
+                tenant.running -= 1;
+                state.free += 1;
+                state.grant(host.slots);
+            }
+            (Cancelled::HoldsASlot, false) => {
+                tenant.running += 1;
+                state.free -= 1;
+            }
+            (Cancelled::HoldsNoSlot, false) | (Cancelled::HoldsASlot, true) => {}
+        }
+    }
+}
+
+/// A running call's slot, given back when it is dropped.
+pub struct CallSlot {
+    tenant: Arc<Tenant>,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.tenant.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(tenant: &Arc<Tenant>) -> usize {
+        tenant.running_calls()
+    }
+
+    #[tokio::test]
+    async fn a_tenant_alone_may_use_every_slot() {
+        let host = HostShares::new(2, 1 << 30);
+        let alone = host.tenant("alone");
+        let _first = alone.call_slot().await;
+        let _second = alone.call_slot().await;
+        assert_eq!(running(&alone), 2);
+        assert_eq!(alone.slot_waits(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_above_its_share_gives_a_slot_up_at_its_next_tick() {
+        let host = HostShares::new(2, 1 << 30);
+        let hog = host.tenant("hog");
+        let healthy = host.tenant("healthy");
+        let _first = hog.call_slot().await;
+        let _second = hog.call_slot().await;
+
+        // Both slots are taken: the healthy tenant's call waits...
+        let waiting = tokio::spawn({
+            let healthy = healthy.clone();
+            async move { healthy.call_slot().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+
+        // ...until one of the hog's calls reaches an epoch tick.
+        let ticked = tokio::spawn(hog.clone().tick());
+        let slot = waiting.await.expect("the healthy call gets a slot");
+        assert_eq!(running(&healthy), 1);
+        assert_eq!(running(&hog), 1, "the ticking call gave its slot up");
+        assert!(!ticked.is_finished(), "and waits for one");
+
+        // A slot the healthy tenant gives back is kept for its next call
+        // while it is active, not handed back to the hog at once.
+        drop(slot);
+        tokio::task::yield_now().await;
+        assert!(!ticked.is_finished());
+        let _again = healthy.call_slot().await;
+        assert_eq!(healthy.slot_waits(), 1, "only the first call waited");
+
+        // Once the healthy tenant is quiet, the hog may take every slot
+        // again.
+        drop(_again);
+        tokio::time::timeout(ACTIVE_WINDOW * 5, ticked)
+            .await
+            .expect("the hog's call resumes once the healthy tenant is quiet")
+            .expect("the tick finishes");
+        assert_eq!(running(&hog), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_cancelled_while_waiting_leaves_the_counts_right() {
+        let host = HostShares::new(1, 1 << 30);
+        let first = host.tenant("first");
+        let second = host.tenant("second");
+        let held = first.call_slot().await;
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), second.call_slot()).await;
+        assert!(cancelled.is_err());
+        drop(held);
+        let _slot = second.call_slot().await;
+        assert_eq!(running(&second), 1);
+        assert_eq!(running(&first), 0);
+    }
+
+    #[test]
+    fn each_pipeline_may_hold_an_equal_share_of_the_memory_limit() {
+        let host = HostShares::new(1, 100 << 20);
+        let first = host.tenant("first");
+        let second = host.tenant("second");
+        let outside = host.outside_pipelines("validation");
+        assert_eq!(first.memory_share(), 50 << 20);
+        assert!(first.grow_memory(40 << 20));
+        assert!(!first.grow_memory(20 << 20), "past its share");
+        assert_eq!(first.memory_refused(), 1);
+        assert!(
+            second.grow_memory(50 << 20),
+            "the other's share is untouched"
+        );
+        assert!(outside.grow_memory(10 << 20));
+        assert_eq!(host.memory_used(), 100 << 20);
+        first.shrink_memory(40 << 20);
+        assert_eq!(first.memory_used(), 0);
+        drop(second);
+        assert_eq!(first.memory_share(), 100 << 20, "one pipeline left");
+    }
+}
