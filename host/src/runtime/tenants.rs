@@ -175,7 +175,9 @@ impl SlotState {
     }
 
     /// Hands free slots to waiting calls: the tenant running the fewest
-    /// calls first.
+    /// calls first, and among those the one that has waited longest (a
+    /// call that gave its slot up at a tick queues anew), so no tenant
+    /// waits behind another that keeps asking.
     fn grant(&mut self, slots: usize) {
         let now = Instant::now();
         loop {
@@ -185,7 +187,10 @@ impl SlotState {
                 .filter(|(id, tenant)| {
                     !tenant.waiting.is_empty() && self.may_take(**id, slots, now)
                 })
-                .min_by_key(|(_, tenant)| tenant.running)
+                .min_by_key(|(_, tenant)| {
+                    let first_waiter = tenant.waiting.front().map_or(u64::MAX, |w| w.id);
+                    (tenant.running, first_waiter)
+                })
                 .map(|(id, _)| *id);
             let Some(id) = next else { return };
             let tenant = self.tenants.get_mut(&id).expect("chosen from the map");
@@ -536,6 +541,36 @@ mod tests {
             .expect("the hog's call resumes once the healthy tenant is quiet")
             .expect("the tick finishes");
         assert_eq!(running(&hog), 2);
+    }
+
+    #[tokio::test]
+    async fn tenants_that_keep_asking_do_not_starve_one_that_waits() {
+        let host = HostShares::new(1, 1 << 30);
+        // Created first, so a tie-break by tenant would favour them.
+        let first = host.tenant("first");
+        let second = host.tenant("second");
+        let patient = host.tenant("patient");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let wait_for_slot = |tenant: &Arc<Tenant>| {
+            let (tenant, order) = (tenant.clone(), order.clone());
+            tokio::spawn(async move {
+                let _slot = tenant.call_slot().await;
+                order.lock().unwrap().push(tenant.name().to_owned());
+            })
+        };
+        let held = first.call_slot().await;
+        let mut waits = Vec::new();
+        // The second and the patient one wait; then the first asks again
+        // before it gives its slot back, and queues behind both.
+        for tenant in [&second, &patient, &first] {
+            waits.push(wait_for_slot(tenant));
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for wait in waits {
+            wait.await.expect("every call gets a slot");
+        }
+        assert_eq!(*order.lock().unwrap(), ["second", "patient", "first"]);
     }
 
     #[tokio::test]
