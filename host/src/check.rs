@@ -84,6 +84,9 @@ fn count(n: usize, one: &str, many: &str) -> String {
 /// Checks what `config` would start. Never starts a pipeline.
 pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     let mut report = CheckReport::default();
+    if let Err(error) = config.http_tokens() {
+        report.problem(error);
+    }
     if let Err(error) = OutputProducer::check_options(&config.kafka.brokers, &config.kafka.producer)
     {
         report.problem(error);

@@ -40,6 +40,15 @@ impl Config {
         {
             *dir = base.join(&*dir);
         }
+        let files = [
+            config.http.admin_token_file.as_mut(),
+            config.dapr.app_api_token_file.as_mut(),
+        ];
+        for file in files.into_iter().flatten() {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         if let Some(cache) = &mut config.runtime.compile_cache
             && cache.is_relative()
         {
