@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline};
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpAccess, HttpState};
 use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
@@ -79,6 +79,15 @@ pub enum HostError {
 /// timeout. Errors are start-up errors: bad plugins, bad client settings, a
 /// listen address in use.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, HostError> {
+    let tokens = config
+        .http_tokens()
+        .map_err(|error| HostError::Config(error.into()))?;
+    let access = HttpAccess::new(
+        tokens,
+        config.http.listen,
+        config.http.metrics_require_admin_token,
+    );
+    access.log();
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     let engine = PluginEngine::new(engine_settings(&config))
@@ -118,7 +127,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
     );
     let (address, server) = http::serve(
         config.http.listen,
-        http::router(state, config.http.max_body_bytes),
+        http::router(state, config.http.max_body_bytes, access),
         shutdown.clone(),
     )
     .await

@@ -1,8 +1,11 @@
 //! The HTTP surface: Dapr input bindings, stats, Prometheus metrics,
 //! health, and the plugins the host runs. Every error is a JSON body `{"error": ...}` with a status that
-//! says what went wrong.
+//! says what went wrong. Who may call what is `access.rs`'s business.
 
+mod access;
 mod plugins;
+
+pub use access::{AdminAccess, DAPR_API_TOKEN_HEADER, HttpAccess};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +28,12 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plugins::HostPlugins;
 
-/// Request headers that describe the HTTP transport, not the message; the
-/// rest (Dapr's metadata among them) become message headers.
+/// Request headers that describe the HTTP transport or carry a credential,
+/// not the message; the rest (Dapr's metadata among them) become message
+/// headers. A credential must never travel on into Kafka.
 const TRANSPORT_HEADERS: &[&str] = &[
+    "authorization",
+    DAPR_API_TOKEN_HEADER,
     "host",
     "content-length",
     "connection",
@@ -76,22 +82,42 @@ impl HttpState {
 #[derive(Debug, Clone, Copy)]
 struct BodyLimit(usize);
 
-pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// Every endpoint, each behind the guard `access` puts it under: the admin
+/// token for the plugins (and for metrics and stats when configured),
+/// Dapr's app API token for the bindings, nothing for health.
+pub fn router(state: HttpState, max_body_bytes: usize, access: HttpAccess) -> Router {
+    let access = Arc::new(access);
+    let mut admin = Router::new().route("/plugins", get(plugins::list)).route(
+        "/plugins/{name}/reload",
+        axum::routing::post(plugins::reload),
+    );
+    let mut open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let observe = Router::new()
         .route("/metrics", get(metrics))
         .route("/messages/v1/stats", get(all_stats))
-        .route("/messages/v1/stats/{name}", get(one_stats))
-        .route("/plugins", get(plugins::list))
-        .route(
-            "/plugins/{name}/reload",
-            axum::routing::post(plugins::reload),
-        )
+        .route("/messages/v1/stats/{name}", get(one_stats));
+    if access.metrics_require_admin_token {
+        admin = admin.merge(observe);
+    } else {
+        open = open.merge(observe);
+    }
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        access.clone(),
+        access::require_admin,
+    ));
+    let bindings = Router::new()
         .route(
             "/{binding}",
             axum::routing::post(binding_message).options(binding_options),
         )
+        .route_layer(middleware::from_fn_with_state(
+            access,
+            access::require_dapr_app_token,
+        ));
+    open.merge(admin)
+        .merge(bindings)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
