@@ -663,3 +663,58 @@ async fn metrics_and_stats_can_require_the_admin_token_which_the_environment_set
     assert_eq!(status, 503, "readiness needs no token: {body}");
     drop(process);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_speaks_tls_with_a_certificate_and_key() {
+    let dir = kafka::scratch_dir();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let config = HostConfig::new(UNREACHABLE)
+        // Relative to the config file.
+        .settings("[http]\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"")
+        .write_in(dir.path());
+    let process = HostProcess::start_with_env(
+        &config,
+        &dir.path().join("host.log"),
+        &[("RUNNEL_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    let listening = process
+        .wait_for_log("http listening", Duration::from_secs(60))
+        .await;
+    assert_eq!(listening["fields"]["scheme"], "https");
+    let address: std::net::SocketAddr = listening["fields"]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let trusted = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(trusted)
+        .resolve("localhost", address)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", address.port());
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, _, _) = send(client.get(format!("{base}/plugins"))).await;
+    assert_eq!(status, 401, "the admin token still applies");
+    let (status, _, body) = send(
+        client
+            .get(format!("{base}/plugins"))
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let plain = reqwest::get(format!("http://{address}/healthz")).await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|response| response.status() != 200),
+        "plain HTTP is not served"
+    );
+    drop(process);
+}

@@ -88,6 +88,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         config.http.metrics_require_admin_token,
     );
     access.log();
+    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            http::tls_server_config(cert, key).map_err(|error| HostError::Config(error.into()))?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     let engine = PluginEngine::new(engine_settings(&config))
@@ -128,12 +135,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
     let (address, server) = http::serve(
         config.http.listen,
         http::router(state, config.http.max_body_bytes, access),
+        tls,
         shutdown.clone(),
     )
     .await
     .with_context(|| format!("cannot listen on {}", config.http.listen))
     .map_err(HostError::Runtime)?;
-    tracing::info!(%address, "http listening");
+    tracing::info!(%address, scheme, "http listening");
     tracing::info!(
         pipelines = launcher.live().pipelines().len(),
         brokers = %config.kafka.brokers,

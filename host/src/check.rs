@@ -87,6 +87,11 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     if let Err(error) = config.http_tokens() {
         report.problem(error);
     }
+    if let (Some(cert), Some(key)) = (&config.http.tls_cert_file, &config.http.tls_key_file)
+        && let Err(error) = crate::http::tls_server_config(cert, key)
+    {
+        report.problem(error);
+    }
     if let Err(error) = OutputProducer::check_options(&config.kafka.brokers, &config.kafka.producer)
     {
         report.problem(error);

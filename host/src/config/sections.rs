@@ -172,6 +172,16 @@ pub struct HttpConfig {
     /// Prometheus and probes need no token.
     #[serde(default)]
     pub metrics_require_admin_token: bool,
+    /// Serve HTTPS: the server's certificate chain, PEM (its own certificate
+    /// first, then intermediates), relative to the config file. Needs
+    /// `tls_key_file`. Read at start; a new certificate takes a restart.
+    /// Dapr's sidecar calls its app over plain HTTP unless told otherwise
+    /// (`--app-protocol https`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file`, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -181,6 +191,8 @@ impl Default for HttpConfig {
             max_body_bytes: defaults::MAX_BODY_BYTES,
             admin_token_file: None,
             metrics_require_admin_token: false,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

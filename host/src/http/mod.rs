@@ -4,8 +4,10 @@
 
 mod access;
 mod plugins;
+mod tls;
 
 pub use access::{AdminAccess, DAPR_API_TOKEN_HEADER, HttpAccess};
+pub use tls::{TlsError, server_config as tls_server_config};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -125,21 +127,43 @@ pub fn router(state: HttpState, max_body_bytes: usize, access: HttpAccess) -> Ro
 }
 
 /// Binds `listen` and serves until `shutdown`, then finishes the requests
-/// in flight. Returns the bound address (useful with port 0) and the
-/// server task.
+/// in flight; over TLS with `tls`. Returns the bound address (useful with
+/// port 0) and the server task.
 pub async fn serve(
     listen: SocketAddr,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    let Some(tls) = tls else {
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "http server failed");
+            }
+        });
+        return Ok((address, server));
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        // No deadline here: the host's drain timeout bounds the whole stop.
+        stopper.graceful_shutdown(None);
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let listener = listener.into_std()?;
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let result = axum_server::from_tcp_rustls(listener, config)
+            .handle(handle)
+            .serve(router.into_make_service())
             .await;
         if let Err(error) = result {
-            tracing::error!(%error, "http server failed");
+            tracing::error!(%error, "https server failed");
         }
     });
     Ok((address, server))
