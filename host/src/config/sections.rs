@@ -92,8 +92,7 @@ pub struct DaprConfig {
     /// in the `dapr-api-token` header, as daprd sends it when it runs with
     /// `APP_API_TOKEN` in its environment; others get 401 and are neither
     /// processed nor counted. The environment variable `APP_API_TOKEN`, the
-    /// one daprd reads and Dapr's sidecar injector sets in the app's
-    /// container, wins over this file when it is set and not empty.
+    /// one daprd reads, wins over this file when it is set and not empty.
     #[serde(default)]
     pub app_api_token_file: Option<PathBuf>,
 }

@@ -17,8 +17,9 @@ use super::{Config, ConfigError};
 pub const ADMIN_TOKEN_ENV: &str = "RUNNEL_ADMIN_TOKEN";
 
 /// The environment variable of Dapr's app API token: daprd reads it to
-/// know what to send in `dapr-api-token`, and Dapr's sidecar injector sets
-/// it in the app's container. It wins over `dapr.app_api_token_file`.
+/// know what to send in `dapr-api-token`, and an app that shares daprd's
+/// environment finds the same value there. It wins over
+/// `dapr.app_api_token_file`.
 pub const APP_API_TOKEN_ENV: &str = "APP_API_TOKEN";
 
 /// A secret that requests must present. Only its SHA-256 digest is kept:
