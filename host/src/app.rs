@@ -79,21 +79,8 @@ pub enum HostError {
 /// timeout. Errors are start-up errors: bad plugins, bad client settings, a
 /// listen address in use.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, HostError> {
-    let tokens = config
-        .http_tokens()
-        .map_err(|error| HostError::Config(error.into()))?;
-    let access = HttpAccess::new(
-        tokens,
-        config.http.listen,
-        config.http.metrics_require_admin_token,
-    );
+    let (access, tls) = http_security(&config).map_err(HostError::Config)?;
     access.log();
-    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
-        (Some(cert), Some(key)) => Some(
-            http::tls_server_config(cert, key).map_err(|error| HostError::Config(error.into()))?,
-        ),
-        _ => None,
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
@@ -173,6 +160,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         let _ = tokio::time::timeout(STORE_LEAVE_TIMEOUT, store).await;
     }
     Ok(drained)
+}
+
+/// Who may call which endpoint of the HTTP server, and its TLS
+/// configuration when it serves HTTPS: the token and certificate files
+/// read, before anything else starts.
+fn http_security(
+    config: &Config,
+) -> anyhow::Result<(HttpAccess, Option<Arc<rustls::ServerConfig>>)> {
+    let access = HttpAccess::new(
+        config.http_tokens()?,
+        config.http.listen,
+        config.http.metrics_require_admin_token,
+    );
+    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http::tls_server_config(cert, key)?),
+        _ => None,
+    };
+    Ok((access, tls))
 }
 
 /// How long a stopping host waits for its plugin store follower to delete
