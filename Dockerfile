@@ -54,8 +54,11 @@ ENV RUNNEL_CONFIG=/etc/runnel/runnel.toml
 # The numeric user, so that Kubernetes can check runAsNonRoot.
 USER 10001:10001
 WORKDIR /var/lib/runnel
-# http.listen: metrics, health, stats and Dapr bindings. The configuration
-# must listen on 0.0.0.0 (deploy/runnel.toml does) to be reached from outside.
+# http.listen: metrics, health, stats, Dapr bindings and the admin
+# endpoints. Its default, 127.0.0.1:3000, is reached only from inside the
+# container: the configuration must set listen = "0.0.0.0:3000"
+# (deploy/runnel.toml does), and an admin token for the admin endpoints to
+# answer from outside (http.admin_token_file or RUNNEL_ADMIN_TOKEN).
 EXPOSE 3000
 # Liveness only: /healthz answers 200 while the process runs. Readiness
 # (/readyz) belongs to the orchestrator's own checks.

@@ -1,7 +1,9 @@
 //! Runnel as a Dapr app, end to end with a real `daprd` sidecar built from
 //! the dapr module: records produced to Kafka flow through daprd's Kafka
 //! input binding into Runnel, through the plugin, and out to Kafka; a plugin
-//! failure reaches daprd as an error.
+//! failure reaches daprd as an error. Every sidecar runs with an app API
+//! token (`APP_API_TOKEN` in daprd's environment) and every host requires
+//! it, so records arrive only if the real sidecar sends it.
 
 mod support;
 
@@ -28,6 +30,9 @@ fn ensure_daprd() {
     });
 }
 
+/// Dapr's app API token of every sidecar and host here.
+const APP_API_TOKEN: &str = "dapr-e2e-3c9a71f0b2";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -50,6 +55,7 @@ impl Sidecar {
     fn start_with(dir: &Path, app_port: u16, topic: &str, binding: &str, meta: &[&str]) -> Self {
         let mut command = Command::new(repo_root().join("tests/dapr/daprd.sh"));
         command
+            .env("APP_API_TOKEN", APP_API_TOKEN)
             .args(["start", "--dir"])
             .arg(dir)
             .args(["--app-port", &app_port.to_string()])
@@ -103,6 +109,7 @@ impl Sidecar {
         assert!(stopped.success());
         std::thread::sleep(away);
         let resumed = Command::new(&script)
+            .env("APP_API_TOKEN", APP_API_TOKEN)
             .args(["resume", "--dir"])
             .arg(&self.dir)
             .args(["--watch-pid", &std::process::id().to_string()])
@@ -130,8 +137,8 @@ impl Drop for Sidecar {
 }
 
 /// Starts a host listening on `app_port`, where daprd finds it, with the
-/// shared broker, daprd's HTTP port `sidecar` for output bindings, and one
-/// pipeline `name` running `misbehave`.
+/// shared broker, daprd's HTTP port `sidecar` for output bindings, one
+/// pipeline `name` running `misbehave`, and Dapr's app API token required.
 fn start_host(
     dir: &Path,
     app_port: u16,
@@ -139,7 +146,11 @@ fn start_host(
     name: &str,
     pipeline: Pipeline,
 ) -> HostProcess {
-    let mut config = HostConfig::new(&kafka::brokers()).listen(&format!("127.0.0.1:{app_port}"));
+    let token = dir.join("app-api-token");
+    std::fs::write(&token, APP_API_TOKEN).expect("writing the token file");
+    let mut config = HostConfig::new(&kafka::brokers())
+        .listen(&format!("127.0.0.1:{app_port}"))
+        .dapr_app_token_file(&token);
     if let Some(port) = sidecar {
         config = config.dapr_sidecar(port);
     }
@@ -198,7 +209,21 @@ async fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
             "record headers survive daprd: {:?}",
             record.headers
         );
+        assert!(
+            record.header_values("dapr-api-token").is_empty(),
+            "daprd's token is not a message header: {:?}",
+            record.headers
+        );
     }
+
+    // The host did require the token: what daprd delivered carried it.
+    let unsigned = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{app_port}/kafka-in"))
+        .body("not from daprd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
 
     // A record the plugin rejects: Runnel answers with an error status and
     // daprd sees the failure.

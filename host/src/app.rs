@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline, defaults};
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpAccess, HttpState};
 use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
 use crate::metrics::Metrics;
 use crate::pipeline::{ServedPlugin, UNVERSIONED};
@@ -79,6 +79,9 @@ pub enum HostError {
 /// timeout. Errors are start-up errors: bad plugins, bad client settings, a
 /// listen address in use.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, HostError> {
+    let (access, tls) = http_security(&config).map_err(HostError::Config)?;
+    access.log();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     let engine = PluginEngine::new(engine_settings(&config))
@@ -119,13 +122,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
     );
     let (address, server) = http::serve(
         config.http.listen,
-        http::router(state, config.http.max_body_bytes),
+        http::router(state, config.http.max_body_bytes, access),
+        tls,
         shutdown.clone(),
     )
     .await
     .with_context(|| format!("cannot listen on {}", config.http.listen))
     .map_err(HostError::Runtime)?;
-    tracing::info!(%address, "http listening");
+    tracing::info!(%address, scheme, "http listening");
     tracing::info!(
         pipelines = launcher.live().pipelines().len(),
         brokers = %config.kafka.brokers,
@@ -157,6 +161,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         let _ = tokio::time::timeout(STORE_LEAVE_TIMEOUT, store).await;
     }
     Ok(drained)
+}
+
+/// Who may call which endpoint of the HTTP server, and its TLS
+/// configuration when it serves HTTPS: the token and certificate files
+/// read, before anything else starts.
+fn http_security(
+    config: &Config,
+) -> anyhow::Result<(HttpAccess, Option<Arc<rustls::ServerConfig>>)> {
+    let access = HttpAccess::new(
+        config.http_tokens()?,
+        config.http.listen,
+        config.http.metrics_require_admin_token,
+    );
+    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http::tls_server_config(cert, key)?),
+        _ => None,
+    };
+    Ok((access, tls))
 }
 
 /// How long a stopping host waits for its plugin store follower to delete

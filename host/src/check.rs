@@ -84,6 +84,14 @@ fn count(n: usize, one: &str, many: &str) -> String {
 /// Checks what `config` would start. Never starts a pipeline.
 pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     let mut report = CheckReport::default();
+    if let Err(error) = config.http_tokens() {
+        report.problem(error);
+    }
+    if let (Some(cert), Some(key)) = (&config.http.tls_cert_file, &config.http.tls_key_file)
+        && let Err(error) = crate::http::tls_server_config(cert, key)
+    {
+        report.problem(error);
+    }
     if let Err(error) = OutputProducer::check_options(&config.kafka.brokers, &config.kafka.producer)
     {
         report.problem(error);

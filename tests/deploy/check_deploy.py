@@ -183,6 +183,12 @@ def host_port(repo, report):
     return int(port or 0), config
 
 
+def admin_token_dir(config):
+    """The directory of http.admin_token_file, which a container mounts."""
+    path = config.get("http", {}).get("admin_token_file")
+    return str(Path(path).parent) if path else None
+
+
 def drain_seconds(config):
     text = config.get("drain_timeout", "30s")
     match = re.fullmatch(r"(\d+)s", text)
@@ -223,6 +229,11 @@ def check_compose(repo, compose, port, config, report):
                 target in mounts and mounts[target].get("read_only"),
                 f"compose {name}: {target} must be mounted read-only",
             )
+        token_dir = admin_token_dir(config)
+        report.expect(
+            token_dir is None or token_dir in mounts,
+            f"compose {name}: http.admin_token_file's directory {token_dir} must be mounted",
+        )
         test = " ".join((service.get("healthcheck") or {}).get("test") or [])
         report.expect(
             f":{port}/readyz" in test,
@@ -340,6 +351,14 @@ def check_kubernetes(repo, port, config, report):
         "the container must run /etc/runnel/runnel.toml from the mounted ConfigMap",
     )
     report.expect("/var/lib/runnel/plugins" in mounts, "the plugin directory must be mounted")
+    token_dir = admin_token_dir(config)
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    token_mount = mounts.get(token_dir) if token_dir else None
+    report.expect(
+        token_dir is None
+        or (token_mount is not None and "secret" in volumes.get(token_mount["name"], {})),
+        f"http.admin_token_file's directory {token_dir} must be a mounted Secret",
+    )
     drain = drain_seconds(config)
     report.expect(
         drain is not None and pod["spec"].get("terminationGracePeriodSeconds", 30) >= drain + 15,

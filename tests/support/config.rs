@@ -52,6 +52,16 @@ impl HostConfig {
         self.set(&["dapr", "sidecar"], format!("http://127.0.0.1:{port}"))
     }
 
+    /// The admin endpoints want the token in the file `path`.
+    pub fn admin_token_file(self, path: &Path) -> Self {
+        self.set(&["http", "admin_token_file"], path_value(path))
+    }
+
+    /// Binding requests want Dapr's app API token, the content of `path`.
+    pub fn dapr_app_token_file(self, path: &Path) -> Self {
+        self.set(&["dapr", "app_api_token_file"], path_value(path))
+    }
+
     /// One raw librdkafka option of the host's producer.
     pub fn producer(self, option: &str, value: &str) -> Self {
         self.set(&["kafka", "producer", option], value)

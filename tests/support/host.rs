@@ -16,10 +16,20 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts `runnel run --config <config>`, logging JSON to `log_path`.
     pub fn start(config: &Path, log_path: &Path) -> Self {
+        Self::start_with_env(config, log_path, &[])
+    }
+
+    /// [`HostProcess::start`] with `env` added to the host's environment.
+    /// The tokens the host reads from its environment are never inherited
+    /// from the test's: a test that wants one passes it here.
+    pub fn start_with_env(config: &Path, log_path: &Path, env: &[(&str, &str)]) -> Self {
         let log = File::create(log_path).expect("host log file");
         let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .args(["run", "--config"])
             .arg(config)
+            .env_remove("RUNNEL_ADMIN_TOKEN")
+            .env_remove("APP_API_TOKEN")
+            .envs(env.iter().copied())
             .env("RUNNEL_LOG_FORMAT", "json")
             // RUNNEL_TEST_HOST_LOG=debug (say) to see more of a failing test.
             .env(

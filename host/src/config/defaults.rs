@@ -17,9 +17,11 @@ pub const BROKERS: &str = "127.0.0.1:9092";
 /// port.
 pub const DAPR_SIDECAR: &str = "http://127.0.0.1:3500";
 
-/// `http.listen`: every interface, port 3000, as the Dapr message processor
-/// Runnel replaces used.
-pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3000);
+/// `http.listen`: loopback only, so that a host started without thought
+/// exposes nothing (its admin endpoints included) to the network; port
+/// 3000, as the Dapr message processor Runnel replaces used. Containers set
+/// `0.0.0.0:3000`.
+pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
 /// `http.max_body_bytes`: Kafka's default `message.max.bytes` is about
 /// 1 MiB; this leaves a little headroom.

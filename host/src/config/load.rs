@@ -40,6 +40,17 @@ impl Config {
         {
             *dir = base.join(&*dir);
         }
+        let files = [
+            config.http.admin_token_file.as_mut(),
+            config.http.tls_cert_file.as_mut(),
+            config.http.tls_key_file.as_mut(),
+            config.dapr.app_api_token_file.as_mut(),
+        ];
+        for file in files.into_iter().flatten() {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         if let Some(cache) = &mut config.runtime.compile_cache
             && cache.is_relative()
         {
@@ -84,6 +95,13 @@ impl Config {
         }
         if let Some(plugins) = &self.plugins {
             check_plugin_sources(plugins.dir.is_some(), plugins.store_topic.as_deref())?;
+        }
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert_file and http.tls_key_file go together: set both to serve HTTPS, \
+                 or neither"
+                    .into(),
+            ));
         }
         if self.runtime.worker_threads == Some(0) {
             return Err(ConfigError::Invalid(
@@ -218,6 +236,23 @@ mod tests {
         assert!(error.contains("needs `dir`"), "{error}");
         let error = parse("store_topic = \"a topic\"").unwrap_err().to_string();
         assert!(error.contains("not a Kafka topic name"), "{error}");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key() {
+        let config = Config::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(config.http.tls_cert_file, None);
+        let both = Config::parse(
+            MINIMAL,
+            &[
+                "http.tls_cert_file=cert.pem".into(),
+                "http.tls_key_file=key.pem".into(),
+            ],
+        )
+        .unwrap();
+        assert!(both.http.tls_key_file.is_some());
+        let error = Config::parse(MINIMAL, &["http.tls_cert_file=cert.pem".into()]).unwrap_err();
+        assert!(error.to_string().contains("go together"), "{error}");
     }
 
     #[test]

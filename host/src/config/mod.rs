@@ -14,6 +14,7 @@ mod plugin_source;
 mod profiles;
 mod resolve;
 mod sections;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,7 @@ pub use plugin_source::{PluginSource, is_plugin_name};
 pub use profiles::Profile;
 pub use resolve::{BROKER_SIDE_TIMING, ResolvedPipeline};
 pub use sections::{Config, DaprConfig, HttpConfig, KafkaConfig, PluginDirConfig, RuntimeConfig};
+pub use tokens::{ADMIN_TOKEN_ENV, APP_API_TOKEN_ENV, HttpTokens, Token};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -48,6 +50,12 @@ pub enum ConfigError {
     OwnedOption(#[from] OwnedOptionError),
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot read the token file {path} ({setting}): {reason}")]
+    TokenFile {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// The smallest useful file: one pipeline, everything else defaulted.

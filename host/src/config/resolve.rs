@@ -372,6 +372,10 @@ mod tests {
         assert_eq!(pipeline.batch_size, 1);
         assert_eq!(pipeline.commit, CommitStrategy::AfterProcessing);
         assert_eq!(config.http.listen.port(), 3000);
+        assert!(
+            config.http.listen.ip().is_loopback(),
+            "nothing is exposed beyond the machine unless asked"
+        );
     }
 
     #[test]

@@ -86,12 +86,22 @@ pub struct DaprConfig {
     /// Base URL of the sidecar's HTTP API.
     #[serde(default = "defaults::dapr_sidecar")]
     pub sidecar: String,
+    /// A file holding Dapr's app API token (its content, with surrounding
+    /// whitespace trimmed), relative to the config file. With a token,
+    /// every binding request (`OPTIONS` and `POST /{binding}`) must carry it
+    /// in the `dapr-api-token` header, as daprd sends it when it runs with
+    /// `APP_API_TOKEN` in its environment; others get 401 and are neither
+    /// processed nor counted. The environment variable `APP_API_TOKEN`, the
+    /// one daprd reads, wins over this file when it is set and not empty.
+    #[serde(default)]
+    pub app_api_token_file: Option<PathBuf>,
 }
 
 impl Default for DaprConfig {
     fn default() -> Self {
         Self {
             sidecar: defaults::DAPR_SIDECAR.into(),
+            app_api_token_file: None,
         }
     }
 }
@@ -136,12 +146,41 @@ pub struct PluginDirConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on. The default is loopback only;
+    /// a host that Prometheus, probes or a sidecar in another network
+    /// namespace must reach listens on `0.0.0.0:3000`.
     #[serde(default = "defaults::listen")]
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// A file holding the admin token (its content, with surrounding
+    /// whitespace trimmed), relative to the config file. With a token, the
+    /// admin endpoints (`GET /plugins`, `POST /plugins/{name}/reload`)
+    /// answer only requests with `Authorization: Bearer <token>`, and 401
+    /// others. The environment variable `RUNNEL_ADMIN_TOKEN` wins over this
+    /// file when it is set and not empty. Without any token, the admin
+    /// endpoints are served only when `listen` is a loopback address, and
+    /// answer 403 otherwise. There is no setting for the token itself: a
+    /// secret belongs in a file or the environment, not in a config file.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Treat `/metrics` and the stats endpoints (`/messages/v1/stats...`)
+    /// as admin endpoints: the admin token is required for them too. Off,
+    /// they are open, as are `/healthz` and `/readyz` always, so that
+    /// Prometheus and probes need no token.
+    #[serde(default)]
+    pub metrics_require_admin_token: bool,
+    /// Serve HTTPS: the server's certificate chain, PEM (its own certificate
+    /// first, then intermediates), relative to the config file. Needs
+    /// `tls_key_file`. Read at start; a new certificate takes a restart.
+    /// Dapr's sidecar calls its app over plain HTTP unless told otherwise
+    /// (`--app-protocol https`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file`, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -149,6 +188,10 @@ impl Default for HttpConfig {
         Self {
             listen: defaults::LISTEN,
             max_body_bytes: defaults::MAX_BODY_BYTES,
+            admin_token_file: None,
+            metrics_require_admin_token: false,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -1,8 +1,13 @@
 //! The HTTP surface: Dapr input bindings, stats, Prometheus metrics,
 //! health, and the plugins the host runs. Every error is a JSON body `{"error": ...}` with a status that
-//! says what went wrong.
+//! says what went wrong. Who may call what is `access.rs`'s business.
 
+mod access;
 mod plugins;
+mod tls;
+
+pub use access::{AdminAccess, DAPR_API_TOKEN_HEADER, HttpAccess};
+pub use tls::{TlsError, server_config as tls_server_config};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +30,12 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plugins::HostPlugins;
 
-/// Request headers that describe the HTTP transport, not the message; the
-/// rest (Dapr's metadata among them) become message headers.
+/// Request headers that describe the HTTP transport or carry a credential,
+/// not the message; the rest (Dapr's metadata among them) become message
+/// headers. A credential must never travel on into Kafka.
 const TRANSPORT_HEADERS: &[&str] = &[
+    "authorization",
+    DAPR_API_TOKEN_HEADER,
     "host",
     "content-length",
     "connection",
@@ -76,22 +84,42 @@ impl HttpState {
 #[derive(Debug, Clone, Copy)]
 struct BodyLimit(usize);
 
-pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// Every endpoint, each behind the guard `access` puts it under: the admin
+/// token for the plugins (and for metrics and stats when configured),
+/// Dapr's app API token for the bindings, nothing for health.
+pub fn router(state: HttpState, max_body_bytes: usize, access: HttpAccess) -> Router {
+    let access = Arc::new(access);
+    let mut admin = Router::new().route("/plugins", get(plugins::list)).route(
+        "/plugins/{name}/reload",
+        axum::routing::post(plugins::reload),
+    );
+    let mut open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let observe = Router::new()
         .route("/metrics", get(metrics))
         .route("/messages/v1/stats", get(all_stats))
-        .route("/messages/v1/stats/{name}", get(one_stats))
-        .route("/plugins", get(plugins::list))
-        .route(
-            "/plugins/{name}/reload",
-            axum::routing::post(plugins::reload),
-        )
+        .route("/messages/v1/stats/{name}", get(one_stats));
+    if access.metrics_require_admin_token {
+        admin = admin.merge(observe);
+    } else {
+        open = open.merge(observe);
+    }
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        access.clone(),
+        access::require_admin,
+    ));
+    let bindings = Router::new()
         .route(
             "/{binding}",
             axum::routing::post(binding_message).options(binding_options),
         )
+        .route_layer(middleware::from_fn_with_state(
+            access,
+            access::require_dapr_app_token,
+        ));
+    open.merge(admin)
+        .merge(bindings)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
@@ -99,21 +127,43 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
 }
 
 /// Binds `listen` and serves until `shutdown`, then finishes the requests
-/// in flight. Returns the bound address (useful with port 0) and the
-/// server task.
+/// in flight; over TLS with `tls`. Returns the bound address (useful with
+/// port 0) and the server task.
 pub async fn serve(
     listen: SocketAddr,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    let Some(tls) = tls else {
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "http server failed");
+            }
+        });
+        return Ok((address, server));
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        // No deadline here: the host's drain timeout bounds the whole stop.
+        stopper.graceful_shutdown(None);
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let listener = listener.into_std()?;
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let result = axum_server::from_tcp_rustls(listener, config)
+            .handle(handle)
+            .serve(router.into_make_service())
             .await;
         if let Err(error) = result {
-            tracing::error!(%error, "http server failed");
+            tracing::error!(%error, "https server failed");
         }
     });
     Ok((address, server))
