@@ -78,6 +78,17 @@ impl Cluster {
     /// Produces `count` keyed messages with [`VALUE_BYTES`]-byte values and
     /// waits until the broker has acknowledged all of them.
     pub fn preload(&self, topic: &str, count: usize) -> anyhow::Result<()> {
+        self.preload_values(topic, count, |i| message_value(i, VALUE_BYTES))
+    }
+
+    /// Produces `count` keyed messages, message `i` with `value(i)`, and
+    /// waits until the broker has acknowledged all of them.
+    pub fn preload_values(
+        &self,
+        topic: &str,
+        count: usize,
+        value: impl Fn(usize) -> Vec<u8>,
+    ) -> anyhow::Result<()> {
         // Tuned for bulk loading only: this runs before the clock starts.
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -88,7 +99,7 @@ impl Cluster {
             .context("creating the preload producer")?;
         for i in 0..count {
             let key = message_key(i);
-            let value = message_value(i, VALUE_BYTES);
+            let value = value(i);
             let mut record = BaseRecord::to(topic).key(&key).payload(&value);
             loop {
                 match producer.send(record) {

@@ -21,6 +21,7 @@ mod report;
 mod runnel_config;
 mod suite;
 mod targets;
+mod tenants;
 mod throughput;
 mod wasm_stage;
 

@@ -77,6 +77,42 @@ pub enum Diagnostic {
     MaxInFlight(usize),
     /// The host's `runtime.worker_threads`.
     WorkerThreads(usize),
+    /// Other pipelines on the same host whose plugins misbehave.
+    Beside(Neighbours),
+}
+
+/// Pipelines that share the measured one's host, each fed poisoned
+/// messages of its own for the whole run (see [`crate::tenants`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbours {
+    /// Its plugin spins on every message until the call times out.
+    pub looping: bool,
+    /// Its plugin grows its memory on every message until it is refused.
+    pub hungry: bool,
+}
+
+impl Neighbours {
+    /// The neighbours present: pipeline name and the command each of its
+    /// messages holds for the `misbehave` plugin.
+    pub fn present(self) -> Vec<(&'static str, &'static str)> {
+        let mut present = Vec::new();
+        if self.looping {
+            present.push(("looping", "loop"));
+        }
+        if self.hungry {
+            present.push(("hungry", "oom"));
+        }
+        present
+    }
+
+    pub fn label(self) -> String {
+        match (self.looping, self.hungry) {
+            (false, false) => "alone".into(),
+            (true, false) => "beside a looping pipeline".into(),
+            (false, true) => "beside a memory-hungry pipeline".into(),
+            (true, true) => "beside a looping and a memory-hungry pipeline".into(),
+        }
+    }
 }
 
 impl Diagnostic {
@@ -84,6 +120,7 @@ impl Diagnostic {
         match self {
             Self::MaxInFlight(messages) => format!("max_in_flight {messages}"),
             Self::WorkerThreads(threads) => format!("worker_threads {threads}"),
+            Self::Beside(neighbours) => neighbours.label(),
         }
     }
 }
@@ -206,6 +243,15 @@ impl Subject {
                 Processor::spawn(command, &log_path, true)
             }
             Subject::Runnel { .. } | Subject::RunnelRealtime => {
+                if let Some(Diagnostic::Beside(neighbours)) = self.diagnostic() {
+                    for (name, command) in neighbours.present() {
+                        let input = neighbour_input(group, name);
+                        harness.cluster.create_topics(&[&input], 4)?;
+                        harness
+                            .cluster
+                            .preload_values(&input, NEIGHBOUR_MESSAGES, |_| command.into())?;
+                    }
+                }
                 let config = self.runnel_config(harness, topics, group);
                 Processor::start_runnel(harness, &config, group, &harness.runnel_overrides)
             }
@@ -265,6 +311,19 @@ impl Subject {
                     Some(Diagnostic::WorkerThreads(threads)) => {
                         config.worker_threads = Some(*threads)
                     }
+                    Some(Diagnostic::Beside(neighbours)) => {
+                        for (name, _) in neighbours.present() {
+                            config.pipelines.push(PipelineSpec {
+                                name: name.into(),
+                                input: neighbour_input(group, name),
+                                // It fails every message: nothing is written.
+                                output: format!("{group}-{name}-out"),
+                                group: format!("{group}-{name}"),
+                                plugin: harness.plugin("misbehave"),
+                                ..PipelineSpec::new_batch(*batch_size, *batch_timeout)
+                            });
+                        }
+                    }
                     None => {}
                 }
             }
@@ -273,6 +332,16 @@ impl Subject {
         config.pipelines.push(pipeline);
         config
     }
+}
+
+/// Poisoned messages preloaded for each neighbour: more than a neighbour
+/// gets through in a run (a looping one takes its 5 s call timeout per
+/// message once its batches are split down to one).
+const NEIGHBOUR_MESSAGES: usize = 2_000;
+
+/// The input topic of a measured pipeline's neighbour `name`.
+fn neighbour_input(group: &str, name: &str) -> String {
+    format!("{group}-{name}-in")
 }
 
 /// A running child process: the baseline or a Runnel host.

@@ -73,6 +73,24 @@ impl RunnelConfig {
 }
 
 impl PipelineSpec {
+    /// A pipeline at `batch_size` and `batch_timeout`, the rest to fill in
+    /// or left at Runnel's defaults.
+    pub fn new_batch(batch_size: usize, batch_timeout: Duration) -> Self {
+        Self {
+            name: String::new(),
+            input: String::new(),
+            output: String::new(),
+            group: String::new(),
+            plugin: PathBuf::new(),
+            profile: None,
+            batch_size: Some(batch_size),
+            batch_timeout: Some(batch_timeout),
+            max_in_flight: None,
+            exactly_once: false,
+            plugin_config: Vec::new(),
+        }
+    }
+
     fn to_value(&self) -> Value {
         let mut table = Table::new();
         table.insert(

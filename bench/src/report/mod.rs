@@ -8,6 +8,7 @@ use std::time::Duration;
 mod languages;
 mod latency;
 mod peer;
+mod tenants;
 
 use crate::footprint::Footprint;
 use crate::kafka_streams::Guarantee;
@@ -16,6 +17,7 @@ use crate::latency::LatencyRun;
 use crate::machine::Machine;
 use crate::processor::Subject;
 use crate::targets::{self, TargetRow};
+use crate::tenants::TenantsRun;
 use crate::throughput::ThroughputRun;
 use crate::wasm_stage::{self, StageRun};
 
@@ -98,12 +100,22 @@ pub struct Results {
     pub languages: Vec<LanguageRun>,
     pub latency: Vec<LatencyResult>,
     pub footprint: Vec<Footprint>,
+    pub tenants: Vec<TenantsRun>,
     pub elapsed: Duration,
     /// /proc/loadavg when the run ended.
     pub load_average_at_end: String,
 }
 
 impl Results {
+    /// The healthy pipeline's median rate with no neighbour, if measured.
+    pub fn tenants_alone_rate(&self) -> Option<f64> {
+        self.tenants
+            .iter()
+            .find(|run| run.is_alone())
+            .map(TenantsRun::median)
+            .filter(|&rate| rate > 0.0)
+    }
+
     /// No measurements, for tests to fill in.
     #[cfg(test)]
     pub(crate) fn empty() -> Self {
@@ -134,6 +146,7 @@ impl Results {
             languages: Vec::new(),
             latency: Vec::new(),
             footprint: Vec::new(),
+            tenants: Vec::new(),
             elapsed: Duration::ZERO,
             load_average_at_end: String::new(),
         }
@@ -245,6 +258,7 @@ pub fn markdown(results: &Results) -> String {
     languages::write_languages(&mut page, results);
     latency::write_latency(&mut page, results);
     write_footprint(&mut page, results);
+    tenants::write_tenants(&mut page, results);
     page
 }
 

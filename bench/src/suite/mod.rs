@@ -47,6 +47,8 @@ pub enum Section {
     Latency,
     /// Resident memory of idle hosts.
     Footprint,
+    /// A healthy pipeline beside misbehaving ones on the same host.
+    Tenants,
 }
 
 impl Section {
@@ -90,7 +92,7 @@ pub struct RunOptions {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "wasm,languages,throughput,latency,footprint"
+        default_value = "wasm,languages,throughput,latency,footprint,tenants"
     )]
     sections: Vec<Section>,
     /// Fewest messages preloaded for an end-to-end throughput run (faster
@@ -180,6 +182,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
         languages: Vec::new(),
         latency: Vec::new(),
         footprint: Vec::new(),
+        tenants: Vec::new(),
         elapsed: Duration::ZERO,
         load_average_at_end: String::new(),
     };
@@ -198,6 +201,13 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<()> {
     }
     if options.runs(Section::Footprint) {
         results.footprint = measure_footprint(&harness, &clock)?;
+    }
+    if options.runs(Section::Tenants) {
+        clock.say("tenants: a healthy pipeline alone and beside misbehaving ones");
+        results.tenants =
+            crate::tenants::measure(&harness, options.rounds, options.messages, |line| {
+                clock.say(line)
+            })?;
     }
     results.elapsed = clock.elapsed();
     results.load_average_at_end = crate::machine::load_average();

@@ -97,7 +97,7 @@ impl Verdict {
 }
 
 /// Every target, in the order of the issues that set them.
-pub fn rows(results: &Results) -> [TargetRow; 17] {
+pub fn rows(results: &Results) -> [TargetRow; 18] {
     [
         end_to_end_target(results),
         peer::throughput_target(results, Guarantee::AtLeastOnce),
@@ -116,7 +116,36 @@ pub fn rows(results: &Results) -> [TargetRow; 17] {
         languages::compiled_languages_target(results),
         languages::interpreted_languages_target(results),
         languages::instantiate_target(results),
+        tenants_target(results),
     ]
+}
+
+/// What a misbehaving neighbour may cost a healthy pipeline on its host:
+/// the bound `README.md` states for tenants.
+const MIN_RATIO_BESIDE_NEIGHBOURS: f64 = 0.5;
+
+fn tenants_target(results: &Results) -> TargetRow {
+    let mut row = TargetRow::unmeasured(
+        "Healthy pipeline beside a looping or memory-hungry one, against alone".into(),
+        format!("≥ {MIN_RATIO_BESIDE_NEIGHBOURS:.2}×"),
+    );
+    let Some(alone) = results.tenants_alone_rate() else {
+        return row;
+    };
+    let beside = results.tenants.iter().filter(|run| !run.is_alone());
+    let ratios: Vec<(String, f64)> = beside
+        .map(|run| (run.neighbours.label(), run.median() / alone))
+        .collect();
+    let Some(worst) = ratios.iter().map(|(_, ratio)| *ratio).reduce(f64::min) else {
+        return row;
+    };
+    row.measured = ratios
+        .iter()
+        .map(|(label, ratio)| format!("{label} {ratio:.2}×"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    row.judge_ratio_at_least(worst, MIN_RATIO_BESIDE_NEIGHBOURS);
+    row
 }
 
 fn end_to_end_target(results: &Results) -> TargetRow {

@@ -6,11 +6,14 @@
 //!
 //! Calls: a tenant may start a call while it runs fewer than its share
 //! (the slots divided by the tenants active now), or when a free slot is
-//! not held back for another active tenant below its share. A tenant that
-//! called within [`ACTIVE_WINDOW`] counts as active, so the slot a short
-//! call gives back is still there for that tenant's next call instead of
-//! going to a neighbour that would keep it for a whole epoch tick. A call
-//! above its tenant's share gives its slot up at its next epoch tick when
+//! not held back for another active tenant below its share; and never on a
+//! slot held back for an active tenant below its share that has used less
+//! slot time lately. A tenant that called within [`ACTIVE_WINDOW`] counts
+//! as active, so the slot a short call gives back is still there for that
+//! tenant's next call instead of going to a neighbour that would keep it
+//! for a whole epoch tick: with more tenants than slots, a light pipeline
+//! keeps a slot while the heavy ones take turns on the rest. A call above
+//! its tenant's share gives its slot up at its next epoch tick when
 //! another tenant waits, and waits in turn.
 //!
 //! Memory: a tenant's instances together may hold the host's limit divided
@@ -54,6 +57,22 @@ struct TenantSlots {
     /// Calls waiting for a slot, first come first served.
     waiting: VecDeque<Waiter>,
     last_wanted: Instant,
+    /// When the running calls took their slots, summed (seconds since
+    /// [`EPOCH`]): with `running`, how long they have held them so far.
+    started_sum: f64,
+    /// Slot time of calls that gave their slots back, in seconds, halved
+    /// every [`USAGE_HALF_LIFE`] from `used_at` on.
+    used: f64,
+    used_at: f64,
+}
+
+/// How fast past slot time stops counting against a tenant.
+const USAGE_HALF_LIFE: f64 = 1.0;
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn seconds(at: Instant) -> f64 {
+    at.saturating_duration_since(*EPOCH).as_secs_f64()
 }
 
 struct Waiter {
@@ -62,6 +81,46 @@ struct Waiter {
 }
 
 impl TenantSlots {
+    fn new(now: Instant) -> Self {
+        Self {
+            running: 0,
+            waiting: VecDeque::new(),
+            last_wanted: now,
+            started_sum: 0.0,
+            used: 0.0,
+            used_at: seconds(now),
+        }
+    }
+
+    /// Slot time lately: what finished calls held (decayed) and what the
+    /// running ones hold so far.
+    fn usage(&self, now: Instant) -> f64 {
+        let now = seconds(now);
+        let decay = 0.5f64.powf((now - self.used_at).max(0.0) / USAGE_HALF_LIFE);
+        self.used * decay + self.running as f64 * now - self.started_sum
+    }
+
+    fn take_slot(&mut self, now: Instant) {
+        self.running += 1;
+        self.started_sum += seconds(now);
+    }
+
+    /// One of the running calls gives its slot back; which one is not
+    /// known, so it counts as having held it for the running calls'
+    /// average.
+    fn give_slot_back(&mut self, now: Instant) {
+        if self.running == 0 {
+            return;
+        }
+        let started = self.started_sum / self.running as f64;
+        let at = seconds(now);
+        let decay = 0.5f64.powf((at - self.used_at).max(0.0) / USAGE_HALF_LIFE);
+        self.used = self.used * decay + (at - started).max(0.0);
+        self.used_at = at;
+        self.started_sum -= started;
+        self.running -= 1;
+    }
+
     fn active(&self, now: Instant) -> bool {
         self.running > 0
             || !self.waiting.is_empty()
@@ -115,14 +174,9 @@ impl HostShares {
 
     fn new_tenant(self: &Arc<Self>, name: &str, pipeline: bool) -> Arc<Tenant> {
         let id = self.next_tenant.fetch_add(1, Ordering::Relaxed);
-        self.lock().tenants.insert(
-            id,
-            TenantSlots {
-                running: 0,
-                waiting: VecDeque::new(),
-                last_wanted: Instant::now(),
-            },
-        );
+        self.lock()
+            .tenants
+            .insert(id, TenantSlots::new(Instant::now()));
         Arc::new(Tenant {
             id,
             pipeline,
@@ -151,7 +205,11 @@ impl SlotState {
         (slots / active.max(1)).max(1)
     }
 
-    /// Whether `tenant` may start a call on a free slot now.
+    /// Whether `tenant` may start a call on a free slot now: not on one
+    /// held back for an active tenant below its share that has used less
+    /// slot time lately (a light pipeline keeps a slot for its short calls
+    /// while heavier ones take turns on the rest), and above its own share
+    /// only on one no other active tenant below its share may need.
     fn may_take(&self, tenant: u64, slots: usize, now: Instant) -> bool {
         if self.free <= 0 {
             return false;
@@ -160,18 +218,21 @@ impl SlotState {
         let Some(own) = self.tenants.get(&tenant) else {
             return false;
         };
-        if own.running < share {
-            return true;
+        let own_usage = own.usage(now);
+        let mut held_for_lighter = 0;
+        let mut held_for_others = 0;
+        for (id, other) in &self.tenants {
+            if *id == tenant || !other.active(now) {
+                continue;
+            }
+            let missing = share.saturating_sub(other.running);
+            held_for_others += missing;
+            if other.usage(now) < own_usage {
+                held_for_lighter += missing;
+            }
         }
-        // Above its share: only slots no other active tenant below its
-        // share may need.
-        let held_back: usize = self
-            .tenants
-            .iter()
-            .filter(|(id, other)| **id != tenant && other.active(now))
-            .map(|(_, other)| share.saturating_sub(other.running))
-            .sum();
-        self.free as usize > held_back
+        let free = self.free as usize;
+        free > held_for_lighter && (own.running < share || free > held_for_others)
     }
 
     /// Hands free slots to waiting calls: the tenant running the fewest
@@ -195,7 +256,7 @@ impl SlotState {
             let Some(id) = next else { return };
             let tenant = self.tenants.get_mut(&id).expect("chosen from the map");
             let waiter = tenant.waiting.pop_front().expect("chosen as waiting");
-            tenant.running += 1;
+            tenant.take_slot(now);
             self.free -= 1;
             // A waiter dropped meanwhile removed itself under this lock, so
             // the receiver is there.
@@ -299,7 +360,7 @@ impl Tenant {
             let now = Instant::now();
             if state.should_yield(self.id, host.slots, now) {
                 if let Some(tenant) = state.tenants.get_mut(&self.id) {
-                    tenant.running -= 1;
+                    tenant.give_slot_back(now);
                 }
                 state.free += 1;
                 state.grant(host.slots);
@@ -328,7 +389,7 @@ impl Tenant {
             let queue_empty = tenant.waiting.is_empty();
             if queue_empty && state.may_take(self.id, slots, now) {
                 let tenant = state.tenants.get_mut(&self.id).expect("checked above");
-                tenant.running += 1;
+                tenant.take_slot(now);
                 state.free -= 1;
                 return;
             }
@@ -366,8 +427,9 @@ impl Tenant {
     fn release(&self) {
         let mut state = self.host.lock();
         if let Some(tenant) = state.tenants.get_mut(&self.id) {
-            tenant.running = tenant.running.saturating_sub(1);
-            tenant.last_wanted = Instant::now();
+            let now = Instant::now();
+            tenant.give_slot_back(now);
+            tenant.last_wanted = now;
         }
         state.free += 1;
         state.grant(self.host.slots);
@@ -460,12 +522,12 @@ impl Drop for PendingGrant<'_> {
         let granted = tenant.waiting.len() == before;
         match (self.cancelled, granted) {
             (Cancelled::HoldsNoSlot, true) => {
-                tenant.running -= 1;
+                tenant.give_slot_back(Instant::now());
                 state.free += 1;
                 state.grant(host.slots);
             }
             (Cancelled::HoldsASlot, false) => {
-                tenant.running += 1;
+                tenant.take_slot(Instant::now());
                 state.free -= 1;
             }
             (Cancelled::HoldsNoSlot, false) | (Cancelled::HoldsASlot, true) => {}
@@ -571,6 +633,32 @@ mod tests {
             wait.await.expect("every call gets a slot");
         }
         assert_eq!(*order.lock().unwrap(), ["second", "patient", "first"]);
+    }
+
+    #[tokio::test]
+    async fn a_light_tenant_keeps_a_slot_while_heavier_ones_take_turns_on_the_rest() {
+        let host = HostShares::new(2, 1 << 30);
+        let heavy = [host.tenant("looping"), host.tenant("hungry")];
+        let light = host.tenant("light");
+        let _first = heavy[0].call_slot().await;
+        let _second = heavy[1].call_slot().await;
+        // The heavy calls run a while: their slot time counts.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiting = tokio::spawn({
+            let light = light.clone();
+            async move { light.call_slot().await }
+        });
+        tokio::task::yield_now().await;
+        let ticked = tokio::spawn(heavy[0].clone().tick());
+        let slot = waiting.await.expect("the light call gets a slot");
+        // Its slot, given back, is not handed to the heavy call waiting:
+        // the light tenant's next call finds it free.
+        drop(slot);
+        tokio::task::yield_now().await;
+        assert!(!ticked.is_finished(), "the heavy call still waits");
+        let _again = light.call_slot().await;
+        assert_eq!(light.slot_waits(), 1, "only the first light call waited");
+        assert_eq!(running(&heavy[1]), 1);
     }
 
     #[tokio::test]
