@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The SDKs of every language but Rust (sdk/<language>/): each one's own tests,
 # then its example handlers built into $RUNNEL_PLUGINS_TARGET_DIR/sdk/<language>/,
-# where tests/languages.rs runs them beside the Rust ones. Each SDK's build.sh
-# installs its toolchain when it is missing (cached between runs).
+# where tests/languages.rs and tests/throwing.rs run them beside the Rust ones.
+# Each SDK's build.sh installs its toolchain when it is missing (cached between
+# runs).
 #   scripts/sdks.sh [--examples-only] [LANGUAGE...]     (all of them by default)
 # --examples-only skips the tests (bench/run.sh needs only the examples).
 set -euo pipefail

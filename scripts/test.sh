@@ -36,8 +36,9 @@ step "lints of the plugins workspace (cargo clippy, wasm32-wasip2)"
 (cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo clippy --release --all-targets -- -D warnings)
 
 # Every other language's SDK: its own tests in its own runner, and its
-# example handlers built for tests/languages.rs. Each installs its toolchain
-# when missing (npm, pip, Go, apt, cargo install), cached between runs.
+# example handlers built for tests/languages.rs and tests/throwing.rs. Each
+# installs its toolchain when missing (npm, pip, Go, apt, cargo install),
+# cached between runs.
 scripts/sdks.sh
 
 # docker-compose.yml, deploy/kubernetes and deploy/prometheus, each checked

@@ -4,8 +4,8 @@
 //! records byte for byte: values, keys, headers, routed topics, and the
 //! dead letters of the messages they fail.
 //!
-//! `scripts/test.sh` builds the examples first, with each SDK's
-//! `build.sh --examples`, into `$RUNNEL_PLUGINS_TARGET_DIR/sdk/<language>`.
+//! `scripts/test.sh` builds the examples first (`scripts/sdks.sh`), with each
+//! SDK's `build.sh --examples`, into `$RUNNEL_PLUGINS_TARGET_DIR/sdk/<language>`.
 
 mod support;
 
@@ -18,29 +18,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
-use support::kafka::{self, Record, TopicReader};
-use support::plugin_path;
-
-/// The SDKs besides Rust's, by folder name under `sdk/`.
-const LANGUAGES: [&str; 4] = ["js", "python", "go", "c"];
-
-/// Where `scripts/test.sh` builds the examples of `language`.
-fn sdk_plugin(language: &str, handler: &str) -> PathBuf {
-    let target = std::env::var_os("RUNNEL_PLUGINS_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo_root().join("plugins/target"));
-    let path = target
-        .join("sdk")
-        .join(language)
-        .join(format!("{}.wasm", handler.replace('-', "_")));
-    assert!(
-        path.exists(),
-        "{} is not built: run `sdk/{language}/build.sh --examples {}` (scripts/test.sh does)",
-        path.display(),
-        path.parent().unwrap().display()
-    );
-    path
-}
+use support::kafka::{self, Record};
+use support::sdk::{self, read_all};
 
 /// One input message: key (None: no key), value, headers.
 type Input = (
@@ -170,11 +149,9 @@ fn comparable(record: &Record) -> Content {
 /// Each language's router reads its own field (`to_<language>`), which its
 /// failures name: the same failure reads the same in every language.
 fn with_any_route_field(text: &str) -> String {
-    std::iter::once("rust")
-        .chain(LANGUAGES)
-        .fold(text.to_owned(), |text, language| {
-            text.replace(&format!("`to_{language}`"), "`to_<language>`")
-        })
+    sdk::every_language().fold(text.to_owned(), |text, language| {
+        text.replace(&format!("`to_{language}`"), "`to_<language>`")
+    })
 }
 
 /// The topics one language's three handlers write to.
@@ -207,11 +184,7 @@ impl Lane {
     }
 
     fn plugin(&self, handler: &str) -> PathBuf {
-        if self.language == "rust" {
-            plugin_path(handler)
-        } else {
-            sdk_plugin(&self.language, handler)
-        }
+        sdk::example(&self.language, handler)
     }
 
     /// Every topic this lane writes, in a fixed order.
@@ -226,14 +199,6 @@ impl Lane {
     }
 }
 
-fn read_all(topic: &str, count: usize) -> Vec<Record> {
-    let mut reader = TopicReader::new(topic, 1, "read_committed");
-    reader.read_until(Duration::from_secs(180), |records| records.len() >= count);
-    // Anything more would be a duplicate or a stray: read a little longer.
-    reader.poll_for(Duration::from_millis(500));
-    reader.records
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_language_produces_what_the_rust_handlers_produce() {
     let dir = kafka::scratch_dir();
@@ -245,10 +210,7 @@ async fn every_language_produces_what_the_rust_handlers_produce() {
             (handler, topic)
         })
         .collect();
-    let lanes: Vec<Lane> = std::iter::once("rust")
-        .chain(LANGUAGES)
-        .map(Lane::new)
-        .collect();
+    let lanes: Vec<Lane> = sdk::every_language().map(Lane::new).collect();
 
     let mut config = HostConfig::new(&kafka::brokers());
     for lane in &lanes {
@@ -272,11 +234,7 @@ async fn every_language_produces_what_the_rust_handlers_produce() {
     }
     let config = config.write_in(dir.path());
     let host = HostProcess::start(&config, &dir.path().join("host.log"));
-    // The host compiles every component before it serves: the JavaScript
-    // and Python ones (12 and 18 MB, an engine each) take 15 to 60 s apiece
-    // on two busy cores.
-    host.wait_for_log("http listening", Duration::from_secs(900))
-        .await;
+    sdk::wait_until_compiled(&host).await;
 
     produce(&inputs["uppercase"], owned(UPPERCASE_INPUT));
     let routes = lanes

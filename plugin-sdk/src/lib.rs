@@ -59,8 +59,10 @@
 //!
 //! # Panics
 //!
-//! A panic (including running out of memory) aborts the WebAssembly instance: the host treats
-//! the whole batch as failed and starts a fresh instance, so handler state is lost. Return a
+//! A panic (including running out of memory) aborts the WebAssembly instance, failing the
+//! whole call: the host runs the batch again in halves on fresh instances until the message
+//! that panics is alone, fails that message (kind `trap`) and keeps its neighbours' outputs.
+//! Handler state is lost with the instance, and every retry costs a fresh instance: return a
 //! [`Failure`] for anything a message can cause.
 //!
 //! # Logging

@@ -2,7 +2,7 @@
 # Builds Runnel plugins written in C (or C++) into components.
 #
 #   sdk/c/build.sh PLUGIN_DIR OUT.wasm    build one plugin (the .c and .cc files of a folder)
-#   sdk/c/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
+#   sdk/c/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter,thrower}.wasm
 #   sdk/c/build.sh --test [PLUGIN_DIR]    run the SDK's and the examples' tests, or a plugin's test_*.c
 #
 # Installs what is missing on first use (Debian's clang, lld and wasi-libc; wit-bindgen,
@@ -78,7 +78,7 @@ case "${1:-}" in
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
     mkdir -p "$out"
-    for example in uppercase json-router counter; do
+    for example in uppercase json-router counter thrower; do
         build "$here/examples/$example" "$out/${example//-/_}.wasm"
     done
     ;;

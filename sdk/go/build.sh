@@ -2,7 +2,7 @@
 # Builds Runnel plugins written in Go into components.
 #
 #   sdk/go/build.sh PLUGIN_DIR OUT.wasm    build one plugin (a folder with package main)
-#   sdk/go/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
+#   sdk/go/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter,thrower}.wasm
 #   sdk/go/build.sh --test                 run the SDK's and the examples' tests
 #
 # Installs what is missing on first use (Go 1.24 or later, wasm-tools, the WASI reactor
@@ -58,7 +58,7 @@ case "${1:-}" in
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
     mkdir -p "$out"
-    for example in uppercase json-router counter; do
+    for example in uppercase json-router counter thrower; do
         build "$here/examples/$example" "$out/${example//-/_}.wasm"
     done
     ;;

@@ -2,7 +2,7 @@
 # Builds Runnel plugins written in JavaScript or TypeScript into components.
 #
 #   sdk/js/build.sh PLUGIN_DIR OUT.wasm    build one plugin: a folder with handler.js or handler.ts
-#   sdk/js/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter}.wasm
+#   sdk/js/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter,thrower}.wasm
 #   sdk/js/build.sh --test                 run the SDK's, the examples' and the template's tests, and type checks
 #
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
@@ -97,7 +97,7 @@ case "${1:-}" in
     ;;
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
-    for example in uppercase json-router counter; do
+    for example in uppercase json-router counter thrower; do
         build "$here/examples/$example" "$out/${example//-/_}.wasm"
     done
     ;;

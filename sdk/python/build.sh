@@ -2,7 +2,7 @@
 # Builds Runnel plugins written in Python into WebAssembly components.
 #
 #   build.sh PLUGIN_DIR OUT.wasm   builds the plugin whose handler is PLUGIN_DIR/app.py
-#   build.sh --examples OUT_DIR    builds examples/* into OUT_DIR/{uppercase,json_router,counter}.wasm
+#   build.sh --examples OUT_DIR    builds examples/* into OUT_DIR/{uppercase,json_router,counter,thrower}.wasm
 #   build.sh --test                runs the SDK's tests and the examples' tests (pytest)
 #
 # The toolchain (componentize-py, pytest) is installed into a virtualenv under
@@ -51,7 +51,7 @@ ensure_toolchain
 case ${1:-} in
     --examples)
         out_dir=${2:?usage: build.sh --examples OUT_DIR}
-        for example in uppercase json-router counter; do
+        for example in uppercase json-router counter thrower; do
             build "$SDK_DIR/examples/$example" "$out_dir/${example//-/_}.wasm"
         done
         ;;
