@@ -222,10 +222,15 @@ async fn every_language_produces_what_the_rust_handlers_produce() {
                 .plugin(lane.plugin(handler))
                 .batch(4, "20ms");
             pipeline = match *handler {
-                "json-router" => pipeline.settings(&format!(
-                    "config = {{ route_field = \"to_{}\", drop_field = \"test\", drop_value = \"yes\" }}",
-                    lane.language
-                )),
+                "json-router" => pipeline
+                    .settings(&format!(
+                        "config = {{ route_field = \"to_{}\", drop_field = \"test\", drop_value = \"yes\" }}",
+                        lane.language
+                    ))
+                    .set(
+                        "allowed_output_topics",
+                        vec![output.as_str(), dead_letters.as_str(), lane.routed.as_str()],
+                    ),
                 "counter" => pipeline.settings("config = { header = \"seen\" }"),
                 _ => pipeline,
             };

@@ -301,6 +301,9 @@ async fn a_plugin_cannot_read_files_or_the_host_environment() {
             "read-file:/etc/hostname",
             "read-file:Cargo.toml",
             "env",
+            "list-dir:/",
+            "connect:127.0.0.1:22",
+            "resolve:localhost",
         ]))
         .await
         .result
@@ -317,6 +320,14 @@ async fn a_plugin_cannot_read_files_or_the_host_environment() {
         env.starts_with("env:0"),
         "no environment expected, got {env}"
     );
+    // No directory is preopened, and no socket or name lookup is granted.
+    for (i, probe) in [(3, "list-dir"), (4, "connect"), (5, "resolve")] {
+        let output = outputs_of(&handled, i).expect("answers")[0].clone();
+        assert!(
+            output.starts_with("err:"),
+            "{probe} must fail, got {output}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -341,6 +352,15 @@ async fn an_answer_that_breaks_the_encoding_fails_the_call_as_a_contract_violati
         ("empty", "shorter than its 40-byte header"),
         ("wrong-magic", "does not start with"),
         ("short-count", "0 outcomes for a batch of 3"),
+        ("lying-count", "4 outcomes for a batch of 3"),
+        (
+            "lying-output-count",
+            "runs past the end of the 310-byte buffer",
+        ),
+        (
+            "outside-buffer",
+            "value of output 0 (4294901760 bytes at 0) runs past",
+        ),
     ];
     for (answer, reason) in cases {
         let plugin = load(&engine, "broken-answer", &[("answer", answer)]);
@@ -354,6 +374,23 @@ async fn an_answer_that_breaks_the_encoding_fails_the_call_as_a_contract_violati
             error.message.contains(reason),
             "{answer}: {}",
             error.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn outputs_whose_value_spans_overlap_are_each_read_as_named() {
+    let engine = engine();
+    let plugin = load(&engine, "broken-answer", &[("answer", "overlapping")]);
+    let handled = plugin
+        .handle(&batch_of(&["a", "b"]))
+        .await
+        .result
+        .expect("overlapping spans are allowed");
+    for message in 0..2 {
+        assert_eq!(
+            outputs_of(&handled, message),
+            Ok(vec!["abcdef".into(), "cdef".into()])
         );
     }
 }

@@ -180,6 +180,7 @@ impl PipelineLauncher {
                 .output_binding
                 .as_deref()
                 .map(|binding| DaprOutput::new(&self.dapr_sidecar, binding)),
+            output_policy: settings.output_policy.clone(),
             recorder: PipelineRecorder::new(
                 &name,
                 PipelineStats::new(settings.batch_size, settings.batch_timeout),

@@ -51,6 +51,7 @@ pub struct Metrics {
     outputs_produced: IntCounterVec,
     consumer_lag: IntGaugeVec,
     dead_lettered: IntCounterVec,
+    outputs_refused: IntCounterVec,
     retries: IntCounterVec,
     plugin_reloads: IntCounterVec,
     kafka_client_errors: IntCounterVec,
@@ -227,6 +228,13 @@ impl Metrics {
                 "Messages sent to a dead-letter topic.",
                 &["pipeline"],
             ),
+            outputs_refused: counter(
+                "runnel_outputs_refused_total",
+                "Messages whose outputs broke the pipeline's output policy (a topic it may not \
+                 write to, too many outputs, too many bytes), by the rule broken; each fails as \
+                 permanent with none of its outputs sent.",
+                &["pipeline", "reason"],
+            ),
             retries: counter(
                 "runnel_retries_total",
                 "Messages retried after a transient failure.",
@@ -341,6 +349,12 @@ impl Metrics {
 
     pub fn record_dead_lettered(&self, pipeline: &str) {
         self.dead_lettered.with_label_values(&[pipeline]).inc();
+    }
+
+    pub fn record_outputs_refused(&self, pipeline: &str, reason: &str) {
+        self.outputs_refused
+            .with_label_values(&[pipeline, reason])
+            .inc();
     }
 
     pub fn record_retry(&self, pipeline: &str) {

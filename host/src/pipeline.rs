@@ -15,7 +15,7 @@ use crate::runtime::{
     CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin, Tenant,
 };
 use crate::sink::headers::tagged;
-use crate::sink::{DaprOutput, FailedIn, OutputProducer, PendingDelivery, SinkError};
+use crate::sink::{DaprOutput, FailedIn, OutputPolicy, OutputProducer, PendingDelivery, SinkError};
 
 /// What the plugin finally made of one message, before anything is sent.
 enum Verdict {
@@ -80,6 +80,8 @@ pub struct Pipeline {
     pub producer: OutputProducer,
     /// When set, outputs go to this Dapr output binding instead of Kafka.
     pub output_binding: Option<DaprOutput>,
+    /// Where the plugin may write and how much.
+    pub output_policy: OutputPolicy,
     /// Stats and metrics, recorded together.
     pub recorder: PipelineRecorder,
     /// Bounds the plugin calls running at once.
@@ -257,7 +259,16 @@ impl Pipeline {
                 let call = answers.len();
                 let verdicts = (0..count)
                     .map(|index| match handled.outcome(index) {
-                        Outcome::Outputs(_) => Verdict::Outputs { call, index },
+                        Outcome::Outputs(outputs) => match self.output_policy.check(outputs) {
+                            Ok(()) => Verdict::Outputs { call, index },
+                            Err(refusal) => {
+                                self.recorder.outputs_refused(refusal.breach);
+                                Verdict::Failed(MessageFailure::new(
+                                    MessageFailureKind::Permanent,
+                                    refusal.reason,
+                                ))
+                            }
+                        },
                         Outcome::Failed { kind, message } => {
                             let kind = MessageFailureKind::from(kind);
                             self.recorder.message_failed(plugin.name(), kind);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::failure::MessageFailureKind;
 use crate::metrics::{Metrics, Mode, PipelineSeries, PluginSeries};
 use crate::runtime::Invocation;
+use crate::sink::policy::Breach;
 use crate::stats::PipelineStats;
 
 pub struct PipelineRecorder {
@@ -127,6 +128,12 @@ impl PipelineRecorder {
     }
 
     /// The plugin reported a message as failed.
+    /// A message's outputs broke the output policy: it fails as permanent.
+    pub fn outputs_refused(&self, breach: Breach) {
+        self.metrics
+            .record_outputs_refused(&self.pipeline, breach.as_str());
+    }
+
     pub fn message_failed(&self, plugin: &str, kind: MessageFailureKind) {
         self.metrics.record_message_failure(plugin, kind.as_str());
     }

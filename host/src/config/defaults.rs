@@ -72,6 +72,16 @@ pub const MAX_IN_FLIGHT: usize = 50_000;
 /// data.
 pub const MAX_IN_FLIGHT_MIB: usize = 64;
 
+/// `limits.max_outputs_per_message`: generous for fan-out handlers (a
+/// message split into its line items), while a plugin gone wrong that
+/// answers one message with a million outputs is refused before any is
+/// sent.
+pub const MAX_OUTPUTS_PER_MESSAGE: usize = 10_000;
+
+/// `limits.max_output_mib_per_message`: sixteen of Kafka's default largest
+/// records (about 1 MB each).
+pub const MAX_OUTPUT_MIB_PER_MESSAGE: usize = 16;
+
 /// `transaction_interval`: Kafka Streams commits its exactly-once
 /// transactions every 100 ms by default; a commit costs a few milliseconds
 /// of broker round trips, shared by every message in the transaction.

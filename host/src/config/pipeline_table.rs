@@ -36,6 +36,11 @@ pub struct PipelineConfig {
     pub output: Option<String>,
     /// Send outputs to this Dapr output binding instead of Kafka.
     pub output_binding: Option<String>,
+    /// Topics the plugin's outputs may name. An output to any other topic
+    /// fails its message as permanent, with the reason in the dead letter.
+    /// Unset: `output` and `dead_letter_topic`, so a plugin that names no
+    /// topic needs nothing here.
+    pub allowed_output_topics: Option<Vec<String>>,
     /// Presets for the settings below; explicit settings win.
     pub profile: Option<Profile>,
     /// Messages per plugin call; 1 is per-message mode (no waiting). The
@@ -112,6 +117,12 @@ pub struct LimitsConfig {
     /// Fuel per call (about one unit per WebAssembly instruction). A plugin
     /// with a budget runs on a fuel-metered engine of its own.
     pub fuel: Option<u64>,
+    /// Outputs one message may produce; more fail the message as permanent
+    /// and none of them is sent. 10 000 when unset.
+    pub max_outputs_per_message: Option<usize>,
+    /// MiB of keys, values and headers one message's outputs may hold
+    /// together; beyond, as for the count. 16 when unset.
+    pub max_output_mib_per_message: Option<usize>,
 }
 
 /// When a message's offset is committed relative to its processing.

@@ -13,6 +13,7 @@ use super::{
     CommitStrategy, Config, ConfigError, OnFailure, PipelineConfig, Profile, RetryConfig, defaults,
 };
 use crate::runtime::PluginLimits;
+use crate::sink::OutputPolicy;
 
 /// Paths of the HTTP server that a Dapr binding must not shadow.
 const RESERVED_PATHS: &[&str] = &["metrics", "healthz", "readyz", "messages", "plugins"];
@@ -28,6 +29,8 @@ pub struct ResolvedPipeline {
     pub plugin_config: Vec<(String, String)>,
     pub output: Option<String>,
     pub output_binding: Option<String>,
+    /// What the plugin's outputs may be: their topics, count and bytes.
+    pub output_policy: OutputPolicy,
     pub batch_size: usize,
     pub batch_timeout: Duration,
     pub max_concurrent: usize,
@@ -100,6 +103,7 @@ impl Config {
                 .collect(),
             output: pipeline.output.clone(),
             output_binding: pipeline.output_binding.clone(),
+            output_policy: step.output_policy(),
             batch_size,
             batch_timeout,
             max_concurrent: pipeline.max_concurrent,
@@ -242,6 +246,33 @@ impl Resolving<'_> {
                 .or(self.profile.as_ref().map(|p| p.call_timeout))
                 .unwrap_or(defaults::CALL_TIMEOUT),
             fuel_per_call: limits.fuel,
+        }
+    }
+
+    /// Where the plugin may write and how much: the declared topics, else
+    /// the pipeline's own output and dead-letter topics. Outputs to a Dapr
+    /// binding have no topic to confine.
+    fn output_policy(&self) -> OutputPolicy {
+        let pipeline = self.pipeline;
+        let limits = &pipeline.limits;
+        let allowed_topics = pipeline.output_binding.is_none().then(|| {
+            pipeline.allowed_output_topics.clone().unwrap_or_else(|| {
+                [&pipeline.output, &pipeline.dead_letter_topic]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect()
+            })
+        });
+        OutputPolicy {
+            allowed_topics,
+            max_outputs: limits
+                .max_outputs_per_message
+                .unwrap_or(defaults::MAX_OUTPUTS_PER_MESSAGE),
+            max_bytes: limits
+                .max_output_mib_per_message
+                .unwrap_or(defaults::MAX_OUTPUT_MIB_PER_MESSAGE)
+                << 20,
         }
     }
 

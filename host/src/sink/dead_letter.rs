@@ -27,7 +27,8 @@ impl DeadLetters {
 
     /// Hands `message` to `producer` for the dead-letter topic: its key,
     /// value and headers as they came in, plus the reason and where it was
-    /// read from.
+    /// read from. `runnel-` headers it came in with (it may be a dead letter
+    /// replayed) give way to this failure's.
     pub async fn send(
         &self,
         producer: &OutputProducer,
@@ -53,7 +54,7 @@ impl DeadLetters {
                 &self.topic,
                 message.key(),
                 message.value(),
-                message.headers().chain(why),
+                headers::without_host_headers(message.headers()).chain(why),
             )
             .await
     }

@@ -13,7 +13,13 @@
 //! | `permanent`         | fails permanently                                                  |
 //! | `flaky:<n>:<id>`    | fails transiently the first n-1 times this instance sees `id`, then outputs `ok:<id>:attempt=<k>` |
 //! | `read-file:<path>`  | outputs `ok:<content>` or `err:<error>`                            |
+//! | `list-dir:<path>`   | outputs `ok:<entries>` or `err:<error>`                            |
 //! | `env`               | outputs `env:<count>:<NAME=value,...>` of the environment it sees  |
+//! | `connect:<addr>`    | opens a TCP connection; outputs `ok:connected` or `err:<error>`    |
+//! | `resolve:<host>`    | looks a name up; outputs `ok:<addresses>` or `err:<error>`         |
+//! | `write-to:<topic>`  | outputs the value to `<topic>` instead of the default topic        |
+//! | `forge-headers`     | outputs the value with `runnel-*` headers of its own making        |
+//! | `fan-out:<n>`       | outputs `<n>` one-byte values                                      |
 //! | `log:<text>`        | logs `<text>` at info and echoes the value                         |
 //! | `{...}`             | echoes valid JSON; invalid JSON fails permanently                  |
 //! | anything else       | echoes the value, so this is also an identity plugin               |
@@ -26,6 +32,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use runnel_plugin_sdk::{Config, Failure, Handler, Init, Message, Outputs, export_handler};
+
+mod hostile;
 
 struct Misbehave {
     /// How many times each `flaky` id has been seen by this instance.
@@ -46,6 +54,9 @@ impl Init for Misbehave {
 impl Handler for Misbehave {
     fn handle(&mut self, message: &Message, out: &mut Outputs) -> Result<(), Failure> {
         let command = std::str::from_utf8(message.value()).unwrap_or_default();
+        if let Some(written) = hostile::write(command, message, out) {
+            return written;
+        }
         let output = match command {
             "trap" => panic!("misbehave: trap requested"),
             "loop" => spin_forever(),
@@ -56,7 +67,6 @@ impl Handler for Misbehave {
             "permanent" => {
                 return Err(Failure::permanent("misbehave: permanent failure requested"));
             }
-            "env" => environment(),
             // A value that looks like JSON must be JSON, as a JSON handler
             // would insist.
             _ if command.starts_with('{') => {
@@ -66,14 +76,11 @@ impl Handler for Misbehave {
                 echo(message, out);
                 return Ok(());
             }
+            _ if let Some(probed) = hostile::probe(command) => probed,
             _ => match command.split_once(':') {
                 Some(("sleep", millis)) => sleep(millis)?,
                 Some(("flaky", spec)) => self.flaky(spec)?,
                 Some(("leak", mib)) => leak(mib)?,
-                Some(("read-file", path)) => match std::fs::read_to_string(path) {
-                    Ok(content) => format!("ok:{content}"),
-                    Err(error) => format!("err:{error}"),
-                },
                 Some(("log", text)) => {
                     runnel_plugin_sdk::log::info(text);
                     command.to_owned()
@@ -139,13 +146,6 @@ fn leak(mib: &str) -> Result<String, Failure> {
     let block = vec![1u8; size << 20];
     std::mem::forget(block);
     Ok(format!("leaked:{mib}"))
-}
-
-fn environment() -> String {
-    let variables: Vec<String> = std::env::vars()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    format!("env:{}:{}", variables.len(), variables.join(","))
 }
 
 fn spin_forever() -> ! {
