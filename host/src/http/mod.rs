@@ -33,7 +33,7 @@ use crate::plugins::HostPlugins;
 /// Request headers that describe the HTTP transport or carry a credential,
 /// not the message; the rest (Dapr's metadata among them) become message
 /// headers. A credential must never travel on into Kafka.
-const TRANSPORT_HEADERS: &[&str] = &[
+pub(crate) const TRANSPORT_HEADERS: &[&str] = &[
     "authorization",
     DAPR_API_TOKEN_HEADER,
     "host",
@@ -173,6 +173,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A binding request's headers as its message's: all but those of the
+/// HTTP exchange itself, in the order `headers` holds them.
+pub(crate) fn message_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
 }
@@ -285,12 +295,7 @@ async fn binding_message(
         }
     };
     let started = Instant::now();
-    let message_headers = headers
-        .iter()
-        .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let outcome = input.handle(body.to_vec(), message_headers).await;
+    let outcome = input.handle(body.to_vec(), message_headers(&headers)).await;
     let seconds = started.elapsed().as_secs_f64();
     state
         .inner

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::BatchPolicy;
 use crate::failure::{MessageFailure, MessageFailureKind};
 use crate::pipeline::Pipeline;
-use crate::runtime::{BatchWriter, NewMessage};
+use crate::runtime::{BatchWriter, EncodedBatch, NewMessage};
 
 /// One request waiting for its outcome.
 struct BindingRequest {
@@ -48,7 +48,9 @@ impl KafkaMetadata {
                 "__topic" => metadata.topic = Some(text()),
                 "__partition" => metadata.partition = text().parse().ok(),
                 "__offset" => metadata.offset = text().parse().ok(),
-                "__timestamp" => metadata.timestamp = text().parse().ok(),
+                // Kafka's -1 (and any time before the epoch) is no
+                // timestamp: the request's arrival stands in for it.
+                "__timestamp" => metadata.timestamp = text().parse().ok().filter(|ms| *ms >= 0),
                 "__key" => metadata.key = Some(value.clone()),
                 _ => return true,
             }
@@ -154,19 +156,17 @@ async fn run_batches(
     pipeline.recorder.set_running(false);
 }
 
-async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<BindingRequest>) {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .ok();
-    let mut builder = BatchWriter::new(&binding);
-    for request in &requests {
+/// The batch of `requests`, in order. A request without Dapr's record
+/// metadata is a message of topic `binding`, timestamped `now`.
+fn encode(binding: &str, requests: &[BindingRequest], now: Option<i64>) -> EncodedBatch {
+    let mut builder = BatchWriter::new(binding);
+    for request in requests {
         let metadata = &request.metadata;
         let message = NewMessage {
-            topic: metadata.topic.as_deref().unwrap_or(&binding),
+            topic: metadata.topic.as_deref().unwrap_or(binding),
             partition: metadata.partition.unwrap_or(-1),
             offset: metadata.offset.unwrap_or(-1),
-            timestamp: metadata.timestamp.or(timestamp),
+            timestamp: metadata.timestamp.or(now),
             key: metadata.key.as_deref(),
             value: &request.value,
         };
@@ -176,9 +176,16 @@ async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<Binding
             .map(|(name, value)| (name.as_str(), value.as_slice()));
         builder.push(&message, headers);
     }
-    let results = pipeline
-        .process(&builder.finish(), &pipeline.producer)
-        .await;
+    builder.finish()
+}
+
+async fn process(binding: String, pipeline: Arc<Pipeline>, requests: Vec<BindingRequest>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .ok();
+    let batch = encode(&binding, &requests, now);
+    let results = pipeline.process(&batch, &pipeline.producer).await;
     let handled = requests
         .iter()
         .take(results.len())
@@ -226,5 +233,126 @@ mod tests {
         assert_eq!(metadata.timestamp, Some(1_700_000_000_000));
         assert_eq!(metadata.key.as_deref(), Some(b"k".as_slice()));
         assert_eq!(headers, vec![("trace-id".to_owned(), b"abc".to_vec())]);
+    }
+
+    /// Found by the fuzzed test below: a record without a timestamp got
+    /// none in the batch, where a request without metadata gets its arrival.
+    #[test]
+    fn a_negative_record_timestamp_is_no_timestamp() {
+        let mut headers = vec![("__timestamp".to_owned(), b"-1".to_vec())];
+        assert_eq!(KafkaMetadata::extract(&mut headers).timestamp, None);
+    }
+
+    /// Requests as a client may send them, fuzzed: any headers HTTP allows
+    /// (Dapr's record metadata with values good and bad among them) and
+    /// any body. Each batch decodes to exactly what was sent.
+    mod fuzzed {
+        use axum::http::{HeaderMap, HeaderName, HeaderValue};
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::runtime::BatchView;
+
+        /// Dapr's record metadata first, then others a request may carry.
+        const NAMES: &[&str] = &[
+            "__topic",
+            "__partition",
+            "__offset",
+            "__timestamp",
+            "__key",
+            "authorization",
+            "dapr-api-token",
+            "host",
+            "trace-id",
+            "runnel-error",
+        ];
+
+        fn header() -> impl Strategy<Value = (String, Vec<u8>)> {
+            let name = prop_oneof![
+                proptest::sample::select(NAMES).prop_map(str::to_owned),
+                "[a-z0-9_-]{1,16}",
+            ];
+            let value = prop_oneof![
+                "-?[0-9]{1,20}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ];
+            (name, value)
+        }
+
+        /// A request: its headers as HTTP carries them (those HTTP
+        /// forbids dropped), and its body.
+        fn request() -> impl Strategy<Value = (HeaderMap, Vec<u8>)> {
+            let headers = proptest::collection::vec(header(), 0..12).prop_map(|headers| {
+                let mut map = HeaderMap::new();
+                for (name, value) in headers {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_bytes(&value),
+                    ) {
+                        map.append(name, value);
+                    }
+                }
+                map
+            });
+            (headers, proptest::collection::vec(any::<u8>(), 0..200))
+        }
+
+        fn request_of(headers: &HeaderMap, body: &[u8]) -> BindingRequest {
+            let mut headers = crate::http::message_headers(headers);
+            let metadata = KafkaMetadata::extract(&mut headers);
+            BindingRequest {
+                value: body.to_vec(),
+                metadata,
+                headers,
+                respond: oneshot::channel().0,
+                received: quanta::Instant::now(),
+            }
+        }
+
+        fn text(headers: &HeaderMap, name: &str) -> Option<String> {
+            let value = headers.get_all(name).iter().next_back()?;
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 2_000,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn a_batch_of_requests_holds_what_they_sent(
+                requests in proptest::collection::vec(request(), 1..4),
+            ) {
+                let bound: Vec<_> = requests
+                    .iter()
+                    .map(|(headers, body)| request_of(headers, body))
+                    .collect();
+                let batch = encode("payments", &bound, Some(7));
+                let view = BatchView::parse(batch.bytes()).expect("the batch decodes");
+                prop_assert_eq!(view.len(), requests.len());
+                for ((headers, body), message) in requests.iter().zip(view.messages()) {
+                    prop_assert_eq!(message.value(), body.as_slice());
+                    let topic = text(headers, "__topic").unwrap_or_else(|| "payments".into());
+                    prop_assert_eq!(message.topic(), topic.as_str());
+                    let number = |name| text(headers, name).and_then(|v| v.parse::<i64>().ok());
+                    let partition = text(headers, "__partition").and_then(|v| v.parse().ok());
+                    prop_assert_eq!(message.partition(), partition.unwrap_or(-1));
+                    prop_assert_eq!(message.offset(), number("__offset").unwrap_or(-1));
+                    let timestamp = number("__timestamp").filter(|ms| *ms >= 0);
+                    prop_assert_eq!(message.timestamp(), Some(timestamp.unwrap_or(7)));
+                    let key = headers.get_all("__key").iter().next_back().map(HeaderValue::as_bytes);
+                    prop_assert_eq!(message.key(), key);
+                    let expected: Vec<(&str, &[u8])> = headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                        .filter(|(name, _)| !NAMES[..5].contains(name))
+                        .filter(|(name, _)| !crate::http::TRANSPORT_HEADERS.contains(name))
+                        .collect();
+                    prop_assert_eq!(message.headers().collect::<Vec<_>>(), expected);
+                }
+            }
+        }
     }
 }
