@@ -10,14 +10,15 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::config::{HostConfig, Pipeline, plugin_manifest};
+use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, Record, TopicReader};
+use support::plugin_dir::PluginDir;
 use support::{number_of, numbered_value, plugin_bytes, wait_until};
 use tokio::sync::Mutex;
 
@@ -34,55 +35,6 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// A plugin directory the test writes into the way a deployment should:
 /// each file written under a temporary name and renamed into place,
 /// component first, manifest last.
-struct PluginDir {
-    path: PathBuf,
-}
-
-impl PluginDir {
-    fn new(parent: &Path) -> Self {
-        let path = parent.join("plugins");
-        std::fs::create_dir(&path).unwrap();
-        Self { path }
-    }
-
-    fn write(&self, file: &str, bytes: &[u8]) {
-        let temporary = self.path.join(format!(".{file}.tmp"));
-        std::fs::write(&temporary, bytes).unwrap();
-        std::fs::rename(&temporary, self.path.join(file)).unwrap();
-    }
-
-    /// Installs `version` of plugin `name` with its component in a file of
-    /// its own. Returns when the manifest landed, in ms since the epoch.
-    fn install(&self, name: &str, version: &str, wasm: &[u8], pipeline: Option<&Pipeline>) -> i64 {
-        let component = format!("{name}-{version}.wasm");
-        self.write(&component, wasm);
-        self.write_manifest(name, version, Some(&component), pipeline);
-        now_millis()
-    }
-
-    fn write_manifest(
-        &self,
-        name: &str,
-        version: &str,
-        component: Option<&str>,
-        pipeline: Option<&Pipeline>,
-    ) {
-        let manifest = plugin_manifest(name, version, component, pipeline);
-        self.write(&format!("{name}.toml"), manifest.as_bytes());
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.path.join(file)).unwrap();
-    }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// The pipeline of an echo plugin from `input` to `output`.
 fn echo_pipeline(input: &str, output: &str, batch_size: i64) -> Pipeline {
     Pipeline::reading(input)

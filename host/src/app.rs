@@ -21,6 +21,7 @@ use crate::plugin_dir::{self, PluginRegistry};
 use crate::plugin_store::{self, follower::StoreFollower};
 use crate::plugins::{HostPlugins, UnservedPipeline};
 use crate::runtime::{EngineSettings, PluginEngine, read_component};
+use crate::signing::{TrustedKeys, signature_path};
 use crate::sink::OutputProducer;
 
 /// What readiness depends on.
@@ -216,12 +217,20 @@ async fn start_pipelines(
 ) -> anyhow::Result<(HostPlugins, Option<JoinHandle<()>>)> {
     let mut host_plugins = HostPlugins::default();
     let mut references = Vec::new();
+    let trusted = TrustedKeys::load(&config.runtime.trusted_plugin_keys)?;
     for name in config.pipelines.keys() {
         let settings = config.resolve(name)?;
         match &settings.plugin {
             PluginSource::File(path) => {
-                let plugin =
-                    load_plugin(engine, &settings, path, metrics, &mut host_plugins).await?;
+                let plugin = load_plugin(
+                    engine,
+                    &settings,
+                    path,
+                    &trusted,
+                    metrics,
+                    &mut host_plugins,
+                )
+                .await?;
                 launcher.start(settings, plugin)?;
             }
             // Started by the plugin directory below.
@@ -239,6 +248,7 @@ async fn start_pipelines(
         references,
         launcher.clone(),
         metrics.clone(),
+        trusted,
     ));
     registry.start().await?;
     plugin_dir::watch(
@@ -286,6 +296,7 @@ pub async fn load_plugin(
     engine: &PluginEngine,
     settings: &ResolvedPipeline,
     path: &Path,
+    trusted: &TrustedKeys,
     metrics: &Metrics,
     host_plugins: &mut HostPlugins,
 ) -> anyhow::Result<ServedPlugin> {
@@ -297,6 +308,9 @@ pub async fn load_plugin(
     let wasm = read_component(path)
         .await
         .with_context(|| format!("pipeline {}", settings.name))?;
+    trusted
+        .verify(&signature_path(path), None, &wasm)
+        .with_context(|| format!("pipeline {}: plugin {}", settings.name, path.display()))?;
     let loaded = async {
         let plugin = engine.load(
             &name,

@@ -22,6 +22,7 @@ use crate::plugin_dir::loader::{
 };
 use crate::plugins::HostPlugins;
 use crate::runtime::PluginEngine;
+use crate::signing::TrustedKeys;
 use crate::sink::OutputProducer;
 
 /// What to check besides the configuration and the plugins.
@@ -104,6 +105,13 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
         }
     };
     let metrics = Metrics::new();
+    let trusted = match TrustedKeys::load(&config.runtime.trusted_plugin_keys) {
+        Ok(trusted) => trusted,
+        Err(error) => {
+            report.problem(error);
+            return report;
+        }
+    };
     // By name: every pipeline that would run, for the topic look-up.
     let mut pipelines = BTreeMap::new();
     let mut references = Vec::new();
@@ -124,7 +132,9 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
         match &settings.plugin {
             PluginSource::File(path) => {
                 let mut loaded = HostPlugins::default();
-                match app::load_plugin(&engine, &settings, path, &metrics, &mut loaded).await {
+                let loading =
+                    app::load_plugin(&engine, &settings, path, &trusted, &metrics, &mut loaded);
+                match loading.await {
                     Ok(_) => report.pipelines_ready += 1,
                     Err(error) => report.problem(error),
                 }
@@ -136,7 +146,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     // The store's plugins were validated as they were deployed; a host
     // following only the store has no directory to check.
     if let Some(dir) = config.plugins.as_ref().and_then(|p| p.dir.as_ref()) {
-        let loader = VersionLoader::new(engine, config.clone(), references);
+        let loader = VersionLoader::new(engine, config.clone(), references, trusted);
         for settings in check_directory(dir, &loader, &mut report).await {
             pipelines.entry(settings.name.clone()).or_insert(settings);
         }
@@ -168,7 +178,7 @@ async fn check_directory(
     let mut pipelines = Vec::new();
     for name in names {
         let Some(VersionFiles { version, files, .. }) =
-            read_version(&manifest_path(dir, &name)).await
+            read_version(&manifest_path(dir, &name), loader.trusted()).await
         else {
             for pipeline in loader.references().get(&name).into_iter().flatten() {
                 report.problem(RegistryError::Reference {

@@ -19,6 +19,7 @@ pub mod plugin_store;
 pub mod plugins;
 pub mod recorder;
 pub mod runtime;
+pub mod signing;
 pub mod sink;
 pub mod source;
 pub mod stats;

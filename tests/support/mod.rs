@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod kafka;
+pub mod plugin_dir;
 pub mod sdk;
 
 use std::fmt::Debug;

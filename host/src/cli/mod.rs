@@ -8,6 +8,7 @@ mod commands;
 mod exit;
 mod logging;
 mod project;
+mod signing;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -195,6 +196,8 @@ enum PluginCommand {
     },
     #[command(flatten)]
     Store(store::StoreCommand),
+    #[command(flatten)]
+    Signing(signing::SigningCommand),
 }
 
 fn parse_setting(setting: &str) -> Result<(String, String), String> {
@@ -232,6 +235,7 @@ pub fn main() -> ExitCode {
             sdk,
         }) => project::build(&dir, lang, out.as_deref(), sdk.as_deref(), errors),
         Command::Plugin(PluginCommand::Store(command)) => store::run(&command, errors),
+        Command::Plugin(PluginCommand::Signing(command)) => signing::run(&command, errors),
         Command::Topics(command) => admin::topics(command, errors),
         Command::Produce(args) => admin::produce(&args, errors),
         Command::Consume(args) => admin::consume(&args, errors),

@@ -46,7 +46,11 @@ impl Config {
             config.http.tls_key_file.as_mut(),
             config.dapr.app_api_token_file.as_mut(),
         ];
-        for file in files.into_iter().flatten() {
+        let files = files
+            .into_iter()
+            .flatten()
+            .chain(config.runtime.trusted_plugin_keys.iter_mut());
+        for file in files {
             if file.is_relative() {
                 *file = base.join(&*file);
             }

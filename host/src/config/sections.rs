@@ -240,6 +240,13 @@ pub struct RuntimeConfig {
     /// or the machine's) when unset.
     #[serde(default)]
     pub max_plugin_memory_mib: Option<u64>,
+    /// Public keys (PEM files, relative to the config file) whose
+    /// signatures this host accepts. With any, every plugin (from the
+    /// plugin directory, the plugin store or a pipeline's path) must carry
+    /// a signature by one of them (`runnel plugin sign`), or it is refused
+    /// and the version serving keeps serving. Empty, none is needed.
+    #[serde(default)]
+    pub trusted_plugin_keys: Vec<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -251,6 +258,7 @@ impl Default for RuntimeConfig {
             compile_cache: None,
             call_slots: None,
             max_plugin_memory_mib: None,
+            trusted_plugin_keys: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::manifest::{Manifest, ManifestError};
 use crate::config::{Config, ConfigError, PluginSource, ResolvedPipeline, is_plugin_name};
 use crate::launcher::LaunchError;
 use crate::runtime::{ComponentFileError, LoadError, Plugin, PluginEngine, read_component};
+use crate::signing::{SignatureError, TrustedKeys, signature_path};
 
 /// Why a version found in the plugin directory cannot serve. Users see its
 /// text: in the log, as the plugin's `last_error`, in a reload's answer and
@@ -41,6 +42,8 @@ pub enum VersionError {
     Start { pipeline: String, reason: LoadError },
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 /// Loads versions of the plugins of one host's directory.
@@ -50,12 +53,19 @@ pub struct VersionLoader {
     config: Config,
     /// Host-config pipelines naming a plugin of the directory, by plugin.
     references: BTreeMap<String, Vec<ResolvedPipeline>>,
+    /// Whose signatures a version needs, if anyone's.
+    trusted: TrustedKeys,
 }
 
 impl VersionLoader {
     /// `references` are the host-config pipelines; those naming a plugin of
     /// the directory run it too.
-    pub fn new(engine: PluginEngine, config: Config, references: Vec<ResolvedPipeline>) -> Self {
+    pub fn new(
+        engine: PluginEngine,
+        config: Config,
+        references: Vec<ResolvedPipeline>,
+        trusted: TrustedKeys,
+    ) -> Self {
         let mut by_plugin: BTreeMap<String, Vec<ResolvedPipeline>> = BTreeMap::new();
         for pipeline in references {
             if let PluginSource::Directory(plugin) = &pipeline.plugin {
@@ -66,7 +76,13 @@ impl VersionLoader {
             engine,
             config,
             references: by_plugin,
+            trusted,
         }
+    }
+
+    /// Whose signatures a version needs, if anyone's.
+    pub fn trusted(&self) -> &TrustedKeys {
+        &self.trusted
     }
 
     /// Host-config pipelines naming a plugin of the directory, by plugin.
@@ -164,9 +180,10 @@ pub struct VersionFiles {
     pub files: Result<(Manifest, Vec<u8>), VersionError>,
 }
 
-/// Reads the manifest at `path` and the component it names; `None` when
-/// there is no manifest.
-pub async fn read_version(path: &Path) -> Option<VersionFiles> {
+/// Reads the manifest at `path` and the component it names, and checks
+/// their signature when `trusted` wants one; `None` when there is no
+/// manifest.
+pub async fn read_version(path: &Path, trusted: &TrustedKeys) -> Option<VersionFiles> {
     let text = match tokio::fs::read_to_string(path).await {
         Ok(text) => Ok(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
@@ -183,15 +200,26 @@ pub async fn read_version(path: &Path) -> Option<VersionFiles> {
         let table = text.parse::<toml::Table>().ok()?;
         Some(table.contains_key("pipeline"))
     });
-    let manifest = text.and_then(|text| {
-        let manifest = Manifest::parse(&text, path)?;
-        manifest.check_file_name(path)?;
-        Ok(manifest)
-    });
+    let (text, manifest) = match text {
+        Ok(text) => {
+            let manifest = Manifest::parse(&text, path).and_then(|manifest| {
+                manifest.check_file_name(path)?;
+                Ok(manifest)
+            });
+            (text, manifest.map_err(VersionError::from))
+        }
+        Err(error) => (String::new(), Err(error)),
+    };
     let version = manifest.as_ref().ok().map(|m| m.version.clone());
+    let signature = signature_path(path);
+    // A signature added or replaced is a change to act on.
+    std::fs::read(&signature).ok().hash(&mut fingerprint);
     let files = match manifest {
         Ok(manifest) => match read_component(&manifest.component).await {
-            Ok(wasm) => Ok((manifest, wasm)),
+            Ok(wasm) => match trusted.verify(&signature, Some(&text), &wasm) {
+                Ok(()) => Ok((manifest, wasm)),
+                Err(error) => Err(error.into()),
+            },
             Err(error) => Err(error.into()),
         },
         Err(error) => Err(error),

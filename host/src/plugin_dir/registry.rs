@@ -22,6 +22,7 @@ use crate::plugins::{
     PluginOrigin, PluginState, PluginStatus, UnservedPipeline, now_rfc3339, sha256_hex,
 };
 use crate::runtime::{Plugin, PluginEngine};
+use crate::signing::TrustedKeys;
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -98,10 +99,11 @@ impl PluginRegistry {
         references: Vec<ResolvedPipeline>,
         launcher: Arc<PipelineLauncher>,
         metrics: Metrics,
+        trusted: TrustedKeys,
     ) -> Self {
         Self {
             dir,
-            loader: VersionLoader::new(engine, config, references),
+            loader: VersionLoader::new(engine, config, references, trusted),
             launcher,
             metrics,
             plugins: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -216,7 +218,7 @@ impl PluginRegistry {
         force: bool,
     ) -> Outcome {
         let path = manifest_path(&self.dir, name);
-        let Some(found) = read_version(&path).await else {
+        let Some(found) = read_version(&path, self.loader.trusted()).await else {
             return self.remove(entries, name).await;
         };
         let VersionFiles {

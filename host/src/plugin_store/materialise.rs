@@ -50,13 +50,20 @@ impl Materialiser {
     }
 
     /// Writes `version` of plugin `name`, whose component is `wasm`: the
-    /// component as `NAME-SHA256.wasm` (its digest's first 16 digits), then
-    /// the version's manifest as `NAME.toml`, its `component` naming that
-    /// file.
+    /// component as `NAME-SHA256.wasm` (its digest's first 16 digits), its
+    /// signature as `NAME.sig` (or none), then the version's manifest as
+    /// `NAME.toml`, its `component` naming that file.
     pub fn write(&mut self, name: &str, version: &VersionRecord, wasm: &[u8]) -> io::Result<()> {
         let component = format!("{name}-{}.wasm", &version.sha256[..16]);
         let manifest = manifest_naming(&version.manifest, &component);
         write_atomically(&self.dir.join(&component), wasm)?;
+        let signature = self.dir.join(format!("{name}.sig"));
+        match &version.signature {
+            Some(text) => write_atomically(&signature, text.as_bytes())?,
+            None => {
+                remove_if_present(&signature)?;
+            }
+        }
         write_atomically(&self.dir.join(format!("{name}.toml")), manifest.as_bytes())?;
         let component = self.dir.join(component);
         let replaced = self.written.insert(
@@ -77,11 +84,8 @@ impl Materialiser {
     /// Deletes plugin `name`'s manifest, if there is one: the registry
     /// drains and stops its pipelines. Returns whether there was one.
     pub fn remove(&mut self, name: &str) -> io::Result<bool> {
-        let removed = match std::fs::remove_file(self.dir.join(format!("{name}.toml"))) {
-            Ok(()) => true,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
-            Err(error) => return Err(error),
-        };
+        let removed = remove_if_present(&self.dir.join(format!("{name}.toml")))?;
+        remove_if_present(&self.dir.join(format!("{name}.sig")))?;
         if let Some(written) = self.written.remove(name) {
             self.stale.push(written.component);
         }
@@ -113,6 +117,15 @@ fn manifest_naming(text: &str, file: &str) -> String {
     };
     table.insert("component".into(), file.into());
     toml::to_string(&table).unwrap_or_else(|_| text.to_owned())
+}
+
+/// Deletes `path`; returns whether there was a file to delete.
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Writes `bytes` to a hidden temporary file beside `path`, then renames it
@@ -174,6 +187,38 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(files.names().count(), 0);
         assert!(!files.remove("orders").unwrap(), "nothing left to remove");
+    }
+
+    /// The store's path for a signed plugin: the manifest is rewritten to
+    /// name the file the component was written to, and the signature
+    /// still holds for it; a version deployed without one leaves none.
+    #[tokio::test]
+    async fn a_signed_version_is_written_with_a_signature_that_verifies() {
+        use crate::plugin_dir::loader::read_version;
+        use crate::signing::{self, TrustedKeys};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (private, public) = signing::generate().unwrap();
+        std::fs::write(keys.path().join("k.key"), private).unwrap();
+        std::fs::write(keys.path().join("k.pub"), public).unwrap();
+        let trusted = TrustedKeys::load(&[keys.path().join("k.pub")]).unwrap();
+        let component = wat::parse_str("(component)").unwrap();
+        let wasm = component.as_slice();
+        let mut signed = version("1", wasm);
+        let signature = signing::sign(&keys.path().join("k.key"), Some(&signed.manifest), wasm);
+        signed.signature = Some(signature.unwrap());
+
+        let mut files = Materialiser::new(dir.path().to_owned());
+        files.write("orders", &signed, wasm).unwrap();
+        let manifest = dir.path().join("orders.toml");
+        let found = read_version(&manifest, &trusted).await.unwrap();
+        assert!(found.files.is_ok(), "{:?}", found.files.err());
+
+        files.write("orders", &version("2", wasm), wasm).unwrap();
+        assert!(!dir.path().join("orders.sig").exists());
+        let found = read_version(&manifest, &trusted).await.unwrap();
+        let refusal = found.files.expect_err("unsigned").to_string();
+        assert!(refusal.starts_with("unsigned"), "{refusal}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::plugin_dir::check::{self, ValidateRequest};
 use crate::plugin_dir::manifest::{Manifest, ManifestError};
 use crate::plugins::now_rfc3339;
 use crate::runtime::read_component;
+use crate::signing::signature_path;
 
 /// What to deploy: a component and its manifest, or a manifest naming its
 /// component.
@@ -59,7 +60,11 @@ pub async fn deploy(
     let parsed = Manifest::parse(&text, manifest_path)?;
     let wasm = read_component(component_path.unwrap_or(&parsed.component)).await?;
     let name = parsed.name;
-    let version = VersionRecord::of(&parsed.version, &text, &wasm, now_rfc3339());
+    let mut version = VersionRecord::of(&parsed.version, &text, &wasm, now_rfc3339());
+    // Hosts that trust keys check it; others ignore it.
+    version.signature = std::fs::read_to_string(signature_path(manifest_path))
+        .ok()
+        .map(|signature| signature.trim().to_owned());
 
     topic.ensure().await?;
     let mut state = topic.read().await?.unwrap_or_default();
@@ -104,6 +109,7 @@ fn same_version(current: &VersionRecord, new: &VersionRecord) -> bool {
     current.version == new.version
         && current.sha256 == new.sha256
         && current.manifest == new.manifest
+        && current.signature == new.signature
 }
 
 /// Marks plugin `name` removed: every host drains and stops it.

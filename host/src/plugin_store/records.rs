@@ -87,6 +87,10 @@ pub struct VersionRecord {
     pub manifest: String,
     /// When it was deployed (RFC 3339).
     pub deployed_at: String,
+    /// Its signature (`runnel plugin sign`), in base64, if it was deployed
+    /// with one; a host written it beside the manifest as `NAME.sig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl VersionRecord {
@@ -99,6 +103,7 @@ impl VersionRecord {
             chunks: wasm.len().div_ceil(CHUNK_SIZE) as u32,
             manifest: manifest.to_owned(),
             deployed_at,
+            signature: None,
         }
     }
 }
