@@ -8,6 +8,7 @@ pub mod config;
 pub mod host;
 pub mod kafka;
 pub mod sdk;
+pub mod secured;
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
