@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use support::cli::{runnel, runnel_with_input};
 use support::config::{HostConfig, Pipeline};
 use support::host::HostProcess;
 use support::kafka::{self, Cluster, TopicReader};
@@ -245,6 +246,48 @@ async fn an_untrusted_certificate_is_one_clear_error_and_an_unready_host_that_st
     let config = secured_config(Mechanism::ScramSha512, &ca_file);
     let (_, password) = broker.user(Mechanism::ScramSha512);
     assert_refused(config, password, "kafka broker certificate not trusted").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topic_commands_reach_the_secured_broker_with_the_hosts_settings() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let broker = broker();
+    let dir = kafka::scratch_dir();
+    let config =
+        secured_config(Mechanism::ScramSha512, &broker.credentials.ca_file).write_in(dir.path());
+    let config = config.to_str().expect("test paths are UTF-8");
+    let (_, password) = broker.user(Mechanism::ScramSha512);
+    let env = [("RUNNEL_KAFKA_SASL_PASSWORD", password)];
+    let topic = kafka::unique_topic("secured-cli");
+    let ran = |args: &[&str]| runnel(&[args, &["--config", config]].concat(), &env);
+
+    let created = ran(&["topics", "create", &topic, "--partitions", "1"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let produced = runnel_with_input(
+        &["produce", &topic, "--config", config],
+        &env,
+        Some(b"one\ntwo\n"),
+    );
+    assert_eq!(produced.code, 0, "{produced:?}");
+    let consumed = ran(&["consume", &topic, "--format", "json", "-e"]);
+    assert_eq!(consumed.code, 0, "{consumed:?}");
+    let values: Vec<serde_json::Value> = (consumed.stdout.lines())
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["value"].clone())
+        .collect();
+    assert_eq!(values, ["one", "two"], "{consumed:?}");
+    let listed = ran(&["topics", "list"]);
+    assert!(listed.stdout.contains(&topic), "{listed:?}");
+
+    let refused = runnel(
+        &["topics", "list", "--timeout", "5s", "--config", config],
+        &[("RUNNEL_KAFKA_SASL_PASSWORD", "not-the-password")],
+    );
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("Authentication failed"),
+        "the reason is librdkafka's: {refused:?}"
+    );
+    assert!(!refused.stderr.contains(password) && !consumed.stderr.contains(password));
 }
 
 /// A host of `config` with the SASL password `password`, reading a topic:
