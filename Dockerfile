@@ -37,10 +37,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # ---- runtime ----
 # The same Debian release as the build image, so the binary finds the C
 # library it was linked against (it also needs libz, libgcc_s and libm, all
-# in the slim image). curl is there for health checks.
+# in the slim image, and OpenSSL's libssl3, for Kafka over TLS and SCRAM).
+# curl is there for health checks.
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
+    && apt-get install -y --no-install-recommends curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 runnel \
     && useradd --system --uid 10001 --gid runnel --no-create-home \

@@ -23,6 +23,16 @@ if ! command -v kcat >/dev/null 2>&1; then
     fi
 fi
 
+# OpenSSL's headers and pkg-config: librdkafka is built with them, for Kafka
+# over TLS and SCRAM. openssl itself makes the test broker's certificates.
+if ! pkg-config --exists openssl 2>/dev/null || ! command -v openssl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config openssl >/dev/null
+    else
+        echo "setup: OpenSSL's headers are missing; install them (apt-get install libssl-dev pkg-config openssl)" >&2
+    fi
+fi
+
 if [ "${1:-}" = "--with-kafka" ]; then
     # The real Apache Kafka broker's jars, cached outside the repository.
     tests/kafka/broker.sh fetch >/dev/null

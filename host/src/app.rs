@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client_events::{ClientEvents, LogLimiter};
+use crate::client_events::{self, ClientEvents, ConnectionFailure, LogLimiter};
 use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline, defaults};
 use crate::http::{self, HttpAccess, HttpState};
 use crate::launcher::{DRAIN_GRACE, LauncherSettings, PipelineLauncher};
@@ -88,7 +88,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
     let engine = PluginEngine::new(engine_settings(&config))
         .map_err(|error| HostError::Runtime(error.into()))?;
     let producer = OutputProducer::new(
-        &config.kafka.brokers,
+        &config.kafka,
         &config.kafka.producer,
         ClientEvents::new("producer", "", metrics.clone()),
     )
@@ -100,7 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
     ));
 
     let launcher = Arc::new(PipelineLauncher::new(LauncherSettings {
-        brokers: config.kafka.brokers.clone(),
+        kafka: config.kafka.clone(),
         producer_options: config.kafka.producer.clone(),
         dapr_sidecar: config.dapr.sidecar.clone(),
         drain_timeout: config.drain_timeout,
@@ -359,10 +359,20 @@ async fn watch_broker(producer: OutputProducer, health: Arc<Health>, shutdown: C
         .await
         .unwrap_or_else(|error| Err(error.to_string()));
         let reachable = checked.is_ok();
+        // A refused login or an untrusted certificate says more than the
+        // metadata request's timeout.
+        let cause = if reachable {
+            client_events::clear_last_failure();
+            None
+        } else {
+            client_events::last_failure()
+        };
         *health
             .broker_error
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = checked.err();
+            .unwrap_or_else(|e| e.into_inner()) = checked
+            .err()
+            .map(|error| cause.map_or(error, |cause| cause.message().to_owned()));
         let was = health.broker_reachable.swap(reachable, Ordering::Relaxed);
         match (was, reachable) {
             (false, true) => match down_since.take() {
@@ -377,6 +387,7 @@ async fn watch_broker(producer: OutputProducer, health: Arc<Health>, shutdown: C
                 if LogLimiter::global().admit("broker-unreachable").is_some() {
                     tracing::warn!(
                         down_for = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                        cause = cause.map(ConnectionFailure::message),
                         "kafka unreachable; retrying with backoff"
                     );
                 }

@@ -93,8 +93,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     {
         report.problem(error);
     }
-    if let Err(error) = OutputProducer::check_options(&config.kafka.brokers, &config.kafka.producer)
-    {
+    if let Err(error) = OutputProducer::check_options(&config.kafka, &config.kafka.producer) {
         report.problem(error);
     }
     let engine = match PluginEngine::new(app::engine_settings(config)) {
@@ -124,8 +123,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
             }
         };
         if settings.producer != config.kafka.producer
-            && let Err(error) =
-                OutputProducer::check_options(&config.kafka.brokers, &settings.producer)
+            && let Err(error) = OutputProducer::check_options(&config.kafka, &settings.producer)
         {
             report.problem(format!("pipeline {name}: {error}"));
         }
@@ -226,7 +224,7 @@ async fn check_topics(
 ) {
     let brokers = &config.kafka.brokers;
     let events = ClientEvents::new("producer", "", Metrics::new());
-    let producer = match OutputProducer::new(brokers, &config.kafka.producer, events) {
+    let producer = match OutputProducer::new(&config.kafka, &config.kafka.producer, events) {
         Ok(producer) => producer,
         // Already reported by the options check.
         Err(_) => return,

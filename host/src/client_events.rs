@@ -5,7 +5,10 @@
 //! the log gets the first report of a kind at once and then at most one
 //! line per kind every [`SUMMARY_INTERVAL`], saying how many were held
 //! back. An outage of any length, with any number of pipelines, costs a
-//! bounded number of log lines.
+//! bounded number of log lines. A failure that retrying cannot mend (the
+//! brokers refused the credentials, their certificate is not trusted) is
+//! logged as an error that names its cause and the settings to check, and
+//! is kept for readiness to report ([`last_failure`]).
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -13,9 +16,78 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::metrics::Metrics;
+
+/// A cause kept for readiness is stale after this long without a repeat:
+/// librdkafka reports a refused connection again at every retry (well
+/// under a second apart with the host's `reconnect.backoff.max.ms`).
+const CAUSE_FRESH_FOR: Duration = Duration::from_secs(30);
+
+/// A failure that configuration, not time, has to mend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionFailure {
+    /// The brokers refused the SASL credentials.
+    AuthenticationFailed,
+    /// The brokers' TLS certificate was not signed by a trusted CA.
+    CertificateNotTrusted,
+    /// The TLS handshake failed for another reason.
+    TlsFailed,
+}
+
+impl ConnectionFailure {
+    /// The kind of `error`, whose librdkafka text is `reason`, if it is one.
+    pub fn of(error: &KafkaError, reason: &str) -> Option<Self> {
+        match error.rdkafka_error_code()? {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+                Some(Self::AuthenticationFailed)
+            }
+            RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => {
+                Some(Self::CertificateNotTrusted)
+            }
+            RDKafkaErrorCode::SSL => Some(Self::TlsFailed),
+            _ => None,
+        }
+    }
+
+    /// What happened and what to check, in one sentence.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::AuthenticationFailed => {
+                "kafka authentication failed: the brokers refused the SASL credentials; check \
+                 sasl.mechanism, sasl.username and the password (kafka.sasl_password_file or \
+                 RUNNEL_KAFKA_SASL_PASSWORD)"
+            }
+            Self::CertificateNotTrusted => {
+                "kafka broker certificate not trusted: it is not signed by a CA the host \
+                 trusts; check ssl.ca.location"
+            }
+            Self::TlsFailed => {
+                "kafka TLS handshake failed; check security.protocol and the ssl.* options"
+            }
+        }
+    }
+}
+
+/// The connection failure reported last, if it is recent: readiness says
+/// it rather than only that no broker answers.
+pub fn last_failure() -> Option<ConnectionFailure> {
+    let last = lock_last_failure();
+    last.filter(|(_, at)| at.elapsed() < CAUSE_FRESH_FOR)
+        .map(|(failure, _)| failure)
+}
+
+/// Forgets the last connection failure: a broker answered.
+pub fn clear_last_failure() {
+    *lock_last_failure() = None;
+}
+
+static LAST_FAILURE: Mutex<Option<(ConnectionFailure, Instant)>> = Mutex::new(None);
+
+fn lock_last_failure() -> std::sync::MutexGuard<'static, Option<(ConnectionFailure, Instant)>> {
+    LAST_FAILURE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The shortest time between two log lines of one kind. librdkafka repeats
 /// a broker-down error about every 100 ms per client during an outage; a
@@ -116,6 +188,12 @@ impl ClientEvents {
                 return;
             }
         };
+        // A broker connection's failure (`FAIL`) reaches the error callback
+        // too, which logs it, with its cause when it has one.
+        if facility == "FAIL" {
+            tracing::debug!(client, pipeline, facility, "{text}");
+            return;
+        }
         let Some(held_back) = LogLimiter::global().admit(&format!("log:{facility}")) else {
             return;
         };
@@ -132,11 +210,30 @@ impl ClientEvents {
             .map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
         self.metrics
             .record_kafka_client_error(self.client, &self.pipeline, &code);
+        let failure = ConnectionFailure::of(&error, reason);
+        if let Some(failure) = failure {
+            *lock_last_failure() = Some((failure, Instant::now()));
+        }
+        // Every broker refusing the host is the failure already said, not
+        // news of its own.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
+            && last_failure().is_some()
+        {
+            tracing::debug!(client = self.client, pipeline = %self.pipeline, %error, reason, "kafka client error");
+            return;
+        }
         let Some(held_back) = LogLimiter::global().admit(&format!("error:{code}")) else {
             return;
         };
         let (client, pipeline) = (self.client, self.pipeline.as_str());
-        tracing::warn!(client, pipeline, %error, reason, held_back, "kafka client error");
+        match failure {
+            Some(failure) => {
+                tracing::error!(client, pipeline, %error, reason, held_back, "{}", failure.message());
+            }
+            None => {
+                tracing::warn!(client, pipeline, %error, reason, held_back, "kafka client error")
+            }
+        }
     }
 }
 
@@ -153,6 +250,46 @@ impl ClientContext for ClientEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_credentials_and_untrusted_certificates_are_named() {
+        let failure = |code, reason| ConnectionFailure::of(&KafkaError::Global(code), reason);
+        assert_eq!(
+            failure(
+                RDKafkaErrorCode::Authentication,
+                "SASL authentication error: Authentication failed during authentication due to invalid credentials"
+            ),
+            Some(ConnectionFailure::AuthenticationFailed)
+        );
+        assert_eq!(
+            failure(
+                RDKafkaErrorCode::SSL,
+                "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
+            ),
+            Some(ConnectionFailure::CertificateNotTrusted)
+        );
+        assert_eq!(
+            failure(
+                RDKafkaErrorCode::SSL,
+                "SSL handshake failed: wrong version number"
+            ),
+            Some(ConnectionFailure::TlsFailed)
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down"),
+            None
+        );
+        assert!(
+            ConnectionFailure::AuthenticationFailed
+                .message()
+                .starts_with("kafka authentication failed")
+        );
+        assert!(
+            ConnectionFailure::CertificateNotTrusted
+                .message()
+                .starts_with("kafka broker certificate not trusted")
+        );
+    }
 
     #[test]
     fn the_first_report_of_a_kind_passes_then_one_per_interval_with_the_count_held_back() {

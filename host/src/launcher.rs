@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchPolicy;
 use crate::client_events::ClientEvents;
-use crate::config::ResolvedPipeline;
+use crate::config::{KafkaConfig, ResolvedPipeline};
 use crate::failure::FailurePolicy;
 use crate::metrics::{Metrics, Mode};
 use crate::pipeline::{Pipeline, PluginSlot, ServedPlugin};
@@ -79,7 +79,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// What every pipeline of the host shares, and the pipelines running.
 pub struct PipelineLauncher {
-    brokers: String,
+    kafka: KafkaConfig,
     dapr_sidecar: String,
     drain_timeout: Duration,
     /// The at-least-once output producers, by their options: pipelines
@@ -107,7 +107,8 @@ struct RunningPipeline {
 }
 
 pub struct LauncherSettings {
-    pub brokers: String,
+    /// The cluster, with the options and secrets of every client.
+    pub kafka: KafkaConfig,
     pub producer_options: BTreeMap<String, String>,
     pub dapr_sidecar: String,
     pub drain_timeout: Duration,
@@ -121,7 +122,7 @@ pub struct LauncherSettings {
 impl PipelineLauncher {
     pub fn new(settings: LauncherSettings) -> Self {
         Self {
-            brokers: settings.brokers,
+            kafka: settings.kafka,
             dapr_sidecar: settings.dapr_sidecar,
             drain_timeout: settings.drain_timeout,
             producers: Mutex::new(HashMap::from([(
@@ -200,7 +201,7 @@ impl PipelineLauncher {
             None
         } else {
             let input = KafkaInput::new(
-                &self.brokers,
+                &self.kafka,
                 settings.clone(),
                 pipeline.clone(),
                 self.drain_timeout,
@@ -239,7 +240,7 @@ impl PipelineLauncher {
         }
         let events = ClientEvents::new("producer", &settings.name, self.metrics.clone());
         let producer =
-            OutputProducer::new(&self.brokers, &settings.producer, events).map_err(|source| {
+            OutputProducer::new(&self.kafka, &settings.producer, events).map_err(|source| {
                 LaunchError::Producer {
                     pipeline: settings.name.clone(),
                     source: Box::new(source),

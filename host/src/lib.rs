@@ -11,6 +11,7 @@ pub mod config;
 pub mod dev;
 pub mod failure;
 pub mod http;
+pub mod kafka_client;
 pub mod launcher;
 pub mod metrics;
 pub mod pipeline;

@@ -46,6 +46,8 @@ pub fn runnel_with_input(args: &[&str], env: &[(&str, &str)], input: Option<&[u8
         "RUNNEL_CONFIG",
         "RUNNEL_BROKERS",
         "RUNNEL_INSTANCE_ID",
+        "RUNNEL_KAFKA_SASL_PASSWORD",
+        "RUNNEL_KAFKA_SSL_KEY_PASSWORD",
         "NO_COLOR",
     ] {
         command.env_remove(variable);

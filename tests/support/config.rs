@@ -62,6 +62,16 @@ impl HostConfig {
         self.set(&["dapr", "app_api_token_file"], path_value(path))
     }
 
+    /// One raw librdkafka option of every Kafka client of the host.
+    pub fn client(self, option: &str, value: &str) -> Self {
+        self.set(&["kafka", "client", option], value)
+    }
+
+    /// The SASL password is the content of `path`.
+    pub fn sasl_password_file(self, path: &Path) -> Self {
+        self.set(&["kafka", "sasl_password_file"], path_value(path))
+    }
+
     /// One raw librdkafka option of the host's producer.
     pub fn producer(self, option: &str, value: &str) -> Self {
         self.set(&["kafka", "producer", option], value)

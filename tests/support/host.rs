@@ -29,6 +29,8 @@ impl HostProcess {
             .arg(config)
             .env_remove("RUNNEL_ADMIN_TOKEN")
             .env_remove("APP_API_TOKEN")
+            .env_remove("RUNNEL_KAFKA_SASL_PASSWORD")
+            .env_remove("RUNNEL_KAFKA_SSL_KEY_PASSWORD")
             .envs(env.iter().copied())
             .env("RUNNEL_LOG_FORMAT", "json")
             // RUNNEL_TEST_HOST_LOG=debug (say) to see more of a failing test.

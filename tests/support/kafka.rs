@@ -42,6 +42,8 @@ pub fn brokers() -> String {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub bootstrap: String,
+    /// librdkafka options every test client gets (a secured broker's).
+    pub options: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -49,12 +51,16 @@ impl Cluster {
     pub fn shared() -> Self {
         Self {
             bootstrap: brokers(),
+            options: Vec::new(),
         }
     }
 
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
         config
     }
 }
@@ -452,15 +458,29 @@ pub struct OwnBroker {
 
 impl OwnBroker {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A broker started with `broker.sh start` and `options` (as
+    /// `["--security", "sasl_ssl"]`).
+    pub fn start_with(options: &[&str]) -> Self {
         let dir = scratch_dir();
-        let bootstrap = run_broker_script(
-            &["start", "--watch-pid", &std::process::id().to_string()],
-            dir.path(),
-        );
+        let pid = std::process::id().to_string();
+        let mut args = vec!["start", "--watch-pid", &pid];
+        args.extend_from_slice(options);
+        let bootstrap = run_broker_script(&args, dir.path());
         Self {
             dir,
-            cluster: Cluster { bootstrap },
+            cluster: Cluster {
+                bootstrap,
+                options: Vec::new(),
+            },
         }
+    }
+
+    /// The broker's directory (`broker.sh --dir`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// SIGTERM: the broker shuts down cleanly, as in a rolling restart.

@@ -9,6 +9,7 @@ pub mod host;
 pub mod kafka;
 pub mod plugin_dir;
 pub mod sdk;
+pub mod secured;
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};

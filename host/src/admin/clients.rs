@@ -157,7 +157,7 @@ impl ProducerContext for CommandContext {
 /// admin client is a producer underneath), as `runnel check --connect`
 /// reaches the brokers.
 pub(super) fn admin(kafka: &KafkaConfig) -> Result<AdminClient<CommandContext>, AdminError> {
-    create(&producer_config(&kafka.brokers, &kafka.producer))
+    create(&producer_config(kafka, &kafka.producer))
 }
 
 /// A client with the same options, for metadata and watermarks: unlike the
@@ -166,7 +166,7 @@ pub(super) fn admin(kafka: &KafkaConfig) -> Result<AdminClient<CommandContext>, 
 pub(super) fn metadata_client(
     kafka: &KafkaConfig,
 ) -> Result<BaseProducer<CommandContext>, AdminError> {
-    create(&producer_config(&kafka.brokers, &kafka.producer))
+    create(&producer_config(kafka, &kafka.producer))
 }
 
 /// A producer with the host's producer options (`[kafka.producer]` over the
@@ -176,7 +176,7 @@ pub(super) fn producer(
     kafka: &KafkaConfig,
     delivery_timeout: Duration,
 ) -> Result<ThreadedProducer<CommandContext>, AdminError> {
-    let mut config = producer_config(&kafka.brokers, &kafka.producer);
+    let mut config = producer_config(kafka, &kafka.producer);
     config.set(
         "message.timeout.ms",
         delivery_timeout.as_millis().max(1).to_string(),
@@ -187,11 +187,7 @@ pub(super) fn producer(
 /// A consumer that reads assigned partitions with `[kafka.consumer]`'s
 /// options, and joins no group and commits nothing whatever they say.
 pub(super) fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer<CommandContext>, AdminError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.brokers);
-    for (key, value) in CONSUMER_DEFAULTS {
-        config.set(*key, *value);
-    }
+    let mut config = kafka.client_config(CONSUMER_DEFAULTS.iter().copied());
     for (key, value) in &kafka.consumer {
         config.set(key, value);
     }

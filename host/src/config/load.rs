@@ -8,11 +8,22 @@ use super::owned_options::{
     HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, refuse_owned,
 };
 use super::plugin_source::PluginSource;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, KafkaSecrets};
 
 impl Config {
-    /// Reads a config file and applies `path.to.field=value` overrides.
+    /// Reads a config file and applies `path.to.field=value` overrides;
+    /// the Kafka clients' secrets come from the process's environment and
+    /// the files the file names.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, overrides, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with `env` for the environment.
+    pub fn load_with_env(
+        path: &Path,
+        overrides: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
             reason,
@@ -45,6 +56,8 @@ impl Config {
             config.http.tls_cert_file.as_mut(),
             config.http.tls_key_file.as_mut(),
             config.dapr.app_api_token_file.as_mut(),
+            config.kafka.sasl_password_file.as_mut(),
+            config.kafka.ssl_key_password_file.as_mut(),
         ];
         let files = files
             .into_iter()
@@ -61,6 +74,7 @@ impl Config {
             // wasmtime wants an absolute directory.
             *cache = std::path::absolute(base.join(&*cache)).unwrap_or_else(|_| base.join(&*cache));
         }
+        config.kafka.secrets = KafkaSecrets::read(&config.kafka, env)?;
         Ok(config)
     }
 
@@ -114,6 +128,9 @@ impl Config {
         }
         // Options owned in exactly-once pipelines only are checked as each
         // pipeline resolves.
+        for owned in [HOST_OWNED_PRODUCER_OPTIONS, HOST_OWNED_CONSUMER_OPTIONS] {
+            refuse_owned("kafka.client", &self.kafka.client, owned, false)?;
+        }
         refuse_owned(
             "kafka.producer",
             &self.kafka.producer,

@@ -7,6 +7,7 @@
 //! [`defaults`].
 
 pub mod defaults;
+mod kafka_secrets;
 mod load;
 mod owned_options;
 mod pipeline_table;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use crate::backoff::BackoffKind;
+pub use kafka_secrets::{KafkaSecrets, SASL_PASSWORD_ENV, SSL_KEY_PASSWORD_ENV};
 pub use owned_options::{
     HOST_OWNED_CONSUMER_OPTIONS, HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption, OwnedOptionError,
 };
@@ -50,6 +52,12 @@ pub enum ConfigError {
     OwnedOption(#[from] OwnedOptionError),
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot read the secret file {path} ({setting}): {reason}")]
+    SecretFile {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("cannot read the token file {path} ({setting}): {reason}")]
     TokenFile {
         setting: &'static str,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::KafkaSecrets;
 use super::PipelineConfig;
 use super::defaults;
 
@@ -54,8 +55,38 @@ pub struct KafkaConfig {
     /// go under new names.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// Raw librdkafka options for every Kafka client the host makes:
+    /// pipelines' consumers and producers (transactional ones too), the
+    /// admin client, the plugin store's reader and writer, and the commands
+    /// `topics`, `produce`, `consume` and `plugin`. The place for how to
+    /// reach the cluster: `security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, `ssl.ca.location` and the like (passwords belong
+    /// in `sasl_password_file` or the environment). They win over Runnel's
+    /// defaults; `[kafka.consumer]`, `[kafka.producer]`, a profile's presets
+    /// and a pipeline's own options win over them. The options of
+    /// [`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS)
+    /// and [`HOST_OWNED_PRODUCER_OPTIONS`](super::HOST_OWNED_PRODUCER_OPTIONS)
+    /// are refused.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+    /// A file holding the SASL password (librdkafka's `sasl.password`),
+    /// relative to the config file; its content without the final line
+    /// break. The environment variable `RUNNEL_KAFKA_SASL_PASSWORD` wins
+    /// over it when set and not empty. Given to every client, after all the
+    /// option tables.
+    #[serde(default)]
+    pub sasl_password_file: Option<PathBuf>,
+    /// A file holding the password of the client's TLS key (librdkafka's
+    /// `ssl.key.password`, for an encrypted `ssl.key.location`), relative to
+    /// the config file. `RUNNEL_KAFKA_SSL_KEY_PASSWORD` wins over it.
+    #[serde(default)]
+    pub ssl_key_password_file: Option<PathBuf>,
+    /// The secrets read from the environment and the files above when the
+    /// configuration is loaded; never in the file itself.
+    #[serde(skip)]
+    pub secrets: KafkaSecrets,
     /// Raw librdkafka options for every consumer, passed through unchanged
-    /// (for example `"security.protocol" = "SASL_SSL"`). They win over
+    /// (for example `"fetch.wait.max.ms" = "100"`). They win over
     /// Runnel's defaults; the options its delivery promises rest on
     /// ([`HOST_OWNED_CONSUMER_OPTIONS`](super::HOST_OWNED_CONSUMER_OPTIONS))
     /// are refused.
@@ -73,6 +104,10 @@ impl Default for KafkaConfig {
         Self {
             brokers: defaults::BROKERS.into(),
             instance_id: None,
+            client: BTreeMap::new(),
+            sasl_password_file: None,
+            ssl_key_password_file: None,
+            secrets: KafkaSecrets::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

@@ -27,7 +27,8 @@ pub const PARTITION: i32 = 0;
 #[derive(Debug, Clone)]
 pub struct StoreTopic {
     pub name: String,
-    brokers: String,
+    /// The cluster, with the options and secrets of every client.
+    kafka: KafkaConfig,
     consumer_options: BTreeMap<String, String>,
     producer_options: BTreeMap<String, String>,
     /// How long the brokers have to answer a request.
@@ -40,7 +41,7 @@ impl StoreTopic {
     pub fn new(kafka: &KafkaConfig, name: &str, timeout: Duration) -> Self {
         Self {
             name: name.to_owned(),
-            brokers: kafka.brokers.clone(),
+            kafka: kafka.clone(),
             consumer_options: kafka.consumer.clone(),
             producer_options: kafka.producer.clone(),
             timeout,
@@ -74,10 +75,9 @@ impl StoreTopic {
     }
 
     fn base_config(&self, options: &BTreeMap<String, String>) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("reconnect.backoff.max.ms", "1000");
+        let mut config = self
+            .kafka
+            .client_config([("reconnect.backoff.max.ms", "1000")]);
         for (key, value) in options {
             config.set(key, value);
         }

@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
-use crate::config::{HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption};
+use crate::config::{HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption, KafkaConfig};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -107,12 +107,11 @@ pub enum PendingDelivery {
 
 /// The producer's options: defaults, then the user's, then those the
 /// delivery guarantees rest on.
-pub(crate) fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for (key, value) in PRODUCER_DEFAULTS {
-        config.set(*key, *value);
-    }
+pub(crate) fn producer_config(
+    kafka: &KafkaConfig,
+    options: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = kafka.client_config(PRODUCER_DEFAULTS.iter().copied());
     for (key, value) in options {
         config.set(key, value);
     }
@@ -124,11 +123,11 @@ pub(crate) fn producer_config(brokers: &str, options: &BTreeMap<String, String>)
 
 impl OutputProducer {
     pub fn new(
-        brokers: &str,
+        kafka: &KafkaConfig,
         options: &BTreeMap<String, String>,
         events: ClientEvents,
     ) -> Result<Self, SinkError> {
-        let producer = producer_config(brokers, options)
+        let producer = producer_config(kafka, options)
             .create_with_context(events)
             .map_err(SinkError::Create)?;
         Ok(Self {
@@ -140,10 +139,10 @@ impl OutputProducer {
     /// Whether librdkafka accepts the producer's options, without creating
     /// a producer (which would start connecting to the brokers).
     pub fn check_options(
-        brokers: &str,
+        kafka: &KafkaConfig,
         options: &BTreeMap<String, String>,
     ) -> Result<(), SinkError> {
-        producer_config(brokers, options)
+        producer_config(kafka, options)
             .create_native_config()
             .map(drop)
             .map_err(SinkError::Create)
@@ -155,7 +154,7 @@ impl OutputProducer {
     /// transaction; one that never comes back has its transaction aborted
     /// by the broker after `transaction.timeout.ms`.
     pub async fn transactional(
-        brokers: &str,
+        kafka: &KafkaConfig,
         options: &BTreeMap<String, String>,
         transactional_id: &str,
         events: ClientEvents,
@@ -174,7 +173,7 @@ impl OutputProducer {
         options
             .entry("message.timeout.ms".into())
             .or_insert(transaction_timeout);
-        let producer = Self::new(brokers, &options, events)?;
+        let producer = Self::new(kafka, &options, events)?;
         let init = producer.clone();
         run_blocking(move || init.producer.init_transactions(TRANSACTION_TIMEOUT))
             .await

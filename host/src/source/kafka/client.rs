@@ -16,7 +16,7 @@ use super::commit::{StoredCommit, commit_stored};
 use super::workers::{Workers, drain};
 use crate::client_events::ClientEvents;
 use crate::config::{
-    BROKER_SIDE_TIMING, HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, ResolvedPipeline,
+    BROKER_SIDE_TIMING, HOST_OWNED_CONSUMER_OPTIONS, HostOwnedOption, KafkaConfig, ResolvedPipeline,
 };
 use crate::pipeline::Pipeline;
 
@@ -42,21 +42,18 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("heartbeat.interval.ms", "3000"),
 ];
 
-pub(super) fn consumer_config(brokers: &str, settings: &ResolvedPipeline) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", &settings.group);
+pub(super) fn consumer_config(kafka: &KafkaConfig, settings: &ResolvedPipeline) -> ClientConfig {
     let options: &BTreeMap<String, String> = &settings.consumer;
     // The consumer group protocol (KIP-848) times sessions on the broker.
     let consumer_protocol = options
         .get("group.protocol")
         .is_some_and(|p| p == "consumer");
-    for (key, value) in CONSUMER_DEFAULTS {
-        if !(consumer_protocol && BROKER_SIDE_TIMING.contains(key)) {
-            config.set(*key, *value);
-        }
-    }
+    let defaults = CONSUMER_DEFAULTS
+        .iter()
+        .filter(|(key, _)| !(consumer_protocol && BROKER_SIDE_TIMING.contains(key)))
+        .copied();
+    let mut config = kafka.client_config(defaults);
+    config.set("group.id", &settings.group);
     for (key, value) in options {
         config.set(key, value);
     }

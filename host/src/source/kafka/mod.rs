@@ -34,7 +34,7 @@ use self::workers::{
 };
 use crate::batch::BatchPolicy;
 use crate::client_events::{ClientEvents, LogLimiter};
-use crate::config::ResolvedPipeline;
+use crate::config::{KafkaConfig, ResolvedPipeline};
 use crate::pipeline::Pipeline;
 
 #[derive(Debug, Error)]
@@ -124,7 +124,7 @@ fn log_stop(pipeline: &str, drained: bool, last_commit: StoredCommit, transactio
 
 impl KafkaInput {
     pub fn new(
-        brokers: &str,
+        kafka: &KafkaConfig,
         settings: ResolvedPipeline,
         pipeline: Arc<Pipeline>,
         drain_timeout: Duration,
@@ -148,7 +148,7 @@ impl KafkaInput {
             drain_timeout,
             fetch_paused: AtomicBool::new(false),
         };
-        let consumer: PipelineConsumer = consumer_config(brokers, &settings)
+        let consumer: PipelineConsumer = consumer_config(kafka, &settings)
             .create_with_context(hooks)
             .map_err(|source| SourceError::Create {
                 pipeline: settings.name.clone(),
@@ -180,7 +180,7 @@ impl KafkaInput {
         let committer = shared.transactions.as_ref().and_then(|transactions| {
             let metrics = shared.pipeline.recorder.metrics().clone();
             let recipe = ProducerRecipe {
-                brokers: brokers.to_owned(),
+                kafka: kafka.clone(),
                 options: settings.producer.clone(),
                 transactional_id: transactional_id(&settings),
                 events: ClientEvents::new("transactional_producer", &settings.name, metrics),

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::open::OpenTransaction;
 use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
+use crate::config::KafkaConfig;
 use crate::sink::OutputProducer;
 use crate::source::kafka::workers::{Rewind, WorkerShared};
 
@@ -44,7 +45,8 @@ pub struct TransactionBounds {
 
 /// How the pipeline's transactional producer is made.
 pub struct ProducerRecipe {
-    pub brokers: String,
+    /// The cluster, with the options and secrets of every client.
+    pub kafka: KafkaConfig,
     pub options: BTreeMap<String, String>,
     /// Stable for a host that sets `group.instance.id`, so its restart
     /// aborts what it left open at once; otherwise unique to the process,
@@ -340,7 +342,7 @@ impl Committer {
         loop {
             attempt += 1;
             let started = OutputProducer::transactional(
-                &recipe.brokers,
+                &recipe.kafka,
                 &recipe.options,
                 &recipe.transactional_id,
                 recipe.events.clone(),
