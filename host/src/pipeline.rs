@@ -444,11 +444,18 @@ impl Pipeline {
                 .await
             {
                 Ok(pending) => result.deliveries.push(pending),
-                Err(error) => {
+                Err(error) if error.refuses_the_record() => {
                     result.failure = Some(MessageFailure::new(
                         MessageFailureKind::Permanent,
                         error.to_string(),
                     ));
+                    break;
+                }
+                // Not the handler's failure nor its output's: the producer
+                // takes no records now. Like an output not acknowledged,
+                // the message is processed again later, not dead-lettered.
+                Err(error) => {
+                    result.deliveries.push(PendingDelivery::Refused(error));
                     break;
                 }
             }

@@ -32,6 +32,33 @@ pub enum SinkError {
     Binding(#[from] super::dapr::DaprOutputError),
 }
 
+impl SinkError {
+    /// Whether the producer refused the record for what it is (larger than
+    /// `message.max.bytes`, a topic or partition that does not exist, a
+    /// malformed record), so that sending it again cannot succeed. Any
+    /// other refusal (a producer failed or in a state that takes no
+    /// records) says nothing of the record.
+    pub fn refuses_the_record(&self) -> bool {
+        let Self::Produce { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::InvalidArgument
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::InvalidTopic
+                    | RDKafkaErrorCode::InvalidMessageSize
+            )
+        )
+    }
+}
+
 /// Defaults users may override. What the delivery guarantees rest on
 /// (idempotence, `acks`) is not here: the host sets it after the user's
 /// options, from [`HOST_OWNED_PRODUCER_OPTIONS`].
@@ -98,7 +125,8 @@ pub struct OutputProducer {
 
 /// An output on its way: handed to the Kafka producer and waiting for the
 /// broker's acknowledgement, or already answered (a Dapr output binding
-/// answers synchronously, and may have refused it).
+/// answers synchronously, and may have refused it; a producer that takes
+/// no records now refuses it at once).
 pub enum PendingDelivery {
     Kafka(DeliveryFuture),
     Acknowledged,
@@ -318,5 +346,29 @@ impl OutputProducer {
     /// Waits for every queued output, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: RDKafkaErrorCode) -> SinkError {
+        SinkError::Produce {
+            topic: "out".into(),
+            source: KafkaError::MessageProduction(code),
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_record_itself_fails_its_message() {
+        assert!(refused(RDKafkaErrorCode::MessageSizeTooLarge).refuses_the_record());
+        assert!(refused(RDKafkaErrorCode::UnknownTopic).refuses_the_record());
+        assert!(refused(RDKafkaErrorCode::UnknownPartition).refuses_the_record());
+        // A failed idempotent or transactional producer, one being closed:
+        // the record is not at fault.
+        assert!(!refused(RDKafkaErrorCode::Fatal).refuses_the_record());
+        assert!(!refused(RDKafkaErrorCode::State).refuses_the_record());
+        assert!(!SinkError::Closed.refuses_the_record());
     }
 }
