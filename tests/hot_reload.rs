@@ -67,6 +67,11 @@ impl Host {
         }
     }
 
+    async fn metrics(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.base)).send();
+        response.await.unwrap().text().await.unwrap()
+    }
+
     async fn get(&self, path: &str) -> Value {
         self.client
             .get(format!("{}{path}", self.base))
@@ -392,6 +397,19 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     );
     let mut reader = TopicReader::new(&output, PARTITIONS, "read_uncommitted");
     assert!(reader.read_until(Duration::from_secs(120), |r| r.len() >= COUNT));
+    let gauges = [
+        "runnel_consumer_lag{",
+        "runnel_call_slots_in_use{",
+        "runnel_pipeline_plugin_memory_bytes{",
+    ];
+    // Lag comes with librdkafka's statistics, every 5 s.
+    wait_until(
+        "the pipeline's gauges",
+        Duration::from_secs(15),
+        async || host.metrics().await,
+        |metrics| gauges.iter().all(|gauge| has_echo_series(metrics, gauge)),
+    )
+    .await;
 
     plugins.remove("echo.toml");
     plugins.remove("echo-1.wasm");
@@ -410,6 +428,13 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
     );
     let stats = host.get("/messages/v1/stats").await;
     assert!(stats["pipelines"].get("echo").is_none(), "{stats}");
+    let metrics = host.metrics().await;
+    for gauge in gauges {
+        assert!(
+            !has_echo_series(&metrics, gauge),
+            "{gauge} outlived its pipeline"
+        );
+    }
 
     // Nothing runs the pipeline now.
     kafka::produce(
@@ -431,6 +456,14 @@ async fn a_deleted_plugin_drains_commits_and_stops_and_a_returning_one_resumes()
             .all(|record| version_of(record) == "2")
     );
     drop(host);
+}
+
+/// Whether the metrics text has a series of `metric` (its name and the `{`)
+/// for pipeline `echo`.
+fn has_echo_series(metrics: &str, metric: &str) -> bool {
+    metrics
+        .lines()
+        .any(|line| line.starts_with(metric) && line.contains("pipeline=\"echo\""))
 }
 
 /// Two hosts mount one directory; their shared pipeline is defined in the

@@ -296,7 +296,13 @@ impl PipelineLauncher {
                 .is_ok_and(|joined| joined.unwrap_or(false)),
             None => true,
         };
-        write(&self.live.pipelines).remove(name);
+        let stopped = write(&self.live.pipelines).remove(name);
+        // A stopped pipeline's gauges would otherwise keep their last
+        // values; its counters stay, as counters do.
+        if let Some(stopped) = stopped {
+            stopped.recorder.retain_lag(|_, _| false);
+        }
+        self.metrics.forget_tenant(name);
         drained
     }
 }

@@ -419,6 +419,14 @@ impl Metrics {
         }
     }
 
+    /// Drops a stopped pipeline's call-slot and memory gauges.
+    pub fn forget_tenant(&self, pipeline: &str) {
+        for gauge in [&self.call_slots_in_use, &self.pipeline_plugin_memory] {
+            // An error only says the series was never set.
+            let _ = gauge.remove_label_values(&[pipeline]);
+        }
+    }
+
     pub fn record_plugin_memory_limit(&self, host: usize, per_pipeline: usize) {
         let limit = &self.plugin_memory_limit;
         limit.with_label_values(&["host"]).set(host as i64);
