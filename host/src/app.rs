@@ -250,6 +250,9 @@ async fn start_pipelines(
         metrics.clone(),
         trusted,
     ));
+    if let Some(store) = &store {
+        registry.set_store_plugins(store.plugin_names());
+    }
     registry.start().await?;
     plugin_dir::watch(
         registry.clone(),

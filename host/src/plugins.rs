@@ -62,6 +62,10 @@ impl PluginStatus {
 pub enum PluginOrigin {
     /// A manifest in the plugin directory (`[plugins] dir`).
     Directory,
+    /// A version deployed to the cluster's plugin store
+    /// (`[plugins] store_topic`), written into the plugin directory by
+    /// the host.
+    Store,
     /// A component file a host-config pipeline names by path.
     File,
 }

@@ -198,10 +198,13 @@ impl Host {
 
     pub async fn wait_for_version(&self, version: &str) -> Value {
         let what = format!("version {version}, running");
-        self.wait_for_plugin(&what, |p| {
-            p["version"] == version && p["state"] == "running"
-        })
-        .await
+        let plugin = self
+            .wait_for_plugin(&what, |p| {
+                p["version"] == version && p["state"] == "running"
+            })
+            .await;
+        assert_eq!(plugin["source"], "store", "{plugin}");
+        plugin
     }
 
     pub fn revocations(&self) -> usize {

@@ -58,6 +58,9 @@ pub struct PluginRegistry {
     /// Kept apart so that status and readiness reads never wait for a
     /// load.
     published: Mutex<BTreeMap<String, Published>>,
+    /// The plugins the plugin store wrote into the directory: listed with
+    /// the store as their origin.
+    from_store: Mutex<BTreeSet<String>>,
 }
 
 /// What `GET /plugins` and readiness read of one plugin.
@@ -108,6 +111,7 @@ impl PluginRegistry {
             metrics,
             plugins: tokio::sync::Mutex::new(BTreeMap::new()),
             published: Mutex::new(BTreeMap::new()),
+            from_store: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -182,16 +186,29 @@ impl PluginRegistry {
     }
 
     pub fn statuses(&self) -> Vec<PluginStatus> {
-        self.published()
+        let published = self.published();
+        published
             .values()
-            .map(|published| published.status.clone())
+            .map(|published| self.with_origin(published.status.clone()))
             .collect()
     }
 
     pub fn status(&self, name: &str) -> Option<PluginStatus> {
-        self.published()
-            .get(name)
-            .map(|published| published.status.clone())
+        let status = self.published().get(name)?.status.clone();
+        Some(self.with_origin(status))
+    }
+
+    /// Says which of the directory's plugins the plugin store wrote there.
+    pub fn set_store_plugins(&self, names: BTreeSet<String>) {
+        *self.from_store.lock().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    fn with_origin(&self, mut status: PluginStatus) -> PluginStatus {
+        let from_store = self.from_store.lock().unwrap_or_else(|e| e.into_inner());
+        if from_store.contains(&status.name) {
+            status.source = PluginOrigin::Store;
+        }
+        status
     }
 
     /// The pipelines waiting for a plugin of the directory that serves no

@@ -160,6 +160,11 @@ impl StoreFollower {
         tracing::info!(topic = %self.host.topic.name, host = %self.host.name, plugins, dir = %self.host.files.dir().display(), "plugin store read");
     }
 
+    /// The plugins written into the directory so far.
+    pub fn plugin_names(&self) -> BTreeSet<String> {
+        self.host.files.names().cloned().collect()
+    }
+
     /// Follows the store until `shutdown`, applying each change through
     /// `registry`; then deletes this host's status records. The task ends
     /// once they are deleted.
@@ -227,7 +232,9 @@ impl HostStore {
     /// Writes what changed into the directory, has the registry read it,
     /// and writes this host's status.
     async fn apply(&mut self, registry: &PluginRegistry) {
-        if self.write_plugins() {
+        let changed = self.write_plugins();
+        registry.set_store_plugins(self.files.names().cloned().collect());
+        if changed {
             // Read now rather than after the watcher's debounce; the
             // watcher's own read then finds nothing new.
             registry.sync().await;
