@@ -22,7 +22,7 @@ use fixtures::{
     versions_serving, write_unvalidated,
 };
 use serde_json::json;
-use support::config::{Pipeline, plugin_manifest};
+use support::config::{HostConfig, Pipeline, plugin_manifest};
 use support::kafka::{self, Record, TopicReader};
 use support::{number_of, numbered_value, plugin_bytes, plugin_path, wait_until};
 use tokio::sync::Mutex;
@@ -464,4 +464,52 @@ fn commands_refuse_what_cannot_be_done_each_with_its_exit_code() {
     let ran = store.plugin(&["list", "--config", text(&missing)]);
     assert_eq!(ran.code, 3, "{ran:?}");
     assert!(ran.stderr.contains("cannot read config file"), "{ran:?}");
+}
+
+#[test]
+fn check_loads_the_store_plugins_and_finds_a_pipeline_naming_none() {
+    let dir = kafka::scratch_dir();
+    let store = Store::new(dir.path());
+    let input = kafka::unique_topic("store-check-in");
+    kafka::create_topic(&input, 1);
+    let ran = store.deploy("1", &plugin_bytes("uppercase"), &Pipeline::reading(&input));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let config = |with_unknown: bool| {
+        let mut config = HostConfig::new(&kafka::brokers())
+            .settings(&format!("[plugins]\nstore_topic = \"{}\"\n", store.topic))
+            .pipeline("wanted", Pipeline::reading(&input).plugin(PLUGIN));
+        if with_unknown {
+            config = config.pipeline("named", Pipeline::reading(&input).plugin("nowhere"));
+        }
+        config.write_in(dir.path())
+    };
+    let check = |config: &Path, connect: bool| {
+        let mut args = vec!["check", "--config", text(config)];
+        args.extend(connect.then_some("--connect"));
+        support::cli::runnel(&args, &[])
+    };
+
+    let checked = check(&config(true), true);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    let said = format!(
+        "error: pipeline named: plugin `nowhere` cannot serve: no plugin nowhere in the \
+         plugin store {}",
+        store.topic
+    );
+    assert_eq!(checked.errors(), [said.as_str()], "{checked:?}");
+
+    // Its own pipeline and the one naming it, both started.
+    let checked = check(&config(false), true);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    let said = "ok: 2 pipelines ready, 1 plugin loaded from the plugin store, brokers reached";
+    assert!(checked.stdout.starts_with(said), "{checked:?}");
+
+    // Without the brokers the store cannot be read, and the check says so.
+    let checked = check(&config(true), false);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    let said = format!(
+        "the plugin store {} not read (--connect reads it)",
+        store.topic
+    );
+    assert!(checked.stdout.contains(&said), "{checked:?}");
 }

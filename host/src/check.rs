@@ -14,14 +14,17 @@ use rdkafka::producer::Producer;
 
 use crate::app;
 use crate::client_events::ClientEvents;
-use crate::config::{Config, PluginSource, ResolvedPipeline};
+use crate::config::{Config, PluginDirConfig, PluginSource, ResolvedPipeline};
 use crate::metrics::Metrics;
 use crate::plugin_dir::RegistryError;
 use crate::plugin_dir::loader::{
     VersionFiles, VersionLoader, manifest_path, manifests_in, read_version,
 };
+use crate::plugin_store::materialise::Materialiser;
+use crate::plugin_store::records::DesiredState;
+use crate::plugin_store::topic::StoreTopic;
 use crate::plugins::HostPlugins;
-use crate::runtime::PluginEngine;
+use crate::runtime::{PluginEngine, memory_share, slot_share};
 use crate::signing::TrustedKeys;
 use crate::sink::OutputProducer;
 
@@ -40,11 +43,58 @@ pub struct CheckReport {
     pub pipelines_ready: usize,
     /// Plugins of the plugin directory that loaded.
     pub directory_plugins: usize,
+    /// Plugins of the plugin store that loaded, when it was read.
+    pub store_plugins: usize,
+    /// The plugin store's topic, when the host follows one and the check
+    /// did not reach the brokers to read it.
+    pub store_unread: Option<String>,
     /// Topics the pipelines name, looked up on the brokers, when they were
     /// reached.
     pub topics_found: Option<usize>,
+    /// How the host would share its plugin calls and memory out.
+    pub shares: Option<Shares>,
     /// One sentence per problem.
     pub problems: Vec<String>,
+}
+
+/// The host's call slots and plugin memory, and each pipeline's share of
+/// them while all its pipelines want calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Shares {
+    pub pipelines: usize,
+    pub call_slots: usize,
+    pub slots_per_pipeline: usize,
+    pub memory_bytes: u64,
+    pub memory_per_pipeline: u64,
+}
+
+impl Shares {
+    fn of(config: &Config, pipelines: usize) -> Self {
+        let settings = app::engine_settings(config);
+        let memory = usize::try_from(settings.max_total_memory_bytes).unwrap_or(usize::MAX);
+        Self {
+            pipelines,
+            call_slots: settings.call_slots.max(1),
+            slots_per_pipeline: slot_share(settings.call_slots.max(1), pipelines),
+            memory_bytes: settings.max_total_memory_bytes,
+            memory_per_pipeline: memory_share(memory, pipelines) as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for Shares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |bytes: u64| bytes >> 20;
+        write!(
+            f,
+            "{} for plugin calls, {} each while all {} want them; {} MiB of plugin memory, {} MiB each",
+            count(self.call_slots, "slot", "slots"),
+            self.slots_per_pipeline,
+            count(self.pipelines, "pipeline", "pipelines"),
+            mib(self.memory_bytes),
+            mib(self.memory_per_pipeline),
+        )
+    }
 }
 
 impl CheckReport {
@@ -68,11 +118,25 @@ impl CheckReport {
                 count(self.directory_plugins, "plugin", "plugins")
             );
         }
+        if self.store_plugins > 0 {
+            summary += &format!(
+                ", {} loaded from the plugin store",
+                count(self.store_plugins, "plugin", "plugins")
+            );
+        }
         if let Some(topics) = self.topics_found {
             summary += &format!(
                 ", brokers reached, {} present",
                 count(topics, "topic", "topics")
             );
+        }
+        if let Some(topic) = &self.store_unread {
+            summary += &format!(", the plugin store {topic} not read (--connect reads it)");
+        }
+        if let Some(shares) = self.shares
+            && shares.pipelines > 0
+        {
+            summary += &format!("; {shares}");
         }
         summary
     }
@@ -141,76 +205,193 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
         }
         pipelines.insert(name.clone(), settings);
     }
-    // The store's plugins were validated as they were deployed; a host
-    // following only the store has no directory to check.
-    if let Some(dir) = config.plugins.as_ref().and_then(|p| p.dir.as_ref()) {
-        let loader = VersionLoader::new(engine, config.clone(), references, trusted);
-        for settings in check_directory(dir, &loader, &mut report).await {
-            pipelines.entry(settings.name.clone()).or_insert(settings);
-        }
+    let loader = VersionLoader::new(engine, config.clone(), references, trusted);
+    for settings in check_plugins(config, &loader, options, &mut report).await {
+        pipelines.entry(settings.name.clone()).or_insert(settings);
     }
     if let Some(timeout) = options.connect_timeout {
         check_topics(config, pipelines.values(), timeout, &mut report).await;
     }
+    report.shares = Some(Shares::of(config, pipelines.len()));
     report
 }
 
-/// Loads every plugin of the directory as the registry would, and each
-/// host-config pipeline naming one. Returns the pipelines they would run.
-async fn check_directory(
-    dir: &Path,
+/// Loads every plugin the host would find as its registry would: the
+/// plugin store's (read when the brokers may be reached), and the plugin
+/// directory's that the store does not replace. Reports each host-config
+/// pipeline naming a plugin found in neither. Returns the pipelines they
+/// would run.
+async fn check_plugins(
+    config: &Config,
     loader: &VersionLoader,
+    options: &CheckOptions,
     report: &mut CheckReport,
 ) -> Vec<ResolvedPipeline> {
-    let mut names = match manifests_in(dir) {
-        Ok(names) => names,
-        Err(source) => {
-            report.problem(RegistryError::ReadDir {
+    let Some(plugins) = &config.plugins else {
+        return Vec::new();
+    };
+    let mut pipelines = Vec::new();
+    let mut found = BTreeSet::new();
+    let store = match (&plugins.store_topic, options.connect_timeout) {
+        (Some(topic), Some(timeout)) => read_store(config, topic, timeout, report).await,
+        _ => None,
+    };
+    if let Some(store) = &store {
+        let place = format!("the plugin store {}", store.topic);
+        let names = store.names.clone();
+        let (to_run, loaded) =
+            check_plugins_in(store.dir.path(), &place, &names, loader, report).await;
+        pipelines.extend(to_run);
+        report.store_plugins += loaded;
+        found.extend(names);
+    }
+    if let Some(dir) = &plugins.dir {
+        match manifests_in(dir) {
+            Ok(names) => {
+                let names: BTreeSet<String> = names.difference(&found).cloned().collect();
+                let place = dir.display().to_string();
+                let (to_run, loaded) = check_plugins_in(dir, &place, &names, loader, report).await;
+                pipelines.extend(to_run);
+                report.directory_plugins += loaded;
+                found.extend(names);
+            }
+            Err(source) => report.problem(RegistryError::ReadDir {
                 dir: dir.to_owned(),
                 source,
-            });
-            return Vec::new();
+            }),
         }
-    };
-    names.extend(loader.references().keys().cloned());
-    let mut pipelines = Vec::new();
-    for name in names {
-        let Some(VersionFiles { version, files, .. }) =
-            read_version(&manifest_path(dir, &name), loader.trusted()).await
-        else {
-            for pipeline in loader.references().get(&name).into_iter().flatten() {
+    }
+    // Unread, the store may hold what the directory lacks.
+    if options.connect_timeout.is_none() {
+        report.store_unread = plugins.store_topic.clone();
+    }
+    if plugins.store_topic.is_none() || store.is_some() {
+        let missing = (loader.references().iter()).filter(|(name, _)| !found.contains(*name));
+        for (name, waiting) in missing {
+            for pipeline in waiting {
                 report.problem(RegistryError::Reference {
                     pipeline: pipeline.name.clone(),
                     plugin: name.clone(),
-                    reason: format!("no {name}.toml in {}", dir.display()),
+                    reason: not_found(plugins, name),
                 });
             }
+        }
+    }
+    pipelines
+}
+
+/// Why the plugin `name` is found nowhere a host looks for plugins.
+fn not_found(plugins: &PluginDirConfig, name: &str) -> String {
+    match (&plugins.dir, &plugins.store_topic) {
+        (Some(dir), None) => format!("no {name}.toml in {}", dir.display()),
+        (None, Some(topic)) => format!("no plugin {name} in the plugin store {topic}"),
+        (Some(dir), Some(topic)) => format!(
+            "no {name}.toml in {} and no plugin {name} in the plugin store {topic}",
+            dir.display()
+        ),
+        (None, None) => format!("no plugin {name}"),
+    }
+}
+
+/// The plugin store's deployed plugins, written into a directory of their
+/// own the way a host writes them into its plugin directory.
+struct StoreCopy {
+    topic: String,
+    dir: tempfile::TempDir,
+    names: BTreeSet<String>,
+}
+
+async fn read_store(
+    config: &Config,
+    topic: &str,
+    timeout: Duration,
+    report: &mut CheckReport,
+) -> Option<StoreCopy> {
+    let state = match StoreTopic::new(&config.kafka, topic, timeout)
+        .read_with_components()
+        .await
+    {
+        // No topic yet: nothing is deployed.
+        Ok(state) => state.unwrap_or_default(),
+        Err(error) => {
+            report.problem(format!("cannot read the plugin store {topic}: {error}"));
+            return None;
+        }
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            report.problem(format!(
+                "cannot make a directory for the plugin store's plugins: {error}"
+            ));
+            return None;
+        }
+    };
+    let mut files = Materialiser::new(dir.path().to_owned());
+    let mut names = BTreeSet::new();
+    let deployed =
+        (state.plugins.iter()).filter(|(_, record)| record.state == DesiredState::Deployed);
+    for (name, record) in deployed {
+        let version = &record.current;
+        let written = (state.component(version).map_err(|e| e.to_string()))
+            .and_then(|wasm| files.write(name, version, &wasm).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                names.insert(name.clone());
+            }
+            Err(reason) => report.problem(format!(
+                "plugin {name} version {} in the plugin store {topic}: {reason}",
+                version.version
+            )),
+        }
+    }
+    Some(StoreCopy {
+        topic: topic.to_owned(),
+        dir,
+        names,
+    })
+}
+
+/// Loads the plugins `names` of `dir` (said as `place`), and each
+/// host-config pipeline naming one. Returns the pipelines they would run,
+/// and how many plugins loaded.
+async fn check_plugins_in(
+    dir: &Path,
+    place: &str,
+    names: &BTreeSet<String>,
+    loader: &VersionLoader,
+    report: &mut CheckReport,
+) -> (Vec<ResolvedPipeline>, usize) {
+    let mut pipelines = Vec::new();
+    let mut loaded_plugins = 0;
+    for name in names {
+        let Some(VersionFiles { version, files, .. }) =
+            read_version(&manifest_path(dir, name), loader.trusted()).await
+        else {
+            // Removed since the directory was listed.
             continue;
         };
         let loaded = async {
             let (manifest, wasm) = files?;
-            let to_run = loader.pipelines(&name, &manifest)?;
+            let to_run = loader.pipelines(name, &manifest)?;
             pipelines.extend(to_run.iter().cloned());
-            loader.start(&name, wasm, to_run).await
+            loader.start(name, wasm, to_run).await
         }
         .await;
         match loaded {
             Ok(started) => {
-                report.directory_plugins += 1;
+                loaded_plugins += 1;
                 report.pipelines_ready += started.len();
             }
             Err(error) => {
                 let version = version
                     .map(|version| format!(" version {version}"))
                     .unwrap_or_default();
-                report.problem(format!(
-                    "plugin {name}{version} in {}: {error}",
-                    dir.display()
-                ));
+                report.problem(format!("plugin {name}{version} in {place}: {error}"));
             }
         }
     }
-    pipelines
+    (pipelines, loaded_plugins)
 }
 
 /// Reaches the brokers with the host's producer settings and looks up the

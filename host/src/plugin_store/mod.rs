@@ -12,7 +12,7 @@
 //! `docs/plugin-store.md`.
 
 pub mod follower;
-mod materialise;
+pub mod materialise;
 pub mod operations;
 pub mod records;
 pub mod topic;

@@ -133,13 +133,23 @@ impl StoreTopic {
     /// Reads the whole topic, up to the end it had when the read began.
     /// None when the topic does not exist. Chunks are counted, not kept.
     pub async fn read(&self) -> Result<Option<StoreState>, StoreError> {
+        self.read_keeping(false).await
+    }
+
+    /// Reads the whole topic as [`Self::read`] does, keeping the chunks'
+    /// bytes so that components can be put together.
+    pub async fn read_with_components(&self) -> Result<Option<StoreState>, StoreError> {
+        self.read_keeping(true).await
+    }
+
+    async fn read_keeping(&self, chunk_bytes: bool) -> Result<Option<StoreState>, StoreError> {
         let topic = self.clone();
-        tokio::task::spawn_blocking(move || topic.read_blocking())
+        tokio::task::spawn_blocking(move || topic.read_blocking(chunk_bytes))
             .await
             .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
-    fn read_blocking(&self) -> Result<Option<StoreState>, StoreError> {
+    fn read_blocking(&self, chunk_bytes: bool) -> Result<Option<StoreState>, StoreError> {
         let consumer: BaseConsumer<Quiet> = (self.consumer_config())
             .create_with_context(Quiet)
             .map_err(StoreError::Client)?;
@@ -153,7 +163,7 @@ impl StoreTopic {
             )) => return Ok(None),
             Err(source) => return Err(self.read_error(source)),
         };
-        let mut state = StoreState::new(false);
+        let mut state = StoreState::new(chunk_bytes);
         if high <= low {
             return Ok(Some(state));
         }

@@ -39,7 +39,7 @@ pub use runnel_encoding::{
     BatchView, BatchWriter, EncodedBatch, EncodedOutcomes, FailureKind, MessageView, NewMessage,
     Outcome, OutputView,
 };
-pub use tenants::{CallSlot, HostShares, Tenant};
+pub use tenants::{CallSlot, HostShares, Tenant, memory_share, slot_share};
 
 use plugin::InstanceState;
 

@@ -128,6 +128,17 @@ impl TenantSlots {
     }
 }
 
+/// The call slots each of `active` pipelines may hold while all of them
+/// want calls: an equal part, and never none.
+pub fn slot_share(slots: usize, active: usize) -> usize {
+    (slots / active.max(1)).max(1)
+}
+
+/// The plugin memory each of `pipelines` pipelines' instances may hold.
+pub fn memory_share(memory_limit: usize, pipelines: usize) -> usize {
+    memory_limit / pipelines.max(1)
+}
+
 impl HostShares {
     /// `slots` calls run at once across the host; the instances of all
     /// tenants together hold at most `memory_limit` bytes.
@@ -194,7 +205,7 @@ impl HostShares {
 
     /// Each pipeline's share of the memory limit.
     fn memory_share(&self) -> usize {
-        self.memory_limit / self.pipelines.load(Ordering::Relaxed).max(1)
+        memory_share(self.memory_limit, self.pipelines.load(Ordering::Relaxed))
     }
 }
 
@@ -202,7 +213,7 @@ impl SlotState {
     /// The slots each active tenant may hold while others want them.
     fn share(&self, slots: usize, now: Instant) -> usize {
         let active = self.tenants.values().filter(|t| t.active(now)).count();
-        (slots / active.max(1)).max(1)
+        slot_share(slots, active)
     }
 
     /// Whether `tenant` may start a call on a free slot now: not on one
