@@ -217,7 +217,7 @@ impl Topology {
 
     fn order(&self, wave: usize, index: usize) -> String {
         let id = self.value("order", wave, index);
-        let order = if index % REFUND_EVERY == 0 {
+        let order = if index.is_multiple_of(REFUND_EVERY) {
             serde_json::json!({ "id": id, "kind": "refund" })
         } else {
             serde_json::json!({ "id": id, "amount": index })
@@ -257,7 +257,7 @@ impl Topology {
     fn expected(&self, wave: usize) -> Expected {
         let orders = |refunds: bool| {
             (0..ORDERS)
-                .filter(|index| (index % REFUND_EVERY == 0) == refunds)
+                .filter(|index| (index.is_multiple_of(REFUND_EVERY)) == refunds)
                 .map(|index| self.order(wave, index))
                 .collect()
         };
