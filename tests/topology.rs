@@ -282,7 +282,7 @@ impl Topology {
     fn expected(&self, wave: usize) -> Expected {
         let orders = |refunds: bool| {
             (0..ORDERS)
-                .filter(|index| (index.is_multiple_of(REFUND_EVERY)) == refunds)
+                .filter(|index| index.is_multiple_of(REFUND_EVERY) == refunds)
                 .map(|index| self.order(wave, index))
                 .collect()
         };
