@@ -21,17 +21,19 @@ mod support;
 mod deploy_files;
 #[path = "topology/prometheus.rs"]
 mod prometheus;
+#[path = "topology/sidecar.rs"]
+mod sidecar;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use deploy_files::HostPaths;
 use prometheus::PrometheusServer;
+use sidecar::Sidecar;
 use support::host::HostProcess;
 use support::kafka::{self, Cluster, TopicReader};
-use support::{repo_root, wait_until};
+use support::wait_until;
 
 /// The hosts of docker-compose.yml, by their service names: the names
 /// deploy/prometheus/prometheus.yml's targets use.
@@ -89,7 +91,8 @@ impl Topology {
         let prometheus_dir = subdir(dir.path(), "prometheus");
         let config = deploy_files::prometheus_config(&targets, &prometheus_dir);
         let prometheus = PrometheusServer::start(&config, &prometheus_dir).await;
-        let sidecar = Sidecar::start(dir.path(), &hosts[SIDECAR_HOST].address);
+        let sidecar_dir = subdir(dir.path(), "daprd");
+        let sidecar = Sidecar::start(sidecar_dir, &hosts[SIDECAR_HOST].address);
         Self {
             sidecar,
             prometheus,
@@ -155,55 +158,6 @@ async fn start_hosts(dir: &Path, admin_token: &str) -> Vec<Host> {
         .await;
     }
     hosts
-}
-
-/// daprd, run by tests/dapr/daprd.sh with the shipped component; stopped
-/// when dropped (and by its watcher should this process die first).
-struct Sidecar {
-    dir: PathBuf,
-}
-
-impl Sidecar {
-    /// The compose file's sidecar: app id `runnel-payments`, its app the
-    /// host at `app_address`.
-    fn start(dir: &Path, app_address: &str) -> Self {
-        let dir = subdir(dir, "daprd");
-        let (binding, component) = deploy_files::dapr_component(&kafka::brokers(), &dir);
-        let app_port = app_address
-            .rsplit(':')
-            .next()
-            .expect("an address with a port");
-        let output = Command::new(repo_root().join("tests/dapr/daprd.sh"))
-            .args(["start", "--dir"])
-            .arg(&dir)
-            .args(["--app-port", app_port, "--app-id", "runnel-payments"])
-            .args(["--binding", &binding, "--component"])
-            .arg(&component)
-            .args(["--watch-pid", &std::process::id().to_string()])
-            // The compose file's default: no app API token.
-            .env_remove("APP_API_TOKEN")
-            .output()
-            .expect("running tests/dapr/daprd.sh");
-        assert!(
-            output.status.success(),
-            "daprd did not start:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self { dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daprd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("tests/dapr/daprd.sh"))
-            .args(["stop", "--dir"])
-            .arg(&self.dir)
-            .output();
-    }
 }
 
 /// How long a host may take to exit after SIGTERM: deploy/runnel.toml's
