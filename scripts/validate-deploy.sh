@@ -49,22 +49,12 @@ ensure_venv() {
     echo "${PYTHON_PACKAGES[*]}" >"$stamp"
 }
 
-# promtool, from Debian's prometheus package: the package is downloaded and
-# unpacked, not installed, so no Prometheus service is set up.
+# promtool, from Debian's prometheus package (tests/prometheus/fetch.sh,
+# which fetches the server for tests/topology.rs from the same download).
 promtool=$tools/promtool
 ensure_promtool() {
     [ -x "$promtool" ] && return
-    say "fetching promtool from Debian's prometheus package (once)"
-    local work
-    work=$(mktemp -d)
-    if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
-        apt-get update -qq
-        (cd "$work" && apt-get download prometheus >/dev/null)
-    fi
-    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
-    install -m 0755 "$work/root/usr/bin/promtool" "$promtool.part"
-    mv "$promtool.part" "$promtool"
-    rm -rf "$work"
+    tests/prometheus/fetch.sh >/dev/null
 }
 
 go_is_recent() {

@@ -12,6 +12,11 @@
 #       write DIR/components/NAME.yaml, start daprd on loopback ports,
 #       wait until it is up, print its Dapr HTTP port. daprd then POSTs each
 #       record of TOPIC to http://127.0.0.1:PORT/NAME (see README.md).
+#   daprd.sh start --dir DIR --app-port PORT --binding NAME --component FILE
+#                  [--app-id ID] [--wait-app] [--watch-pid PID]
+#       the same with the component FILE as written (a bindings.kafka
+#       component called NAME, as deploy/dapr/payments-binding.yaml) instead
+#       of one written from the options.
 #         --group G        Kafka consumer group (default: unique per start)
 #         --app-id ID      Dapr app id (default runnel-NAME-<pid>)
 #         --meta K=V       extra component metadata, repeatable, e.g.
@@ -119,6 +124,8 @@ usage: daprd.sh build
                       --binding NAME [--group G] [--app-id ID] [--meta KEY=VALUE]...
                       [--direction input|output|input,output|none]
                       [--wait-app] [--watch-pid PID]
+       daprd.sh start --dir DIR --app-port PORT --binding NAME --component FILE
+                      [--app-id ID] [--wait-app] [--watch-pid PID]
        daprd.sh stop --dir DIR
        daprd.sh resume --dir DIR [--watch-pid PID]
        daprd.sh status --dir DIR
@@ -379,10 +386,16 @@ start_once() {
 
 cmd_start() {
   local dir=$1 watch=$2 app_port=$3 brokers=$4 topic=$5 binding=$6 group=$7 app_id=$8 wait_app=$9
-  local direction=${10}
-  shift 10
+  local direction=${10} component=${11}
+  shift 11
   [[ "$app_port" =~ ^[0-9]+$ ]] || die "--app-port needs a numeric port"
-  [[ -n "$brokers" && -n "$topic" ]] || die "--brokers and --topic are required"
+  if [[ -n "$component" ]]; then
+    [[ -f "$component" ]] || die "--component $component is not a file"
+    [[ -z "$brokers$topic$group$*" ]] ||
+      die "--component comes with its own brokers, topic, group and metadata"
+  else
+    [[ -n "$brokers" && -n "$topic" ]] || die "--brokers and --topic are required"
+  fi
   # The binding name is the component name and the app's URL path: keep it
   # to what both accept.
   [[ "$binding" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] ||
@@ -401,8 +414,15 @@ cmd_start() {
   bin_ready || log "no daprd at $DAPRD_BIN yet; building it first"
   cmd_build >/dev/null
 
-  write_component "$SERVICE_DIR" "$binding" "$brokers" "$topic" "$group" "$direction" "$@"
-  log "component $binding: bindings.kafka topic=$topic brokers=$brokers group=$group"
+  if [[ -n "$component" ]]; then
+    mkdir -p "$SERVICE_DIR/components"
+    rm -f "$SERVICE_DIR/components"/*.yaml
+    cp "$component" "$SERVICE_DIR/components/$binding.yaml"
+    log "component $binding: $component"
+  else
+    write_component "$SERVICE_DIR" "$binding" "$brokers" "$topic" "$group" "$direction" "$@"
+    log "component $binding: bindings.kafka topic=$topic brokers=$brokers group=$group"
+  fi
 
   start_with_retries start_once "$app_id" "$app_port" "$wait_app" "$binding"
   finish_start "$HTTP_PORT"
@@ -442,6 +462,7 @@ main() {
   [[ -n "$cmd" ]] || usage
   shift
   local dir="" watch="" wstart="" app_port="" brokers="" topic="" binding="" group="" app_id=""
+  local component=""
   local wait_app=0 direction=input
   local -a meta=()
   while (($#)); do
@@ -458,6 +479,7 @@ main() {
       --meta) meta+=("${2:?--meta needs KEY=VALUE}"); shift 2 ;;
       --wait-app) wait_app=1; shift ;;
       --direction) direction=${2:?--direction needs a value}; shift 2 ;;
+      --component) component=${2:?--component needs a file}; shift 2 ;;
       -h | --help) usage ;;
       *) log "unknown argument: $1"; usage ;;
     esac
@@ -465,9 +487,9 @@ main() {
   case "$cmd" in
     build) cmd_build ;;
     start)
-      [[ -n "$dir" && -n "$app_port" && -n "$brokers" && -n "$topic" && -n "$binding" ]] || usage
+      [[ -n "$dir" && -n "$app_port" && -n "$binding" ]] || usage
       cmd_start "$dir" "$watch" "$app_port" "$brokers" "$topic" "$binding" "$group" "$app_id" \
-        "$wait_app" "$direction" ${meta[@]+"${meta[@]}"}
+        "$wait_app" "$direction" "$component" ${meta[@]+"${meta[@]}"}
       ;;
     stop) [[ -n "$dir" ]] || usage; cmd_stop "$dir" ;;
     resume) [[ -n "$dir" ]] || usage; cmd_resume "$dir" "$watch" ;;

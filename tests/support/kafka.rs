@@ -11,6 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -126,6 +127,37 @@ impl Cluster {
         for result in results {
             result.expect("topic created");
         }
+    }
+
+    /// Creates `name` unless the broker has it already (as `kafka-topics.sh
+    /// --create --if-not-exists`).
+    pub fn create_topic_if_missing(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = futures::executor::block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create_topics request");
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => panic!("creating topic {topic}: {code}"),
+            }
+        }
+    }
+
+    /// How many partitions `topic` has; None while the broker has no such
+    /// topic.
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        let consumer: BaseConsumer = self.client_config().create().expect("metadata client");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()?;
+        let topic = metadata.topics().first()?;
+        let count = topic.partitions().len() as i32;
+        (topic.error().is_none() && count > 0).then_some(count)
     }
 
     /// Produces `values` with their keys, in order, and waits until all are
