@@ -3,7 +3,7 @@
 #
 #   sdk/js/build.sh PLUGIN_DIR OUT.wasm    build one plugin: a folder with handler.js or handler.ts
 #   sdk/js/build.sh --examples OUT_DIR     build the examples into OUT_DIR/{uppercase,json_router,counter,thrower}.wasm
-#   sdk/js/build.sh --test                 run the SDK's, the examples' and the template's tests, and type checks
+#   sdk/js/build.sh --test                 run the SDK's, the examples' and both templates' (JS, TS) tests, and type checks
 #
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
 # componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
@@ -94,6 +94,12 @@ case "${1:-}" in
     cp -R template/. "$work/" && cp -R runnel "$work/runnel"
     sed -i 's/{{name}}/template-check/g' "$work/package.json" "$work/README.md" "$work/handler.js"
     (cd "$work" && "${tsc_check[@]}" --allowJs --checkJs handler.js && node --import ./runnel/register.js --test)
+    # The TypeScript template the same way: its `npm test`, with the pinned tsc.
+    work_ts=$(mktemp -d)
+    trap 'rm -rf "$work" "$work_ts"' EXIT
+    cp -R template-ts/. "$work_ts/" && cp -R runnel "$work_ts/runnel"
+    sed -i 's/{{name}}/template-check/g' "$work_ts/package.json" "$work_ts/README.md"
+    (cd "$work_ts" && "$tools/tsc" -p tsconfig.json && node --import ./runnel/register.js --test)
     ;;
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
