@@ -321,15 +321,18 @@ async fn pipelines_resume_after_a_clean_broker_stop_a_crash_and_a_hang() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    const COUNT: usize = 100_000;
+    // Enough that the host is still working through them when the broker
+    // goes, even at full speed.
+    const COUNT: usize = 200_000;
     let scenario = OutageScenario::new("timeout");
     scenario.produce(0..COUNT, None);
     // Outputs not acknowledged within 5 s are given up on by the producer.
     let host = scenario.start_host(&[("message.timeout.ms", "5000")]);
 
-    // Stop the broker while the host works through the backlog, so outputs
-    // are in flight and prefetched messages still being processed; it
-    // returns after three delivery timeouts.
+    // Kill the broker while the host works through the backlog, so outputs
+    // are in flight and prefetched messages still being processed (a clean
+    // stop takes long enough for the host to finish them); it returns
+    // after three delivery timeouts.
     let first = &scenario.lanes[0];
     let mut outputs = TopicReader::on(
         &scenario.broker.cluster,
@@ -345,7 +348,7 @@ async fn an_outage_longer_than_the_delivery_timeout_loses_nothing() {
     scenario
         .outage(
             &host,
-            Outage::Stop,
+            Outage::Kill,
             Duration::from_secs(15),
             // The exactly-once lane holds its partitions paused through the
             // outage (its workers wait for the commit the broker cannot
