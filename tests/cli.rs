@@ -343,6 +343,23 @@ fn check_passes_what_would_start_and_says_what_is_ready() {
          plugin calls, 1 each while all 3 pipelines want them; 600 MiB of plugin memory, \
          200 MiB each\n"
     );
+    let args = [
+        "check",
+        "--config",
+        text(&config),
+        "--set",
+        "pipelines.upper.weight=2",
+    ];
+    let weighted = runnel(&args, &[]);
+    assert_eq!(weighted.code, 0, "{weighted:?}");
+    assert!(
+        weighted.stdout.ends_with(
+            "; 4 slots for plugin calls and 600 MiB of plugin memory, shared by weight while \
+             all 3 pipelines want them: echo (weight 1) 1 slot, 150 MiB; echoed (weight 1) 1 \
+             slot, 150 MiB; upper (weight 2) 2 slots, 300 MiB\n"
+        ),
+        "{weighted:?}"
+    );
 }
 
 #[test]

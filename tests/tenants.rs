@@ -155,13 +155,13 @@ async fn a_healthy_pipeline_is_served_beside_a_looping_and_a_memory_hungry_one()
         |text| contention_counted(text),
     )
     .await;
-    let share = sample(
-        &text,
-        "runnel_plugin_memory_limit_bytes",
-        &[("scope", "pipeline")],
-    );
-    assert_eq!(share, f64::from(32 << 20));
     for pipeline in ["healthy", "looping", "hungry"] {
+        let share = sample(
+            &text,
+            "runnel_pipeline_plugin_memory_share_bytes",
+            &[("pipeline", pipeline)],
+        );
+        assert_eq!(share, f64::from(32 << 20), "{pipeline}");
         let memory = sample(
             &text,
             "runnel_pipeline_plugin_memory_bytes",

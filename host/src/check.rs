@@ -59,25 +59,40 @@ pub struct CheckReport {
 
 /// The host's call slots and plugin memory, and each pipeline's share of
 /// them while all its pipelines want calls.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Shares {
-    pub pipelines: usize,
     pub call_slots: usize,
-    pub slots_per_pipeline: usize,
     pub memory_bytes: u64,
-    pub memory_per_pipeline: u64,
+    pub pipelines: Vec<PipelineShare>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineShare {
+    pub name: String,
+    pub weight: u32,
+    pub slots: usize,
+    pub memory_bytes: u64,
 }
 
 impl Shares {
-    fn of(config: &Config, pipelines: usize) -> Self {
+    fn of<'p>(config: &Config, pipelines: impl Iterator<Item = &'p ResolvedPipeline>) -> Self {
         let settings = app::engine_settings(config);
+        let slots = settings.call_slots.max(1);
         let memory = usize::try_from(settings.max_total_memory_bytes).unwrap_or(usize::MAX);
+        let weights: Vec<(String, u32)> = pipelines.map(|p| (p.name.clone(), p.weight)).collect();
+        let total: usize = weights.iter().map(|(_, weight)| *weight as usize).sum();
+        let pipelines = (weights.into_iter())
+            .map(|(name, weight)| PipelineShare {
+                slots: slot_share(slots, weight as usize, total),
+                memory_bytes: memory_share(memory, weight as usize, total) as u64,
+                name,
+                weight,
+            })
+            .collect();
         Self {
-            pipelines,
-            call_slots: settings.call_slots.max(1),
-            slots_per_pipeline: slot_share(settings.call_slots.max(1), pipelines),
+            call_slots: slots,
             memory_bytes: settings.max_total_memory_bytes,
-            memory_per_pipeline: memory_share(memory, pipelines) as u64,
+            pipelines,
         }
     }
 }
@@ -85,14 +100,37 @@ impl Shares {
 impl std::fmt::Display for Shares {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mib = |bytes: u64| bytes >> 20;
+        let slots = count(self.call_slots, "slot", "slots");
+        let pipelines = count(self.pipelines.len(), "pipeline", "pipelines");
+        let memory = mib(self.memory_bytes);
+        let Some(first) = self.pipelines.first() else {
+            return write!(f, "{slots} for plugin calls; {memory} MiB of plugin memory");
+        };
+        if self.pipelines.iter().all(|p| p.weight == first.weight) {
+            return write!(
+                f,
+                "{slots} for plugin calls, {} each while all {pipelines} want them; {memory} MiB \
+                 of plugin memory, {} MiB each",
+                first.slots,
+                mib(first.memory_bytes),
+            );
+        }
+        let each: Vec<String> = (self.pipelines.iter())
+            .map(|p| {
+                let slots = count(p.slots, "slot", "slots");
+                format!(
+                    "{} (weight {}) {slots}, {} MiB",
+                    p.name,
+                    p.weight,
+                    mib(p.memory_bytes)
+                )
+            })
+            .collect();
         write!(
             f,
-            "{} for plugin calls, {} each while all {} want them; {} MiB of plugin memory, {} MiB each",
-            count(self.call_slots, "slot", "slots"),
-            self.slots_per_pipeline,
-            count(self.pipelines, "pipeline", "pipelines"),
-            mib(self.memory_bytes),
-            mib(self.memory_per_pipeline),
+            "{slots} for plugin calls and {memory} MiB of plugin memory, shared by weight while \
+             all {pipelines} want them: {}",
+            each.join("; ")
         )
     }
 }
@@ -133,8 +171,8 @@ impl CheckReport {
         if let Some(topic) = &self.store_unread {
             summary += &format!(", the plugin store {topic} not read (--connect reads it)");
         }
-        if let Some(shares) = self.shares
-            && shares.pipelines > 0
+        if let Some(shares) = &self.shares
+            && !shares.pipelines.is_empty()
         {
             summary += &format!("; {shares}");
         }
@@ -212,7 +250,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> CheckReport {
     if let Some(timeout) = options.connect_timeout {
         check_topics(config, pipelines.values(), timeout, &mut report).await;
     }
-    report.shares = Some(Shares::of(config, pipelines.len()));
+    report.shares = Some(Shares::of(config, pipelines.values()));
     report
 }
 

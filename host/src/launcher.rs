@@ -189,7 +189,7 @@ impl PipelineLauncher {
                 Mode::for_batch_size(settings.batch_size),
             ),
             concurrency: Semaphore::new(settings.max_concurrent),
-            tenant: self.shares.tenant(&name),
+            tenant: self.shares.tenant(&name, settings.weight),
             failure_policy: FailurePolicy {
                 retry: settings.retry.clone(),
                 dead_letters: settings.dead_letter_topic.as_deref().map(DeadLetters::new),

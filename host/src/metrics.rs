@@ -62,6 +62,7 @@ pub struct Metrics {
     call_slots_in_use: IntGaugeVec,
     call_slot_waits: IntCounterVec,
     pipeline_plugin_memory: IntGaugeVec,
+    pipeline_memory_share: IntGaugeVec,
     plugin_memory_refused: IntCounterVec,
     plugin_memory_limit: IntGaugeVec,
 }
@@ -73,6 +74,8 @@ pub struct TenantSample {
     pub running_calls: usize,
     pub slot_waits: u64,
     pub memory_bytes: usize,
+    /// Its share of the host's plugin memory, by its weight.
+    pub memory_share: usize,
     pub memory_refused: u64,
 }
 
@@ -201,10 +204,16 @@ impl Metrics {
                  their share of the host's plugin memory.",
                 &["pipeline"],
             ),
+            pipeline_memory_share: gauge(
+                "runnel_pipeline_plugin_memory_share_bytes",
+                "The pipeline's share of the host's plugin memory, by its weight: what its \
+                 plugin instances together may hold.",
+                &["pipeline"],
+            ),
             plugin_memory_limit: gauge(
                 "runnel_plugin_memory_limit_bytes",
                 "The host's limit on the linear memory of all plugin instances \
-                 (`runtime.max_plugin_memory_mib`), and each pipeline's share of it.",
+                 (`runtime.max_plugin_memory_mib`).",
                 &["scope"],
             ),
             plugin_memory: gauge(
@@ -409,6 +418,9 @@ impl Metrics {
         self.pipeline_plugin_memory
             .with_label_values(&[pipeline])
             .set(sample.memory_bytes as i64);
+        self.pipeline_memory_share
+            .with_label_values(&[pipeline])
+            .set(sample.memory_share as i64);
         let counters = [
             (&self.call_slot_waits, sample.slot_waits),
             (&self.plugin_memory_refused, sample.memory_refused),
@@ -421,18 +433,22 @@ impl Metrics {
 
     /// Drops a stopped pipeline's call-slot and memory gauges.
     pub fn forget_tenant(&self, pipeline: &str) {
-        for gauge in [&self.call_slots_in_use, &self.pipeline_plugin_memory] {
+        let gauges = [
+            &self.call_slots_in_use,
+            &self.pipeline_plugin_memory,
+            &self.pipeline_memory_share,
+        ];
+        for gauge in gauges {
             // An error only says the series was never set.
             let _ = gauge.remove_label_values(&[pipeline]);
         }
     }
 
-    pub fn record_plugin_memory_limit(&self, host: usize, per_pipeline: usize) {
+    /// The host's plugin memory limit; each pipeline's share is in
+    /// [`Self::record_tenant`]'s sample.
+    pub fn record_plugin_memory_limit(&self, host: usize) {
         let limit = &self.plugin_memory_limit;
         limit.with_label_values(&["host"]).set(host as i64);
-        limit
-            .with_label_values(&["pipeline"])
-            .set(per_pipeline as i64);
     }
 
     /// The Prometheus text exposition of every metric.

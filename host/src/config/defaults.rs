@@ -175,6 +175,15 @@ pub(super) const fn max_concurrent() -> usize {
     MAX_CONCURRENT
 }
 
+/// A pipeline's weight in the host's shares: all equal unless set.
+pub(super) const fn weight() -> u32 {
+    1
+}
+
+/// The largest weight: enough to give one pipeline nearly all of a
+/// host, small enough that shares never overflow.
+pub const MAX_WEIGHT: u32 = 1000;
+
 pub(super) const fn transaction_interval() -> Duration {
     TRANSACTION_INTERVAL
 }

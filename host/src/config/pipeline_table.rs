@@ -54,6 +54,11 @@ pub struct PipelineConfig {
     /// to this).
     #[serde(default = "defaults::max_concurrent")]
     pub max_concurrent: usize,
+    /// This pipeline's weight when the host's call slots and plugin memory
+    /// are shared out: a pipeline of weight 2 gets twice the share of one
+    /// of weight 1 while both want them.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
     /// Messages received but not yet committed, above which the pipeline
     /// stops taking more.
     #[serde(default = "defaults::max_in_flight")]

@@ -34,6 +34,8 @@ pub struct ResolvedPipeline {
     pub batch_size: usize,
     pub batch_timeout: Duration,
     pub max_concurrent: usize,
+    /// Its weight in the host's call slots and plugin memory.
+    pub weight: u32,
     pub max_in_flight: usize,
     pub max_in_flight_bytes: usize,
     pub commit: CommitStrategy,
@@ -107,6 +109,7 @@ impl Config {
             batch_size,
             batch_timeout,
             max_concurrent: pipeline.max_concurrent,
+            weight: pipeline.weight,
             max_in_flight: pipeline.max_in_flight,
             max_in_flight_bytes: pipeline.max_in_flight_mib << 20,
             commit: pipeline.commit,
@@ -220,6 +223,12 @@ impl Resolving<'_> {
         let pipeline = self.pipeline;
         if pipeline.max_concurrent == 0 {
             return Err(self.invalid("`max_concurrent` must be at least 1"));
+        }
+        if !(1..=defaults::MAX_WEIGHT).contains(&pipeline.weight) {
+            return Err(self.invalid(format!(
+                "`weight` must be from 1 to {}",
+                defaults::MAX_WEIGHT
+            )));
         }
         if pipeline.max_in_flight < batch_size {
             return Err(self.invalid(format!(
@@ -407,6 +416,24 @@ mod tests {
             config.http.listen.ip().is_loopback(),
             "nothing is exposed beyond the machine unless asked"
         );
+    }
+
+    #[test]
+    fn a_weight_is_from_one_to_the_most_a_host_takes() {
+        let weighted = |weight: &str| Config::parse(&format!("{MINIMAL}weight = {weight}\n"), &[]);
+        assert_eq!(
+            Config::parse(MINIMAL, &[])
+                .unwrap()
+                .resolve("upper")
+                .unwrap()
+                .weight,
+            1
+        );
+        assert_eq!(weighted("3").unwrap().resolve("upper").unwrap().weight, 3);
+        for refused in ["0", "1001"] {
+            let error = weighted(refused).unwrap_err().to_string();
+            assert!(error.contains("`weight` must be from 1 to 1000"), "{error}");
+        }
     }
 
     #[test]

@@ -217,7 +217,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     for (name, pipeline) in state.inner.live.pipelines() {
         let tenant = &pipeline.tenant;
         metrics.record_tenant(&name, tenant.sample());
-        metrics.record_plugin_memory_limit(tenant.host_memory_limit(), tenant.memory_share());
+        metrics.record_plugin_memory_limit(tenant.host_memory_limit());
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -146,8 +146,8 @@ impl PluginEngine {
 
     /// A pipeline's claim on the host's call slots and plugin memory, for
     /// as long as it is held.
-    pub fn tenant(&self, pipeline: &str) -> Arc<Tenant> {
-        self.inner.shares.tenant(pipeline)
+    pub fn tenant(&self, pipeline: &str, weight: u32) -> Arc<Tenant> {
+        self.inner.shares.tenant(pipeline, weight)
     }
 
     /// The host's call slots and plugin memory.

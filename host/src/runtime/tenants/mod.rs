@@ -1,11 +1,13 @@
 //! Sharing one host between pipelines, each a tenant: plugin calls take
 //! turns on a fixed number of call slots, and the linear memory of every
 //! plugin instance counts against the host's memory limit. A pipeline gets
-//! an equal share of both while others want them, so one whose plugin
-//! loops, leaks or is slow takes its share and no more.
+//! a share of both by its weight (`weight`, 1 unless set) while others
+//! want them, so one whose plugin loops, leaks or is slow takes its share
+//! and no more.
 //!
 //! Calls: a tenant may start a call while it runs fewer than its share
-//! (the slots divided by the tenants active now), or when a free slot is
+//! (the slots times its weight, divided by the weights of the tenants
+//! active now), or when a free slot is
 //! not held back for another active tenant below its share; and never on a
 //! slot held back for an active tenant below its share that has used less
 //! slot time lately. A tenant that called within [`ACTIVE_WINDOW`] counts
@@ -16,8 +18,9 @@
 //! its tenant's share gives its slot up at its next epoch tick when
 //! another tenant waits, and waits in turn.
 //!
-//! Memory: a tenant's instances together may hold the host's limit divided
-//! by the number of tenants; growth past that is refused, and the plugin
+//! Memory: a tenant's instances together may hold the host's limit times
+//! its weight, divided by the pipelines' weights; growth past that is
+//! refused, and the plugin
 //! fails the call as out of memory, as it does at its own per-instance
 //! limit.
 
@@ -39,8 +42,9 @@ pub struct HostShares {
     memory_used: AtomicUsize,
     state: Mutex<SlotState>,
     next_tenant: AtomicU64,
-    /// Tenants that are pipelines: the memory limit is shared among them.
-    pipelines: AtomicUsize,
+    /// The weights of the tenants that are pipelines, summed: the memory
+    /// limit is shared among them.
+    pipeline_weights: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -53,6 +57,7 @@ struct SlotState {
 }
 
 struct TenantSlots {
+    weight: usize,
     running: usize,
     /// Calls waiting for a slot, first come first served.
     waiting: VecDeque<Waiter>,
@@ -81,8 +86,9 @@ struct Waiter {
 }
 
 impl TenantSlots {
-    fn new(now: Instant) -> Self {
+    fn new(weight: usize, now: Instant) -> Self {
         Self {
+            weight,
             running: 0,
             waiting: VecDeque::new(),
             last_wanted: now,
@@ -98,6 +104,17 @@ impl TenantSlots {
         let now = seconds(now);
         let decay = 0.5f64.powf((now - self.used_at).max(0.0) / USAGE_HALF_LIFE);
         self.used * decay + self.running as f64 * now - self.started_sum
+    }
+
+    /// Slot time lately for each unit of weight: what tenants are compared
+    /// by.
+    fn weighted_usage(&self, now: Instant) -> f64 {
+        self.usage(now) / self.weight as f64
+    }
+
+    /// Whether this tenant runs more calls for its weight than `other`.
+    fn runs_more_than(&self, other: &Self) -> bool {
+        self.running * other.weight > other.running * self.weight
     }
 
     fn take_slot(&mut self, now: Instant) {
@@ -128,15 +145,18 @@ impl TenantSlots {
     }
 }
 
-/// The call slots each of `active` pipelines may hold while all of them
-/// want calls: an equal part, and never none.
-pub fn slot_share(slots: usize, active: usize) -> usize {
-    (slots / active.max(1)).max(1)
+/// The call slots a pipeline of weight `weight` may hold while pipelines
+/// of `total_weight` together want calls: its part, and never none.
+pub fn slot_share(slots: usize, weight: usize, total_weight: usize) -> usize {
+    (slots * weight / total_weight.max(weight).max(1)).max(1)
 }
 
-/// The plugin memory each of `pipelines` pipelines' instances may hold.
-pub fn memory_share(memory_limit: usize, pipelines: usize) -> usize {
-    memory_limit / pipelines.max(1)
+/// The plugin memory the instances of a pipeline of weight `weight` may
+/// hold among pipelines of `total_weight` together.
+pub fn memory_share(memory_limit: usize, weight: usize, total_weight: usize) -> usize {
+    let total = total_weight.max(weight).max(1);
+    // In u128: a limit near usize::MAX times a weight must not overflow.
+    (memory_limit as u128 * weight as u128 / total as u128) as usize
 }
 
 impl HostShares {
@@ -153,7 +173,7 @@ impl HostShares {
                 ..SlotState::default()
             }),
             next_tenant: AtomicU64::new(0),
-            pipelines: AtomicUsize::new(0),
+            pipeline_weights: AtomicUsize::new(0),
         })
     }
 
@@ -170,26 +190,29 @@ impl HostShares {
         self.memory_used.load(Ordering::Relaxed)
     }
 
-    /// A pipeline's tenant, sharing the host from now until it is dropped.
-    pub fn tenant(self: &Arc<Self>, name: &str) -> Arc<Tenant> {
-        self.pipelines.fetch_add(1, Ordering::Relaxed);
-        self.new_tenant(name, true)
+    /// A pipeline's tenant of weight `weight`, sharing the host from now
+    /// until it is dropped.
+    pub fn tenant(self: &Arc<Self>, name: &str, weight: u32) -> Arc<Tenant> {
+        let weight = weight.max(1) as usize;
+        self.pipeline_weights.fetch_add(weight, Ordering::Relaxed);
+        self.new_tenant(name, weight, true)
     }
 
     /// The tenant of calls and instances outside any pipeline (a plugin
     /// being validated, a benchmark): it takes no share of the memory
-    /// limit from the pipelines, and may hold as much as one of them.
+    /// limit from the pipelines, and may hold as much as one of weight 1.
     pub fn outside_pipelines(self: &Arc<Self>, name: &str) -> Arc<Tenant> {
-        self.new_tenant(name, false)
+        self.new_tenant(name, 1, false)
     }
 
-    fn new_tenant(self: &Arc<Self>, name: &str, pipeline: bool) -> Arc<Tenant> {
+    fn new_tenant(self: &Arc<Self>, name: &str, weight: usize, pipeline: bool) -> Arc<Tenant> {
         let id = self.next_tenant.fetch_add(1, Ordering::Relaxed);
         self.lock()
             .tenants
-            .insert(id, TenantSlots::new(Instant::now()));
+            .insert(id, TenantSlots::new(weight, Instant::now()));
         Arc::new(Tenant {
             id,
+            weight,
             pipeline,
             name: name.into(),
             host: self.clone(),
@@ -203,17 +226,22 @@ impl HostShares {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Each pipeline's share of the memory limit.
-    fn memory_share(&self) -> usize {
-        memory_share(self.memory_limit, self.pipelines.load(Ordering::Relaxed))
+    /// The share of the memory limit of a pipeline of weight `weight`.
+    fn memory_share(&self, weight: usize) -> usize {
+        let total = self.pipeline_weights.load(Ordering::Relaxed);
+        memory_share(self.memory_limit, weight, total)
     }
 }
 
 impl SlotState {
-    /// The slots each active tenant may hold while others want them.
-    fn share(&self, slots: usize, now: Instant) -> usize {
-        let active = self.tenants.values().filter(|t| t.active(now)).count();
-        slot_share(slots, active)
+    /// The slots an active tenant of weight `weight` may hold while
+    /// others want them.
+    fn share(&self, weight: usize, slots: usize, now: Instant) -> usize {
+        let active: usize = (self.tenants.values())
+            .filter(|t| t.active(now))
+            .map(|t| t.weight)
+            .sum();
+        slot_share(slots, weight, active)
     }
 
     /// Whether `tenant` may start a call on a free slot now: not on one
@@ -225,20 +253,20 @@ impl SlotState {
         if self.free <= 0 {
             return false;
         }
-        let share = self.share(slots, now);
         let Some(own) = self.tenants.get(&tenant) else {
             return false;
         };
-        let own_usage = own.usage(now);
+        let share = self.share(own.weight, slots, now);
+        let own_usage = own.weighted_usage(now);
         let mut held_for_lighter = 0;
         let mut held_for_others = 0;
         for (id, other) in &self.tenants {
             if *id == tenant || !other.active(now) {
                 continue;
             }
-            let missing = share.saturating_sub(other.running);
+            let missing = (self.share(other.weight, slots, now)).saturating_sub(other.running);
             held_for_others += missing;
-            if other.usage(now) < own_usage {
+            if other.weighted_usage(now) < own_usage {
                 held_for_lighter += missing;
             }
         }
@@ -247,7 +275,8 @@ impl SlotState {
     }
 
     /// Hands free slots to waiting calls: the tenant running the fewest
-    /// calls first, and among those the one that has waited longest (a
+    /// calls for its weight first, and among those the one that has
+    /// waited longest (a
     /// call that gave its slot up at a tick queues anew), so no tenant
     /// waits behind another that keeps asking.
     fn grant(&mut self, slots: usize) {
@@ -259,9 +288,11 @@ impl SlotState {
                 .filter(|(id, tenant)| {
                     !tenant.waiting.is_empty() && self.may_take(**id, slots, now)
                 })
-                .min_by_key(|(_, tenant)| {
-                    let first_waiter = tenant.waiting.front().map_or(u64::MAX, |w| w.id);
-                    (tenant.running, first_waiter)
+                .min_by(|(_, a), (_, b)| {
+                    let first_waiter =
+                        |tenant: &TenantSlots| tenant.waiting.front().map_or(u64::MAX, |w| w.id);
+                    let fewer = (a.running * b.weight).cmp(&(b.running * a.weight));
+                    fewer.then(first_waiter(a).cmp(&first_waiter(b)))
                 })
                 .map(|(id, _)| *id);
             let Some(id) = next else { return };
@@ -276,18 +307,17 @@ impl SlotState {
     }
 
     /// Whether a call of `tenant` should give its slot to a waiting
-    /// tenant: it runs above its share, or more calls than one that waits
-    /// below its share.
+    /// tenant: one that waits below its share while `tenant` runs more
+    /// calls for its weight.
     fn should_yield(&self, tenant: u64, slots: usize, now: Instant) -> bool {
-        let share = self.share(slots, now);
         let Some(own) = self.tenants.get(&tenant) else {
             return false;
         };
         self.tenants.iter().any(|(id, other)| {
             *id != tenant
                 && !other.waiting.is_empty()
-                && other.running < share
-                && own.running > other.running
+                && other.running < self.share(other.weight, slots, now)
+                && own.runs_more_than(other)
         })
     }
 }
@@ -296,6 +326,7 @@ impl SlotState {
 /// its instances.
 pub struct Tenant {
     id: u64,
+    weight: usize,
     /// A pipeline's, counted when the memory limit is shared out.
     pipeline: bool,
     name: Arc<str>,
@@ -314,7 +345,7 @@ impl std::fmt::Debug for Tenant {
 impl Drop for Tenant {
     fn drop(&mut self) {
         if self.pipeline {
-            self.host.pipelines.fetch_sub(1, Ordering::Relaxed);
+            (self.host.pipeline_weights).fetch_sub(self.weight, Ordering::Relaxed);
         }
         let mut state = self.host.lock();
         state.tenants.remove(&self.id);
@@ -449,7 +480,7 @@ impl Tenant {
     /// Takes `bytes` more of linear memory, within the tenant's share of
     /// the host's limit; false if it would pass it.
     pub(crate) fn grow_memory(&self, bytes: usize) -> bool {
-        let share = self.host.memory_share();
+        let share = self.memory_share();
         let fits = self
             .memory_used
             .try_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
@@ -476,9 +507,9 @@ impl Tenant {
         self.host.memory_used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Each tenant's share of the host's memory limit now.
+    /// This tenant's share of the host's memory limit now.
     pub fn memory_share(&self) -> usize {
-        self.host.memory_share()
+        self.host.memory_share(self.weight)
     }
 
     /// The tenant's holdings now, for the metrics.
@@ -487,6 +518,7 @@ impl Tenant {
             running_calls: self.running_calls(),
             slot_waits: self.slot_waits(),
             memory_bytes: self.memory_used(),
+            memory_share: self.memory_share(),
             memory_refused: self.memory_refused(),
         }
     }

@@ -9,7 +9,7 @@ fn running(tenant: &Arc<Tenant>) -> usize {
 #[tokio::test]
 async fn a_tenant_alone_may_use_every_slot() {
     let host = HostShares::new(2, 1 << 30);
-    let alone = host.tenant("alone");
+    let alone = host.tenant("alone", 1);
     let _first = alone.call_slot().await;
     let _second = alone.call_slot().await;
     assert_eq!(running(&alone), 2);
@@ -19,8 +19,8 @@ async fn a_tenant_alone_may_use_every_slot() {
 #[tokio::test]
 async fn a_tenant_above_its_share_gives_a_slot_up_at_its_next_tick() {
     let host = HostShares::new(2, 1 << 30);
-    let hog = host.tenant("hog");
-    let healthy = host.tenant("healthy");
+    let hog = host.tenant("hog", 1);
+    let healthy = host.tenant("healthy", 1);
     let _first = hog.call_slot().await;
     let _second = hog.call_slot().await;
 
@@ -61,9 +61,9 @@ async fn a_tenant_above_its_share_gives_a_slot_up_at_its_next_tick() {
 async fn tenants_that_keep_asking_do_not_starve_one_that_waits() {
     let host = HostShares::new(1, 1 << 30);
     // Created first, so a tie-break by tenant would favour them.
-    let first = host.tenant("first");
-    let second = host.tenant("second");
-    let patient = host.tenant("patient");
+    let first = host.tenant("first", 1);
+    let second = host.tenant("second", 1);
+    let patient = host.tenant("patient", 1);
     let order = Arc::new(Mutex::new(Vec::new()));
     let wait_for_slot = |tenant: &Arc<Tenant>| {
         let (tenant, order) = (tenant.clone(), order.clone());
@@ -90,8 +90,8 @@ async fn tenants_that_keep_asking_do_not_starve_one_that_waits() {
 #[tokio::test]
 async fn a_light_tenant_keeps_a_slot_while_heavier_ones_take_turns_on_the_rest() {
     let host = HostShares::new(2, 1 << 30);
-    let heavy = [host.tenant("looping"), host.tenant("hungry")];
-    let light = host.tenant("light");
+    let heavy = [host.tenant("looping", 1), host.tenant("hungry", 1)];
+    let light = host.tenant("light", 1);
     let _first = heavy[0].call_slot().await;
     let _second = heavy[1].call_slot().await;
     // The heavy calls run a while: their slot time counts.
@@ -116,8 +116,8 @@ async fn a_light_tenant_keeps_a_slot_while_heavier_ones_take_turns_on_the_rest()
 #[tokio::test]
 async fn a_call_cancelled_while_waiting_leaves_the_counts_right() {
     let host = HostShares::new(1, 1 << 30);
-    let first = host.tenant("first");
-    let second = host.tenant("second");
+    let first = host.tenant("first", 1);
+    let second = host.tenant("second", 1);
     let held = first.call_slot().await;
     let cancelled = tokio::time::timeout(Duration::from_millis(10), second.call_slot()).await;
     assert!(cancelled.is_err());
@@ -130,8 +130,8 @@ async fn a_call_cancelled_while_waiting_leaves_the_counts_right() {
 #[test]
 fn each_pipeline_may_hold_an_equal_share_of_the_memory_limit() {
     let host = HostShares::new(1, 100 << 20);
-    let first = host.tenant("first");
-    let second = host.tenant("second");
+    let first = host.tenant("first", 1);
+    let second = host.tenant("second", 1);
     let outside = host.outside_pipelines("validation");
     assert_eq!(first.memory_share(), 50 << 20);
     assert!(first.grow_memory(40 << 20));
@@ -147,4 +147,57 @@ fn each_pipeline_may_hold_an_equal_share_of_the_memory_limit() {
     assert_eq!(first.memory_used(), 0);
     drop(second);
     assert_eq!(first.memory_share(), 100 << 20, "one pipeline left");
+}
+
+#[test]
+fn shares_follow_the_weights_and_never_leave_a_pipeline_none() {
+    assert_eq!(slot_share(4, 3, 4), 3);
+    assert_eq!(slot_share(4, 1, 4), 1);
+    assert_eq!(slot_share(4, 1, 2), 2, "equal weights, equal parts");
+    assert_eq!(slot_share(1, 1, 5), 1, "never none");
+    assert_eq!(memory_share(400, 3, 4), 300);
+    assert_eq!(memory_share(400, 1, 0), 400, "alone");
+    assert_eq!(memory_share(usize::MAX, 1000, 1000), usize::MAX);
+}
+
+#[tokio::test]
+async fn a_heavier_pipeline_keeps_the_slots_its_weight_gives_it() {
+    let host = HostShares::new(4, 400 << 20);
+    let heavy = host.tenant("heavy", 3);
+    let light = host.tenant("light", 1);
+    let _light_slot = light.call_slot().await;
+    let mut heavy_slots = Vec::new();
+    for _ in 0..3 {
+        let slot = tokio::time::timeout(ACTIVE_WINDOW / 2, heavy.call_slot());
+        heavy_slots.push(
+            slot.await
+                .expect("three slots are the heavy pipeline's share"),
+        );
+    }
+    assert_eq!(heavy.slot_waits(), 0);
+
+    // The light pipeline wants a second slot; the heavy one, at its
+    // share, gives none up at its tick (with equal weights it would).
+    let waiting = tokio::spawn({
+        let light = light.clone();
+        async move { light.call_slot().await }
+    });
+    tokio::task::yield_now().await;
+    heavy.clone().tick().await;
+    assert_eq!(running(&heavy), 3);
+    assert!(!waiting.is_finished());
+    // A slot it gives back is still held for it while it is active...
+    heavy_slots.pop();
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    // ...and goes to the light pipeline once the heavy one is quiet.
+    heavy_slots.clear();
+    let slot = tokio::time::timeout(ACTIVE_WINDOW * 3, waiting).await;
+    drop(
+        slot.expect("the light call gets a slot")
+            .expect("the wait finishes"),
+    );
+
+    assert_eq!(heavy.memory_share(), 300 << 20);
+    assert_eq!(light.memory_share(), 100 << 20);
 }
