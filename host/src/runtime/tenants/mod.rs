@@ -234,14 +234,13 @@ impl HostShares {
 }
 
 impl SlotState {
-    /// The slots an active tenant of weight `weight` may hold while
-    /// others want them.
-    fn share(&self, weight: usize, slots: usize, now: Instant) -> usize {
-        let active: usize = (self.tenants.values())
+    /// The weights of the tenants active now, summed: what the slots are
+    /// shared out by.
+    fn active_weight(&self, now: Instant) -> usize {
+        (self.tenants.values())
             .filter(|t| t.active(now))
             .map(|t| t.weight)
-            .sum();
-        slot_share(slots, weight, active)
+            .sum()
     }
 
     /// Whether `tenant` may start a call on a free slot now: not on one
@@ -256,7 +255,8 @@ impl SlotState {
         let Some(own) = self.tenants.get(&tenant) else {
             return false;
         };
-        let share = self.share(own.weight, slots, now);
+        let active_weight = self.active_weight(now);
+        let share = slot_share(slots, own.weight, active_weight);
         let own_usage = own.weighted_usage(now);
         let mut held_for_lighter = 0;
         let mut held_for_others = 0;
@@ -264,7 +264,8 @@ impl SlotState {
             if *id == tenant || !other.active(now) {
                 continue;
             }
-            let missing = (self.share(other.weight, slots, now)).saturating_sub(other.running);
+            let missing =
+                slot_share(slots, other.weight, active_weight).saturating_sub(other.running);
             held_for_others += missing;
             if other.weighted_usage(now) < own_usage {
                 held_for_lighter += missing;
@@ -313,10 +314,11 @@ impl SlotState {
         let Some(own) = self.tenants.get(&tenant) else {
             return false;
         };
+        let active_weight = self.active_weight(now);
         self.tenants.iter().any(|(id, other)| {
             *id != tenant
                 && !other.waiting.is_empty()
-                && other.running < self.share(other.weight, slots, now)
+                && other.running < slot_share(slots, other.weight, active_weight)
                 && own.runs_more_than(other)
         })
     }
