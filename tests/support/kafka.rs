@@ -116,15 +116,7 @@ pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
 
 impl Cluster {
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results = futures::executor::block_on(admin.create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .expect("create_topics request");
-        for result in results {
+        for result in self.request_topic(name, partitions) {
             result.expect("topic created");
         }
     }
@@ -132,20 +124,24 @@ impl Cluster {
     /// Creates `name` unless the broker has it already (as `kafka-topics.sh
     /// --create --if-not-exists`).
     pub fn create_topic_if_missing(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results = futures::executor::block_on(admin.create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .expect("create_topics request");
-        for result in results {
+        for result in self.request_topic(name, partitions) {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => panic!("creating topic {topic}: {code}"),
             }
         }
+    }
+
+    /// Asks the broker to create `name`, and returns its answer.
+    fn request_topic(&self, name: &str, partitions: i32) -> Vec<rdkafka::admin::TopicResult> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        futures::executor::block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create_topics request")
     }
 
     /// How many partitions `topic` has; None while the broker has no such
