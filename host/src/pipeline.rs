@@ -15,7 +15,9 @@ use crate::runtime::{
     CallError, EncodedBatch, EncodedOutcomes, Outcome, OutputView, Plugin, Tenant,
 };
 use crate::sink::headers::tagged;
-use crate::sink::{DaprOutput, FailedIn, OutputPolicy, OutputProducer, PendingDelivery, SinkError};
+use crate::sink::{
+    DaprOutput, FailedIn, OutputBatch, OutputPolicy, OutputProducer, PendingDelivery, SinkError,
+};
 
 /// What the plugin finally made of one message, before anything is sent.
 enum Verdict {
@@ -122,7 +124,8 @@ impl Pipeline {
     }
 
     /// The producer's part of [`Pipeline::process`]: hands the outputs and
-    /// dead letters of `decided` to `producer`, in message order.
+    /// dead letters of `decided` to `producer`, in message order, as one
+    /// group whose acknowledgements are awaited together.
     pub async fn send(
         &self,
         batch: &EncodedBatch,
@@ -135,20 +138,21 @@ impl Pipeline {
             answers,
             verdicts,
         } = decided;
+        let outputs = producer.batch();
         let mut results = Vec::with_capacity(count);
         for (index, verdict) in verdicts.into_iter().enumerate() {
             let result = match verdict {
                 Verdict::Outputs { call, index: at } => {
-                    let Outcome::Outputs(outputs) = answers[call].outcome(at) else {
+                    let Outcome::Outputs(emitted) = answers[call].outcome(at) else {
                         unreachable!("an outputs verdict points at outputs")
                     };
-                    let mut sent = self.emit(outputs, producer, plugin.name(), &version).await;
+                    let mut sent = self.emit(emitted, &outputs, plugin.name(), &version).await;
                     match sent.failure.take() {
                         // Outputs Kafka refused (too large, no such topic):
                         // the message failed like any other.
                         Some(failure) => {
                             let mut failed = self
-                                .fail(&plugin, &version, batch, index, failure, producer)
+                                .fail(&plugin, &version, batch, index, failure, &outputs)
                                 .await;
                             sent.deliveries.append(&mut failed.deliveries);
                             MessageResult {
@@ -160,7 +164,7 @@ impl Pipeline {
                     }
                 }
                 Verdict::Failed(failure) => {
-                    self.fail(&plugin, &version, batch, index, failure, producer)
+                    self.fail(&plugin, &version, batch, index, failure, &outputs)
                         .await
                 }
             };
@@ -344,7 +348,7 @@ impl Pipeline {
         batch: &EncodedBatch,
         index: usize,
         failure: MessageFailure,
-        producer: &OutputProducer,
+        producer: &OutputBatch<'_>,
     ) -> MessageResult {
         let message = batch.view().message(index);
         // Every failure is counted and dead-lettered with its reason; the
@@ -397,7 +401,7 @@ impl Pipeline {
     async fn emit(
         &self,
         outputs: impl Iterator<Item = OutputView<'_>>,
-        producer: &OutputProducer,
+        producer: &OutputBatch<'_>,
         plugin: &str,
         version: &str,
     ) -> MessageResult {

@@ -4,7 +4,7 @@
 use crate::failure::MessageFailure;
 use crate::runtime::MessageView;
 use crate::sink::headers;
-use crate::sink::{OutputProducer, PendingDelivery, SinkError};
+use crate::sink::{OutputBatch, PendingDelivery, SinkError};
 
 /// A pipeline's dead-letter topic.
 #[derive(Debug, Clone)]
@@ -25,13 +25,13 @@ impl DeadLetters {
         }
     }
 
-    /// Hands `message` to `producer` for the dead-letter topic: its key,
+    /// Hands `message` to `outputs` for the dead-letter topic: its key,
     /// value and headers as they came in, plus the reason and where it was
     /// read from. `runnel-` headers it came in with (it may be a dead letter
     /// replayed) give way to this failure's.
     pub async fn send(
         &self,
-        producer: &OutputProducer,
+        outputs: &OutputBatch<'_>,
         message: &MessageView<'_>,
         failure: &MessageFailure,
         failed_in: FailedIn<'_>,
@@ -49,7 +49,7 @@ impl DeadLetters {
             (headers::SOURCE_OFFSET, offset.as_bytes()),
             (headers::ATTEMPTS, attempts.as_bytes()),
         ];
-        producer
+        outputs
             .send(
                 &self.topic,
                 message.key(),

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::Message;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use thiserror::Error;
 
+use super::deliveries::{DeliveryGroup, OutputEvents};
 use crate::backoff::Backoff;
 use crate::client_events::{ClientEvents, LogLimiter};
 use crate::config::{HOST_OWNED_PRODUCER_OPTIONS, HostOwnedOption, KafkaConfig};
@@ -24,8 +24,6 @@ pub enum SinkError {
     Create(KafkaError),
     #[error("failed to produce to topic {topic}: {source}")]
     Produce { topic: String, source: KafkaError },
-    #[error("the producer closed before the output was acknowledged")]
-    Closed,
     #[error("an output to topic {topic} was not acknowledged: {source}")]
     Undelivered { topic: String, source: KafkaError },
     #[error(transparent)]
@@ -118,19 +116,42 @@ async fn run_blocking(
 
 #[derive(Clone)]
 pub struct OutputProducer {
-    producer: FutureProducer<ClientEvents>,
+    producer: ThreadedProducer<OutputEvents>,
     /// Set when the producer is given up on; shared by its clones.
     retired: Arc<AtomicBool>,
 }
 
-/// An output on its way: handed to the Kafka producer and waiting for the
-/// broker's acknowledgement, or already answered (a Dapr output binding
-/// answers synchronously, and may have refused it; a producer that takes
-/// no records now refuses it at once).
+/// An output on its way: handed to the Kafka producer and waiting, with the
+/// rest of its group, for the broker's acknowledgement, or already answered
+/// (a Dapr output binding answers synchronously, and may have refused it; a
+/// producer that takes no records now refuses it at once).
 pub enum PendingDelivery {
-    Kafka(DeliveryFuture),
+    Kafka(Arc<DeliveryGroup>),
     Acknowledged,
     Refused(SinkError),
+}
+
+/// Outputs sent through one producer as a group: their acknowledgements
+/// are awaited together (see [`DeliveryGroup`]).
+pub struct OutputBatch<'p> {
+    producer: &'p OutputProducer,
+    group: Arc<DeliveryGroup>,
+}
+
+impl OutputBatch<'_> {
+    /// Hands one output to the producer. Waits only while the producer's
+    /// local queue is full, so outputs keep their order.
+    pub async fn send<'h>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<PendingDelivery, SinkError> {
+        self.producer
+            .send(&self.group, topic, key, value, headers)
+            .await
+    }
 }
 
 /// The producer's options: defaults, then the user's, then those the
@@ -156,7 +177,7 @@ impl OutputProducer {
         events: ClientEvents,
     ) -> Result<Self, SinkError> {
         let producer = producer_config(kafka, options)
-            .create_with_context(events)
+            .create_with_context(OutputEvents(events))
             .map_err(SinkError::Create)?;
         Ok(Self {
             producer,
@@ -252,31 +273,28 @@ impl OutputProducer {
         run_blocking(move || producer.producer.abort_transaction(TRANSACTION_TIMEOUT)).await
     }
 
-    pub fn client(&self) -> &FutureProducer<ClientEvents> {
+    pub fn client(&self) -> &ThreadedProducer<OutputEvents> {
         &self.producer
     }
 
-    /// Hands one output to the producer. Waits only while the producer's
-    /// local queue is full, so outputs keep their order.
-    pub async fn send<'h>(
+    /// A group of outputs to send and have acknowledged together.
+    pub fn batch(&self) -> OutputBatch<'_> {
+        OutputBatch {
+            producer: self,
+            group: DeliveryGroup::new(),
+        }
+    }
+
+    /// Hands one output of `group` to the producer. Waits only while the
+    /// producer's local queue is full, so outputs keep their order.
+    async fn send<'h>(
         &self,
+        group: &Arc<DeliveryGroup>,
         topic: &str,
         key: Option<&[u8]>,
         value: &[u8],
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) -> Result<PendingDelivery, SinkError> {
-        self.enqueue(topic, key, value, headers)
-            .await
-            .map(PendingDelivery::Kafka)
-    }
-
-    async fn enqueue<'h>(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
-    ) -> Result<DeliveryFuture, SinkError> {
         let mut owned = OwnedHeaders::new();
         for (name, header_value) in headers {
             owned = owned.insert(Header {
@@ -284,22 +302,25 @@ impl OutputProducer {
                 value: Some(header_value),
             });
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+        let mut record = BaseRecord::<[u8], [u8], _>::with_opaque_to(topic, group.clone())
             .payload(value)
             .headers(owned);
         if let Some(key) = key {
             record = record.key(key);
         }
+        group.expect();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.producer.send_result(record) {
-                Ok(future) => return Ok(future),
+            match self.producer.send(record) {
+                Ok(()) => return Ok(PendingDelivery::Kafka(group.clone())),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     tokio::time::sleep(QUEUE_FULL_BACKOFF.delay(attempt)).await;
                 }
                 Err((source, _)) => {
+                    // Never sent: it awaits no answer.
+                    group.answer(None);
                     return Err(SinkError::Produce {
                         topic: topic.to_owned(),
                         source,
@@ -313,31 +334,32 @@ impl OutputProducer {
     /// (its delivery timeout passed, or the broker refused it) is an error:
     /// the caller processes its input again rather than storing its
     /// offset, so nothing is lost and outputs keep their order.
+    /// A producer that is dropped answers every output it still holds as
+    /// purged, so no wait outlives it.
     pub async fn confirm(&self, pending: PendingDelivery) -> Result<(), SinkError> {
-        let future = match pending {
-            PendingDelivery::Kafka(future) => future,
-            PendingDelivery::Acknowledged => return Ok(()),
-            PendingDelivery::Refused(error) => return Err(error),
-        };
-        match future.await {
-            Ok(Ok(_delivery)) => Ok(()),
-            Ok(Err((source, message))) => Err(SinkError::Undelivered {
-                topic: message.topic().to_owned(),
-                source,
-            }),
-            // The producer is gone: the offset stays unstored, so the
-            // input is processed again after a restart.
-            Err(_canceled) => Err(SinkError::Closed),
+        match pending {
+            PendingDelivery::Kafka(group) => group.settled().await,
+            PendingDelivery::Acknowledged => Ok(()),
+            PendingDelivery::Refused(error) => Err(error),
         }
     }
 
-    /// Waits for `deliveries` in order; returns the error of the first
-    /// that was not acknowledged.
+    /// Waits for `deliveries`; returns an error if any was not
+    /// acknowledged. A group's outputs are awaited once, together.
     pub async fn confirm_all(
         &self,
         deliveries: impl IntoIterator<Item = PendingDelivery>,
     ) -> Result<(), SinkError> {
+        let mut awaited: Option<Arc<DeliveryGroup>> = None;
         for delivery in deliveries {
+            if let (PendingDelivery::Kafka(group), Some(last)) = (&delivery, &awaited)
+                && Arc::ptr_eq(group, last)
+            {
+                continue;
+            }
+            if let PendingDelivery::Kafka(group) = &delivery {
+                awaited = Some(group.clone());
+            }
             self.confirm(delivery).await?;
         }
         Ok(())
@@ -369,6 +391,5 @@ mod tests {
         // the record is not at fault.
         assert!(!refused(RDKafkaErrorCode::Fatal).refuses_the_record());
         assert!(!refused(RDKafkaErrorCode::State).refuses_the_record());
-        assert!(!SinkError::Closed.refuses_the_record());
     }
 }

@@ -3,11 +3,12 @@
 
 pub mod dapr;
 pub mod dead_letter;
+mod deliveries;
 pub mod headers;
 pub mod kafka;
 pub mod policy;
 
 pub use dapr::DaprOutput;
 pub use dead_letter::{DeadLetters, FailedIn};
-pub use kafka::{OutputProducer, PendingDelivery, SinkError};
+pub use kafka::{OutputBatch, OutputProducer, PendingDelivery, SinkError};
 pub use policy::OutputPolicy;
