@@ -136,6 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<bool, Ho
         brokers = %config.kafka.brokers,
         "runnel started"
     );
+    crate::memory::started();
     if serves_nothing {
         // Nothing to consume: say so rather than look like a host that
         // silently does nothing.

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod http;
 pub mod kafka_client;
 pub mod launcher;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin_dir;
