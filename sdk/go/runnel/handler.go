@@ -97,9 +97,9 @@ func handleFrom(h Handler, view *batchView, first int, out *Outputs) (next int) 
 	}()
 	for ; i < view.count; i++ {
 		if err := h.Handle(view.message(i), out); err != nil {
-			out.finishMessage(failureOf(err))
+			out.failMessage(failureOf(err))
 		} else {
-			out.finishMessage(nil)
+			out.succeed()
 		}
 	}
 	return i

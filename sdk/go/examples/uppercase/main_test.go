@@ -26,6 +26,13 @@ func TestUppercasesOnlyASCIILettersAtEveryPosition(t *testing.T) {
 			t.Fatalf("from byte %d: got %q, want %q", start, got, want[start:])
 		}
 	}
+	for length := range 80 { // every length of the last, overlapping word and of the blocks
+		got := bytes.Clone(value[:length])
+		asciiUppercase(got)
+		if !bytes.Equal(got, want[:length]) {
+			t.Fatalf("%d bytes: got %q, want %q", length, got, want[:length])
+		}
+	}
 }
 
 func TestKeepsKeyAndHeaders(t *testing.T) {
