@@ -10,7 +10,7 @@ import (
 
 type uppercase struct{}
 
-func (uppercase) Handle(message runnel.Message, out *runnel.Outputs) error {
+func (*uppercase) Handle(message runnel.Message, out *runnel.Outputs) error {
 	// Sending the value and editing the copy in place saves an allocation per message.
 	out.Send(message.Value()).
 		EditValue(asciiUppercase).
@@ -68,7 +68,7 @@ func upper8(w uint64) uint64 {
 }
 
 func init() {
-	runnel.Export(func(*runnel.Config) (runnel.Handler, error) { return uppercase{}, nil })
+	runnel.Export(func(*runnel.Config) (runnel.Handler, error) { return &uppercase{}, nil })
 }
 
 // main is never called: the plugin is a library whose exports the host calls.

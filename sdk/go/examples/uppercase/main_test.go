@@ -36,7 +36,7 @@ func TestUppercasesOnlyASCIILettersAtEveryPosition(t *testing.T) {
 }
 
 func TestKeepsKeyAndHeaders(t *testing.T) {
-	outcomes := runnel.HandleTestBatch(uppercase{}, "test", runnel.TestMessage{
+	outcomes := runnel.HandleTestBatch(&uppercase{}, "test", runnel.TestMessage{
 		Topic: "in", Key: []byte("k"), Value: []byte("hello"), Timestamp: -1,
 		Headers: []runnel.Header{{Name: "trace", Value: []byte("1")}},
 	})
