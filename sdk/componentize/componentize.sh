@@ -69,6 +69,30 @@ TOML
     echo "$adapter"
 }
 
+# preinit IN.wasm OUT.wasm: runs the reactor's `_initialize` once, here, and writes the module
+# with the state it left as its initial state, so that no instance runs it again (preinit/).
+# Run it on the core module, before componentize. The tool is built from preinit/ with cargo
+# on first use and cached under a name that changes with its sources, so an edited tool is
+# rebuilt; without the cache it is simply built again.
+preinit() {
+    local source
+    source=$(cd "$(dirname "${BASH_SOURCE[0]}")/preinit" && pwd)
+    local key
+    key=$(cat "$source/Cargo.toml" "$source/Cargo.lock" "$source"/src/*.rs | sha256sum | cut -c1-12)
+    local root=$COMPONENTIZE_CACHE/preinit-$key
+    if [ ! -x "$root/bin/runnel-preinit" ]; then
+        command -v cargo >/dev/null || {
+            echo "error: runnel-preinit is missing and cargo, which builds it, too: run scripts/setup.sh" >&2
+            return 1
+        }
+        echo "building runnel-preinit with cargo (wasmtime: several minutes, once)" >&2
+        # From inside the repository, so that rust-toolchain.toml picks the compiler.
+        (cd "$source" && cargo install --quiet --locked --root "$root.part" --path . >&2)
+        rm -rf "$root" && mv "$root.part" "$root"
+    fi
+    "$root/bin/runnel-preinit" "$@"
+}
+
 # componentize CORE.wasm OUT.wasm [--no-embed]: embeds the WIT world (unless the module already
 # carries it) and adapts the module into a component.
 componentize() {

@@ -6,7 +6,7 @@
 #   sdk/go/build.sh --test                 run the SDK's and the examples' tests
 #
 # Installs what is missing on first use (Go 1.24 or later, wasm-tools, the WASI reactor
-# adapter), cached under ~/.cache/runnel.
+# adapter, runnel-preinit), cached under ~/.cache/runnel.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +46,10 @@ build() {
     trap 'rm -rf "$work"' RETURN
     (cd "$plugin" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o "$work/go.wasm" .)
     # The WASI adapter's own allocator, which must run before Go's runtime can (see adapterarena).
-    (cd "$here" && go run ./adapterarena "$work/go.wasm" "$work/core.wasm")
+    (cd "$here" && go run ./adapterarena "$work/go.wasm" "$work/arena.wasm")
+    # Go's runtime start-up, run once here instead of in every instance (README.md, "Start-up").
+    # Before componentize: the adapter must start fresh in each instance.
+    preinit "$work/arena.wasm" "$work/core.wasm"
     componentize "$work/core.wasm" "$out"
 }
 

@@ -248,13 +248,21 @@ func parseBatch(buffer []byte, topics []string) (batchView, error) {
 			return batchView{}, pastTheData(b.data, header.value, "the value of header "+itoa(uint64(i)))
 		}
 	}
-	// The check every message of every batch goes through, kept to comparisons: the error
-	// is worded only when there is one.
+	// The check every message of every batch goes through, kept to arithmetic and one
+	// branch (each branch costs Go's WebAssembly code a trip through its dispatch loop): every
+	// limit is a difference of values below 2^33 that wraps to a negative number exactly when
+	// the limit is broken. The error is worded only when there is one.
 	for i := range b.messages {
 		m := &b.messages[i]
-		keyOK := m.key.end() <= dataLen || (m.key.offset == noKey && m.key.length == 0)
-		if m.topic >= topicCount || !keyOK || m.value.end() > dataLen ||
-			uint64(m.firstHeader)+uint64(m.headerCount) > uint64(headerCount) {
+		keyEnd := m.key.end()
+		if m.key.offset == noKey {
+			keyEnd = uint64(m.key.length) << 32 // 0 for "no key"; past any data area with a length
+		}
+		broken := int64(uint64(topicCount)-1-uint64(m.topic)) |
+			int64(dataLen-keyEnd) |
+			int64(dataLen-m.value.end()) |
+			int64(uint64(headerCount)-uint64(m.firstHeader)-uint64(m.headerCount))
+		if broken < 0 {
 			return batchView{}, b.messageError(i, topicCount, headerCount)
 		}
 	}

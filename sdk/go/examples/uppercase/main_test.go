@@ -26,10 +26,17 @@ func TestUppercasesOnlyASCIILettersAtEveryPosition(t *testing.T) {
 			t.Fatalf("from byte %d: got %q, want %q", start, got, want[start:])
 		}
 	}
+	for length := range 80 { // every length of the last, overlapping word and of the blocks
+		got := bytes.Clone(value[:length])
+		asciiUppercase(got)
+		if !bytes.Equal(got, want[:length]) {
+			t.Fatalf("%d bytes: got %q, want %q", length, got, want[:length])
+		}
+	}
 }
 
 func TestKeepsKeyAndHeaders(t *testing.T) {
-	outcomes := runnel.HandleTestBatch(uppercase{}, "test", runnel.TestMessage{
+	outcomes := runnel.HandleTestBatch(&uppercase{}, "test", runnel.TestMessage{
 		Topic: "in", Key: []byte("k"), Value: []byte("hello"), Timestamp: -1,
 		Headers: []runnel.Header{{Name: "trace", Value: []byte("1")}},
 	})
