@@ -80,9 +80,6 @@ const QUEUE_FULL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(1));
 /// How long one transaction step may take before it counts as failed.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often a commit checks whether the broker has answered every output.
-const ANSWER_CHECK_INTERVAL: Duration = Duration::from_millis(1);
-
 /// Calls a blocking transaction step again for as long as it fails with an
 /// error librdkafka calls retriable, unless the producer was retired
 /// meanwhile: a producer given up on must not hold a thread (and the
@@ -267,26 +264,25 @@ impl OutputProducer {
     }
 
     /// Blocks until the broker has answered every output handed to the
-    /// producer (and its polling thread has served the answers), for at
-    /// most `timeout`, or until the producer is retired.
+    /// producer and its polling thread has served the answers, for at most
+    /// `timeout`.
     ///
     /// A commit flushes the outputs by itself, but rust-rdkafka's
     /// `commit_transaction` first calls its own `flush`, which, if anything
     /// is outstanding, polls the producer's event queue until 100 ms have
-    /// passed, however early the answers come (and with a `ThreadedProducer`
-    /// its polling thread serves them anyway). Every commit waited those
+    /// passed, however early the answers come (with a `ThreadedProducer`
+    /// its polling thread takes them anyway). Every commit waited those
     /// 100 ms with sending held, and exactly-once moved half the messages
-    /// of at-least-once. Outputs are answered within milliseconds (linger
-    /// and a round trip), so checking every millisecond costs a few checks
-    /// per commit.
+    /// of at-least-once. librdkafka's own flush waits on a condition
+    /// instead, and sends what lingers at once.
     fn wait_until_answered(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while self.producer.in_flight_count() > 0
-            && std::time::Instant::now() < deadline
-            && !self.retired.load(Ordering::Relaxed)
-        {
-            std::thread::sleep(ANSWER_CHECK_INTERVAL);
-        }
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let client = self.producer.client().native_ptr();
+        // SAFETY: `client` is the live handle of this producer, which
+        // outlives the call, and librdkafka allows a flush from any thread.
+        // A flush that times out leaves the rest to the commit.
+        #[allow(unsafe_code)]
+        let _ = unsafe { rdkafka::bindings::rd_kafka_flush(client, timeout_ms) };
     }
 
     /// Gives the producer up: a transaction step still retrying stops at
