@@ -80,24 +80,37 @@ class Failure(Exception):
         return f"{self.kind.name.lower()} failure: {self.message}"
 
 
+try:
+    # The descriptor `collections.namedtuple` uses: a field read without a Python call, about
+    # 800 WebAssembly instructions cheaper per read than `property(itemgetter(...))`.
+    from collections import _tuplegetter as _field
+except ImportError:  # another Python implementation
+
+    def _field(index: int, doc: str) -> property:  # type: ignore[misc]
+        return property(itemgetter(index), doc=doc)
+
+
 class Message(tuple):
-    """One input message, read-only. Its value, key and headers are decoded before the handler
+    """One input message, read-only. Its key, value and headers are decoded before the handler
     runs, so reading them is a plain attribute read; the other fields are read from the batch
     when asked for."""
 
+    # The tuple is (key, value, headers, BatchFields, index): the order in which the decoder
+    # reads them.
     __slots__ = ()
 
-    value: bytes = property(itemgetter(0), doc="The payload.")  # type: ignore[assignment]
-    key: Optional[bytes] = property(  # type: ignore[assignment]
-        itemgetter(1),
-        doc="The key, or `None` when the message has no key (which Kafka distinguishes from "
+    key: Optional[bytes] = _field(  # type: ignore[assignment]
+        0,
+        "The key, or `None` when the message has no key (which Kafka distinguishes from "
         "an empty key).",
     )
-    headers: Tuple[Tuple[str, bytes], ...] = property(  # type: ignore[assignment]
-        itemgetter(2),
-        doc="Every `(name, value)` header in the order the producer wrote them; a name may "
+    value: bytes = _field(1, "The payload.")  # type: ignore[assignment]
+    headers: Tuple[Tuple[str, bytes], ...] = _field(  # type: ignore[assignment]
+        2,
+        "Every `(name, value)` header in the order the producer wrote them; a name may "
         "repeat.",
     )
+
     @property
     def topic(self) -> str:
         """The topic the message was read from."""

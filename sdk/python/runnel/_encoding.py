@@ -11,10 +11,10 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from functools import partial
-from itertools import accumulate, repeat
+from io import BytesIO
+from itertools import accumulate, chain, repeat
 from operator import add
-from typing import Iterable, Iterator, List, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 NO_KEY = 0xFFFF_FFFF
 
@@ -131,12 +131,13 @@ class BatchFields:
 
 def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
     """Checks `buffer` as a batch (every table, span and string, once) and returns its source
-    and its messages as `message_type` tuples of (value, key, headers, BatchFields, index).
+    and its messages as `message_type` tuples of (key, value, headers, BatchFields, index).
 
     Inside WebAssembly every Python object costs about a thousand instructions to make and free,
     more than the handler's own work, so this makes as few as it can: the message table's fields
-    are read as whole columns from a memoryview, and per message only its value, its key and
-    the tuple itself are made (plus the end of each span, to slice with).
+    are read as whole columns from a memoryview, and per message only its key, its value and
+    the tuple itself are made (and, unless the batch is laid out as `_read_packed` expects, the
+    ends of the spans and the slices to cut them with).
     """
     (
         _magic,
@@ -163,6 +164,10 @@ def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
         return source, []
     table = memoryview(buffer)[messages_at : messages_at + MESSAGE_RECORD.size * count]
     fields = BatchFields(source, topics, table)
+    if not header_count:
+        messages = _read_packed(buffer, data_at, fields, count, message_type)
+        if messages is not None:
+            return source, messages
     u32 = fields.u32
     topic_indexes = u32[5::12]
     key_ats = u32[6::12].tolist()
@@ -215,9 +220,44 @@ def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
     else:
         headers_of = repeat((), count)
     return source, list(
+        map(message_type, zip(keys, values, headers_of, repeat(fields, count), range(count)))
+    )
+
+
+def _read_packed(
+    buffer: bytes, data_at: int, fields: BatchFields, count: int, message_type: type
+) -> Optional[list]:
+    """The messages of a batch without headers whose keys and values lie in message order with
+    nothing between them (key 0, value 0, key 1, ...: how the host writes them), or `None` for
+    any other batch, which `read_batch` then reads span by span.
+
+    Such a batch is checked by comparing the key and value columns, in C, with the running sum
+    of their lengths, and read by one `BytesIO.read` per key and value: no end, slice or
+    lasting integer is made per message, about a third of what reading a message costs.
+    """
+    u32 = fields.u32
+    first = u32[6]
+    try:
+        starts = array("I", accumulate(chain.from_iterable(zip(u32[7::12], u32[9::12])), initial=first))
+    except OverflowError:  # a span past 4 GiB: not a batch the host wrote
+        return None
+    spans = memoryview(starts)
+    if (
+        starts[-1] > len(buffer) - data_at
+        or spans[0:-1:2] != u32[6::12]
+        or spans[1::2] != u32[8::12]
+        or max(u32[5::12]) >= len(fields.topics)
+        or max(u32[10::12])
+        or max(u32[11::12])
+    ):
+        return None
+    data = BytesIO(buffer)
+    data.seek(data_at + first)
+    keys_and_values = map(data.read, chain.from_iterable(zip(u32[7::12], u32[9::12])))
+    return list(
         map(
-            partial(tuple.__new__, message_type),
-            zip(values, keys, headers_of, repeat(fields, count), range(count)),
+            message_type,
+            zip(keys_and_values, keys_and_values, repeat((), count), repeat(fields, count), range(count)),
         )
     )
 

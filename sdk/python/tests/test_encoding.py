@@ -201,3 +201,30 @@ def test_headers_named_in_a_batch_without_a_header_table_are_rejected(field, val
     batch = batch[:at] + MESSAGE_RECORD.pack(*record) + batch[at + MESSAGE_RECORD.size :]
     with pytest.raises(DecodeError, match="message 0 has headers"):
         read_batch(batch, Message)
+
+
+def fields_of(message):
+    return (message.topic, message.partition, message.offset, message.timestamp, message.key,
+            message.value, message.headers, message.source)
+
+
+def test_packed_and_scattered_batches_read_alike():
+    # Keys and values back to back (how the host writes a batch without headers) take the packed
+    # path; a second topic's name between two messages makes the same messages scattered.
+    packed = [{"value": f"value {i}", "key": f"key {i}", "offset": 7 + i, "timestamp": i} for i in range(4)]
+    scattered = [dict(message, topic="in" if i < 2 else "other") for i, message in enumerate(packed)]
+    packed_messages = read_messages(encode_batch(packed))
+    scattered_messages = read_messages(encode_batch(scattered))
+    assert [fields_of(m)[1:] for m in packed_messages] == [fields_of(m)[1:] for m in scattered_messages]
+    assert [m.value for m in packed_messages] == [f"value {i}".encode() for i in range(4)]
+    assert [m.topic for m in scattered_messages] == ["in", "in", "other", "other"]
+
+
+def test_a_packed_batch_with_a_bad_field_is_still_rejected():
+    batch = encode_batch([{"value": "a", "key": "k"}, {"value": "b", "key": "l"}])
+    at = BATCH_HEADER.unpack_from(batch)[MESSAGES_AT] + MESSAGE_RECORD.size
+    record = list(MESSAGE_RECORD.unpack_from(batch, at))
+    record[3] = 5  # topic 5 of 1
+    batch = batch[:at] + MESSAGE_RECORD.pack(*record) + batch[at + MESSAGE_RECORD.size :]
+    with pytest.raises(DecodeError, match="message 1 names topic 5 of 1"):
+        read_batch(batch, Message)
