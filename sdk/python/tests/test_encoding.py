@@ -228,3 +228,19 @@ def test_a_packed_batch_with_a_bad_field_is_still_rejected():
     batch = batch[:at] + MESSAGE_RECORD.pack(*record) + batch[at + MESSAGE_RECORD.size :]
     with pytest.raises(DecodeError, match="message 1 names topic 5 of 1"):
         read_batch(batch, Message)
+
+
+@pytest.mark.parametrize("extra", [{}, {"topic": "elsewhere"}, {"headers": [("h", b"1")]}], ids=["packed", "topic", "headers"])
+def test_answers_with_and_without_a_rare_field_read_back_alike(extra):
+    # Outputs that all have a key and nothing else are written column by column; one with a
+    # topic or headers of its own takes the writer's loops.
+    out = Outputs()
+    out.send(b"first", key=b"k1")
+    out.send(b"", key=b"")
+    out.send(b"third", key=b"k3", **extra)
+    answer = encode_answer(out._sent, [1, 1, 3], [(1, FailureKind.TRANSIENT, "later")])
+    assert read_outcomes(answer, 3) == [
+        [Output(b"first", key=b"k1")],
+        Failed(FailureKind.TRANSIENT, "later"),
+        [Output(b"", key=b""), Output(b"third", key=b"k3", **extra)],
+    ]
