@@ -102,6 +102,13 @@ export const log = {
 
 const EMPTY_BYTES = new Uint8Array(0);
 
+// The message record's fields as constants of this module: the engine's interpreter reads an
+// imported binding for about 500 WebAssembly instructions more than one of its own module's.
+const KEY = M_KEY;
+const VALUE = M_VALUE;
+const HEADER_COUNT = M_HEADER_COUNT;
+const NO_KEY_OFFSET = NO_KEY;
+
 /**
  * The headers of one message, in the order the producer wrote them; a name may repeat.
  * Iterating gives `[name, value]` pairs. Passing the object itself to `OutputBuilder.headers`
@@ -153,22 +160,32 @@ export class Message {
     this.at = index * MESSAGE_WORDS;
   }
 
+  // The key and value getters slice the batch themselves rather than through BatchView.bytes:
+  // a call costs the interpreter about 2,500 instructions, a sixth of a getter.
+
   /** The key, or undefined when the message has no key (Kafka tells that from an empty key). */
   get key() {
-    const offset = this.batch.messages[this.at + M_KEY];
-    if (offset === NO_KEY) return undefined;
-    return this.batch.bytes(offset, this.batch.messages[this.at + M_KEY + 1]);
+    const batch = this.batch;
+    const messages = batch.messages;
+    const at = this.at + KEY;
+    const offset = messages[at];
+    if (offset === NO_KEY_OFFSET) return undefined;
+    const start = batch.dataAt + offset;
+    return batch.buffer.subarray(start, start + messages[at + 1]);
   }
 
   /** The payload. */
   get value() {
-    const messages = this.batch.messages;
-    return this.batch.bytes(messages[this.at + M_VALUE], messages[this.at + M_VALUE + 1]);
+    const batch = this.batch;
+    const messages = batch.messages;
+    const at = this.at + VALUE;
+    const start = batch.dataAt + messages[at];
+    return batch.buffer.subarray(start, start + messages[at + 1]);
   }
 
   /** Every header in the order the producer wrote them; a name may repeat. */
   get headers() {
-    const count = this.batch.messages[this.at + M_HEADER_COUNT];
+    const count = this.batch.messages[this.at + HEADER_COUNT];
     if (count === 0) return NO_HEADERS;
     return new Headers(this.batch, this.batch.messages[this.at + M_FIRST_HEADER], count);
   }
