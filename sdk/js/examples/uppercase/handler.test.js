@@ -37,3 +37,11 @@ test('only ASCII letters change, whatever the bytes', () => {
   asciiUppercase(raw);
   assert.deepEqual([...raw], [0x41, 0xff, 0x5a, 0xc3, 0x7b, 0x60, 0xe9]);
 });
+
+test('the handler upper-cases only ASCII letters of values that are not plain ASCII too', () => {
+  const raw = Uint8Array.of(0x61, 0xff, 0x7a);
+  const outcomes = runHandler(Uppercase, [{ value: 'straße', key: 'k' }, { value: raw }]);
+  assert.equal(text(outcomes[0].outputs[0].value), 'STRAßE');
+  assert.equal(text(outcomes[0].outputs[0].key), 'k');
+  assert.deepEqual([...outcomes[1].outputs[0].value], [0x41, 0xff, 0x5a]);
+});
