@@ -108,6 +108,7 @@ const KEY = M_KEY;
 const VALUE = M_VALUE;
 const HEADER_COUNT = M_HEADER_COUNT;
 const NO_KEY_OFFSET = NO_KEY;
+const OK = SUCCEEDED;
 
 /**
  * The headers of one message, in the order the producer wrote them; a name may repeat.
@@ -349,8 +350,9 @@ export function handleBatch(handler, batch, writer, scratch = undefined) {
   }
 
   writer.begin(view.count, batch.length);
-  for (let index = 0; index < view.count; index++) {
-    let kind = SUCCEEDED;
+  const count = view.count;
+  for (let index = 0; index < count; index++) {
+    let kind = OK;
     let text;
     try {
       const result = handler.handle(new Message(view, index), writer);
