@@ -117,16 +117,30 @@ class BatchFields:
     """What the messages of one batch share: the source, the topic names, and the message table
     as arrays of its fields, from which a message reads its less used fields when asked."""
 
-    __slots__ = ("source", "topics", "u32", "i32", "i64")
+    __slots__ = ("source", "topics", "table", "u32", "_i32", "_i64")
 
     def __init__(self, source: str, topics: List[str], table: memoryview) -> None:
         self.source = source
         self.topics = topics
+        self.table = table
         # A message record is 12 u32, 12 i32 or 6 i64 (see MESSAGE_RECORD); WebAssembly is
-        # little-endian, as the encoding is.
+        # little-endian, as the encoding is. Only the u32 view is needed to read a batch; the
+        # others are made when a handler first asks for a partition, offset or timestamp.
         self.u32 = table.cast("I")
-        self.i32 = table.cast("i")
-        self.i64 = table.cast("q")
+        self._i32: Optional[memoryview] = None
+        self._i64: Optional[memoryview] = None
+
+    @property
+    def i32(self) -> memoryview:
+        if self._i32 is None:
+            self._i32 = self.table.cast("i")
+        return self._i32
+
+    @property
+    def i64(self) -> memoryview:
+        if self._i64 is None:
+            self._i64 = self.table.cast("q")
+        return self._i64
 
 
 def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
@@ -159,7 +173,7 @@ def read_batch(buffer: bytes, message_type: type) -> Tuple[str, list]:
         raise DecodeError(f"data_at {data_at} is past the end")
     source = _text(buffer, data_at, source_at, source_len, "the source")
     topics = _read_topics(buffer, data_at, topics_at, topic_count)
-    headers = _read_headers(buffer, data_at, headers_at, header_count)
+    headers = _read_headers(buffer, data_at, headers_at, header_count) if header_count else ()
     if count == 0:
         return source, []
     table = memoryview(buffer)[messages_at : messages_at + MESSAGE_RECORD.size * count]
