@@ -7,6 +7,10 @@
 #
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
 # componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
+# Components are compiled ahead of time (componentize-js --aot) with weval, which cargo builds
+# from crates.io on first use into ~/.cache/runnel/weval-VERSION (about 15 minutes on 2 cores).
+# Without cargo, or with RUNNEL_JS_AOT=0, components are built without it: smaller, quicker to
+# build, and slower to run (README.md, "What limits the speed").
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +36,39 @@ ensure_toolchain() {
         find "$cache" -maxdepth 1 -name 'js-toolchain-*' ! -name "js-toolchain-$hash" -exec rm -rf {} +
     fi
     tools=$dir/node_modules/.bin
+    toolchain=$dir
+}
+
+# Sets $weval to a weval binary of the version componentize-js is pinned to (its dependency
+# @bytecodealliance/weval in the lock file; its ahead-of-time engine and inline-cache file are
+# made for that version), building it with cargo once. componentize-js would otherwise download
+# the binary from GitHub releases, which is not a package registry. Leaves $weval empty when AOT
+# is turned off or cargo is missing.
+ensure_weval() {
+    weval=
+    if [ "${RUNNEL_JS_AOT:-1}" = 0 ]; then
+        return
+    fi
+    local version dir
+    version=$(node -p 'require(process.argv[1]).version' \
+        "$toolchain/node_modules/@bytecodealliance/weval/package.json")
+    dir=$cache/weval-$version
+    if [ ! -x "$dir/bin/weval" ]; then
+        command -v cargo >/dev/null || {
+            echo "warning: cargo is missing, so weval cannot be built: building without AOT" \
+                "(the component runs several times slower; scripts/setup.sh installs cargo)" >&2
+            return
+        }
+        echo "installing weval $version with cargo into $dir (once; about 15 minutes on 2 cores)" >&2
+        rm -rf "$dir.part"
+        CARGO_TARGET_DIR=$dir.part/target cargo install --quiet --locked --root "$dir.part" \
+            "weval@$version" >&2
+        rm -rf "$dir.part/target" "$dir"
+        mv "$dir.part" "$dir"
+        # Other versions are not used again.
+        find "$cache" -maxdepth 1 -name 'weval-*' ! -name "weval-$version" -exec rm -rf {} +
+    fi
+    weval=$dir/bin/weval
 }
 
 # build PLUGIN_DIR OUT.wasm
@@ -63,8 +100,15 @@ build() {
             root=$plugin
             entry=handler.js
         elif [ "${plugin#"$here"/}" != "$plugin" ]; then
-            root=$here
-            entry=${plugin#"$here"/}/handler.js
+            # With --aot the engine reads only below the entry's own folder, so the entry is a
+            # module at the top of a copy that re-exports the handler.
+            local relative=${plugin#"$here"/}
+            mkdir -p "$work/$relative"
+            cp -R "$plugin/." "$work/$relative/"
+            cp -R "$here/runnel" "$work/runnel"
+            echo "export * from './$relative/handler.js';" >"$work/entry.js"
+            root=$work
+            entry=entry.js
         else
             echo "$plugin: a plugin needs the SDK in runnel/ beside handler.js (sdk/js/runnel)" >&2
             exit 1
@@ -74,10 +118,14 @@ build() {
         exit 1
     fi
 
-    echo "componentizing $plugin into $out (about half a minute)" >&2
+    local aot=()
+    if [ -n "$weval" ]; then
+        aot=(--aot --weval-bin "$weval")
+    fi
+    echo "componentizing $plugin into $out${weval:+ ahead of time} (about half a minute)" >&2
     # No HTTP: the host grants no wasi:http, and a handler has no use for fetch.
     (cd "$root" && "$tools/componentize-js" "$entry" --wit "$wit" --world-name plugin \
-        --disable http fetch-event --out "$out" >&2)
+        --disable http fetch-event "${aot[@]}" --out "$out" >&2)
 }
 
 ensure_toolchain
@@ -103,15 +151,18 @@ case "${1:-}" in
     ;;
 --examples)
     out=${2:?usage: build.sh --examples OUT_DIR}
+    ensure_weval
     for example in uppercase json-router counter thrower; do
         build "$here/examples/$example" "$out/${example//-/_}.wasm"
     done
     ;;
 -*|'')
-    sed -n '2,10p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 *)
-    build "$1" "${2:?usage: build.sh PLUGIN_DIR OUT.wasm}"
+    [ -n "${2:-}" ] || { echo "usage: build.sh PLUGIN_DIR OUT.wasm" >&2; exit 2; }
+    ensure_weval
+    build "$1" "$2"
     ;;
 esac
