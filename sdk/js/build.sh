@@ -8,7 +8,7 @@
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
 # componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
 # Components are compiled ahead of time (componentize-js --aot) with weval, which cargo builds
-# from crates.io on first use into ~/.cache/runnel/weval-VERSION (about 15 minutes on 2 cores).
+# from crates.io on first use into ~/.cache/runnel/weval-VERSION (15-20 minutes on 2 cores).
 # Without cargo, or with RUNNEL_JS_AOT=0, components are built without it: smaller, quicker to
 # build, and slower to run (README.md, "What limits the speed").
 set -euo pipefail
@@ -59,7 +59,7 @@ ensure_weval() {
                 "(the component runs several times slower; scripts/setup.sh installs cargo)" >&2
             return
         }
-        echo "installing weval $version with cargo into $dir (once; about 15 minutes on 2 cores)" >&2
+        echo "installing weval $version with cargo into $dir (once; 15-20 minutes on 2 cores)" >&2
         rm -rf "$dir.part"
         CARGO_TARGET_DIR=$dir.part/target cargo install --quiet --locked --root "$dir.part" \
             "weval@$version" >&2
