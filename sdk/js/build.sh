@@ -7,10 +7,10 @@
 #
 # Needs Node.js 18 or later and npm. Installs the pinned toolchain (toolchain/package-lock.json:
 # componentize-js, jco, TypeScript) on first use into ~/.cache/runnel/js-toolchain-HASH.
-# Components are compiled ahead of time (componentize-js --aot) with weval, which cargo builds
-# from crates.io on first use into ~/.cache/runnel/weval-VERSION (15-20 minutes on 2 cores).
-# Without cargo, or with RUNNEL_JS_AOT=0, components are built without it: smaller, quicker to
-# build, and slower to run (README.md, "What limits the speed").
+# With RUNNEL_JS_AOT=1, components are compiled ahead of time (componentize-js --aot) with weval,
+# which cargo builds from crates.io on first use into ~/.cache/runnel/weval-VERSION (15-20
+# minutes on 2 cores): 1.3-1.5 times the messages per second, a larger component and a longer
+# compile in the host (README.md, "What limits the speed").
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,11 +42,12 @@ ensure_toolchain() {
 # Sets $weval to a weval binary of the version componentize-js is pinned to (its dependency
 # @bytecodealliance/weval in the lock file; its ahead-of-time engine and inline-cache file are
 # made for that version), building it with cargo once. componentize-js would otherwise download
-# the binary from GitHub releases, which is not a package registry. Leaves $weval empty when AOT
-# is turned off or cargo is missing.
+# the binary from GitHub releases, which is not a package registry. Leaves $weval empty unless
+# AOT is asked for (RUNNEL_JS_AOT=1) and cargo is there. Off by default: the one-time weval build
+# and the longer compile of every load are a price to choose, not to find.
 ensure_weval() {
     weval=
-    if [ "${RUNNEL_JS_AOT:-1}" = 0 ]; then
+    if [ "${RUNNEL_JS_AOT:-0}" != 1 ]; then
         return
     fi
     local version dir
@@ -56,7 +57,7 @@ ensure_weval() {
     if [ ! -x "$dir/bin/weval" ]; then
         command -v cargo >/dev/null || {
             echo "warning: cargo is missing, so weval cannot be built: building without AOT" \
-                "(the component runs several times slower; scripts/setup.sh installs cargo)" >&2
+                "(scripts/setup.sh installs cargo)" >&2
             return
         }
         echo "installing weval $version with cargo into $dir (once; 15-20 minutes on 2 cores)" >&2
