@@ -247,16 +247,26 @@ impl OutputProducer {
         offsets: TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<(), KafkaError> {
+        // The offsets' round trips to the coordinators and the outputs'
+        // answers are awaited side by side: sending is held meanwhile.
+        let flushing = self.clone();
+        let answered = run_blocking(move || {
+            flushing.wait_until_answered(TRANSACTION_TIMEOUT);
+            Ok(())
+        });
         let producer = self.clone();
-        run_blocking(move || {
-            let retired = &producer.retired;
-            retry_while_retriable(retired, || {
+        let offsets_sent = run_blocking(move || {
+            retry_while_retriable(&producer.retired, || {
                 producer
                     .producer
                     .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
-            })?;
-            producer.wait_until_answered(TRANSACTION_TIMEOUT);
-            retry_while_retriable(retired, || {
+            })
+        });
+        let (_, offsets_sent) = tokio::join!(answered, offsets_sent);
+        offsets_sent?;
+        let producer = self.clone();
+        run_blocking(move || {
+            retry_while_retriable(&producer.retired, || {
                 producer.producer.commit_transaction(TRANSACTION_TIMEOUT)
             })
         })
