@@ -126,9 +126,10 @@ impl Metrics {
         let sizes = vec![
             1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
         ];
-        // Up to past the default `transaction_max_messages` (20 000).
+        // Up to past the default `transaction_max_messages` (100 000).
         let transaction_sizes = vec![
-            1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0,
+            1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
+            250000.0,
         ];
         Self {
             messages_processed: counter(
