@@ -6,7 +6,11 @@
 //! environment; its caller then adds the options of its kind
 //! (`[kafka.consumer]`, a pipeline's) and those the host owns.
 
-use rdkafka::ClientConfig;
+use std::time::Duration;
+
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, bindings};
 
 use crate::config::KafkaConfig;
 
@@ -29,6 +33,29 @@ impl KafkaConfig {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// Blocks until the brokers have answered every record handed to the
+/// producer behind `client` and its delivery callbacks have run, for at
+/// most `timeout`; an error if some were still unanswered then.
+///
+/// rust-rdkafka's `flush` first polls the producer's event queue until 100
+/// ms have passed (or the timeout, if shorter), however early the answers
+/// come: every caller waited that long with anything outstanding.
+/// librdkafka's own flush waits on a condition, sends what lingers at once,
+/// and serves the delivery callbacks itself alongside a `ThreadedProducer`'s
+/// polling thread (a record is counted outstanding until its callback has
+/// returned).
+pub fn flush<C: ClientContext>(client: &Client<C>, timeout: Duration) -> KafkaResult<()> {
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `client` is a live producer handle, which outlives the call,
+    // and librdkafka allows a flush from any thread.
+    #[allow(unsafe_code)]
+    let answer = unsafe { bindings::rd_kafka_flush(client.native_ptr(), timeout_ms) };
+    match answer {
+        bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        other => Err(KafkaError::Flush(RDKafkaErrorCode::from(other))),
     }
 }
 

@@ -71,26 +71,24 @@ TOML
 
 # preinit IN.wasm OUT.wasm: runs the reactor's `_initialize` once, here, and writes the module
 # with the state it left as its initial state, so that no instance runs it again (preinit/).
-# Run it on the core module, before componentize. The tool is built from preinit/ with cargo
-# on first use and cached under a name that changes with its sources, so an edited tool is
-# rebuilt; without the cache it is simply built again.
+# Run it on the core module, before componentize. The tool is a member of the host's cargo
+# workspace, built with the host into the target directory the host is built in
+# (scripts/build-env.sh), and cargo rebuilds it when its sources change. With the host:
+# built alone, cargo would give wasmtime and the crates under it fewer features than the
+# host's, and compile all of them a second time.
 preinit() {
-    local source
-    source=$(cd "$(dirname "${BASH_SOURCE[0]}")/preinit" && pwd)
-    local key
-    key=$(cat "$source/Cargo.toml" "$source/Cargo.lock" "$source"/src/*.rs | sha256sum | cut -c1-12)
-    local root=$COMPONENTIZE_CACHE/preinit-$key
-    if [ ! -x "$root/bin/runnel-preinit" ]; then
-        command -v cargo >/dev/null || {
-            echo "error: runnel-preinit is missing and cargo, which builds it, too: run scripts/setup.sh" >&2
-            return 1
-        }
-        echo "building runnel-preinit with cargo (wasmtime: several minutes, once)" >&2
-        # From inside the repository, so that rust-toolchain.toml picks the compiler.
-        (cd "$source" && cargo install --quiet --locked --root "$root.part" --path . >&2)
-        rm -rf "$root" && mv "$root.part" "$root"
+    command -v cargo >/dev/null || {
+        echo "error: cargo, which builds runnel-preinit, is missing: run scripts/setup.sh" >&2
+        return 1
+    }
+    local target=${CARGO_TARGET_DIR:-$RUNNEL_CACHE/target}
+    if [ ! -x "$target/release/runnel-preinit" ]; then
+        echo "building runnel-preinit and the host with cargo (minutes, unless the host is built)" >&2
     fi
-    "$root/bin/runnel-preinit" "$@"
+    # From inside the repository, so that rust-toolchain.toml picks the compiler.
+    (cd "$(dirname "${BASH_SOURCE[0]}")/../.." &&
+        CARGO_TARGET_DIR=$target cargo build --quiet --release -p runnel -p runnel-preinit >&2)
+    "$target/release/runnel-preinit" "$@"
 }
 
 # componentize CORE.wasm OUT.wasm [--no-embed]: embeds the WIT world (unless the module already

@@ -50,7 +50,7 @@ pub fn produce(
     let read = send_lines(&producer, request, topic, input, &mut sent);
     // Every record is given up on by librdkafka after `timeout`, so the
     // flush ends even when the brokers stop answering.
-    let flushed = producer.flush(request.timeout + request.timeout);
+    let flushed = crate::kafka_client::flush(producer.client(), request.timeout + request.timeout);
     let context = producer.context();
     let delivered = context.delivered.load(Ordering::Relaxed);
     if delivered < sent {

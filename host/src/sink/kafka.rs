@@ -249,9 +249,13 @@ impl OutputProducer {
     ) -> Result<(), KafkaError> {
         // The offsets' round trips to the coordinators and the outputs'
         // answers are awaited side by side: sending is held meanwhile.
+        // rust-rdkafka's `commit_transaction` flushes first too, its own
+        // way, which costs 100 ms with anything outstanding (see
+        // `kafka_client::flush`); after this flush there is nothing.
         let flushing = self.clone();
         let answered = run_blocking(move || {
-            flushing.wait_until_answered(TRANSACTION_TIMEOUT);
+            // One that times out leaves the rest to the commit.
+            let _ = flushing.flush(TRANSACTION_TIMEOUT);
             Ok(())
         });
         let producer = self.clone();
@@ -271,28 +275,6 @@ impl OutputProducer {
             })
         })
         .await
-    }
-
-    /// Blocks until the broker has answered every output handed to the
-    /// producer and its polling thread has served the answers, for at most
-    /// `timeout`.
-    ///
-    /// A commit flushes the outputs by itself, but rust-rdkafka's
-    /// `commit_transaction` first calls its own `flush`, which, if anything
-    /// is outstanding, polls the producer's event queue until 100 ms have
-    /// passed, however early the answers come (with a `ThreadedProducer`
-    /// its polling thread takes them anyway). Every commit waited those
-    /// 100 ms with sending held, and exactly-once moved half the messages
-    /// of at-least-once. librdkafka's own flush waits on a condition
-    /// instead, and sends what lingers at once.
-    fn wait_until_answered(&self, timeout: Duration) {
-        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        let client = self.producer.client().native_ptr();
-        // SAFETY: `client` is the live handle of this producer, which
-        // outlives the call, and librdkafka allows a flush from any thread.
-        // A flush that times out leaves the rest to the commit.
-        #[allow(unsafe_code)]
-        let _ = unsafe { rdkafka::bindings::rd_kafka_flush(client, timeout_ms) };
     }
 
     /// Gives the producer up: a transaction step still retrying stops at
@@ -398,9 +380,9 @@ impl OutputProducer {
         Ok(())
     }
 
-    /// Waits for every queued output, up to `timeout`.
+    /// Waits for every queued output to be answered, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        crate::kafka_client::flush(self.producer.client(), timeout)
     }
 }
 
