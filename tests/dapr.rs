@@ -8,27 +8,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::config::{HostConfig, Pipeline};
+use support::daprd::{self, Sidecar};
 use support::host::HostProcess;
 use support::kafka::{self, TopicReader};
-use support::{plugin_path, repo_root, wait_until};
-
-/// Builds (or finds in the cache) the pinned daprd, once per process.
-fn ensure_daprd() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(repo_root().join("tests/dapr/daprd.sh"))
-            .arg("build")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("running tests/dapr/daprd.sh build");
-        assert!(status.success(), "building daprd failed");
-    });
-}
+use support::{plugin_path, wait_until};
 
 /// Dapr's app API token of every sidecar and host here.
 const APP_API_TOKEN: &str = "dapr-e2e-3c9a71f0b2";
@@ -41,99 +27,34 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Sidecar {
-    dir: std::path::PathBuf,
-}
-
-impl Sidecar {
-    fn start(dir: &Path, app_port: u16, topic: &str, binding: &str) -> Self {
-        Self::start_with(dir, app_port, topic, binding, &[])
+/// daprd with a Kafka input binding `binding` on `topic`, its app the host
+/// on `app_port`. `meta` adds component metadata (`publishTopic=...` makes
+/// the same component an output binding too).
+fn start_sidecar(dir: &Path, app_port: u16, topic: &str, binding: &str, meta: &[&str]) -> Sidecar {
+    let brokers = kafka::brokers();
+    let app_port = app_port.to_string();
+    let mut arguments = vec![
+        "--app-port",
+        &app_port,
+        "--brokers",
+        &brokers,
+        "--topic",
+        topic,
+        "--binding",
+        binding,
+        // Leaving out `direction` makes daprd ask OPTIONS /{binding}
+        // first, as an app-subscribed binding does.
+        "--direction",
+        "none",
+        // Without this, daprd's Kafka binding drops a record the app
+        // rejects; with it, daprd redelivers.
+        "--meta",
+        "consumeRetryEnabled=true",
+    ];
+    for entry in meta {
+        arguments.extend(["--meta", entry]);
     }
-
-    /// `meta` adds component metadata (`publishTopic=...` makes the same
-    /// component an output binding too).
-    fn start_with(dir: &Path, app_port: u16, topic: &str, binding: &str, meta: &[&str]) -> Self {
-        let mut command = Command::new(repo_root().join("tests/dapr/daprd.sh"));
-        command
-            .env("APP_API_TOKEN", APP_API_TOKEN)
-            .args(["start", "--dir"])
-            .arg(dir)
-            .args(["--app-port", &app_port.to_string()])
-            .args([
-                "--brokers",
-                &kafka::brokers(),
-                "--topic",
-                topic,
-                "--binding",
-                binding,
-            ])
-            // Leaving out `direction` makes daprd ask OPTIONS /{binding}
-            // first, as an app-subscribed binding does.
-            .args(["--direction", "none"])
-            // Without this, daprd's Kafka binding drops a record the app
-            // rejects; with it, daprd redelivers.
-            .args(["--meta", "consumeRetryEnabled=true"])
-            .args(["--watch-pid", &std::process::id().to_string()]);
-        for entry in meta {
-            command.args(["--meta", entry]);
-        }
-        let output = command.output().expect("starting daprd");
-        assert!(
-            output.status.success(),
-            "daprd did not start:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// The port of daprd's HTTP API.
-    fn http_port(&self) -> u16 {
-        std::fs::read_to_string(self.dir.join("http_port"))
-            .expect("daprd wrote its port")
-            .trim()
-            .parse()
-            .expect("a port number")
-    }
-
-    /// Stops daprd (SIGTERM) for `away`, then starts it again with the same
-    /// ports and components: a sidecar restart.
-    fn restart_after(&self, away: Duration) {
-        let script = repo_root().join("tests/dapr/daprd.sh");
-        let stopped = Command::new(&script)
-            .args(["stop", "--dir"])
-            .arg(&self.dir)
-            .status()
-            .expect("stopping daprd");
-        assert!(stopped.success());
-        std::thread::sleep(away);
-        let resumed = Command::new(&script)
-            .env("APP_API_TOKEN", APP_API_TOKEN)
-            .args(["resume", "--dir"])
-            .arg(&self.dir)
-            .args(["--watch-pid", &std::process::id().to_string()])
-            .output()
-            .expect("resuming daprd");
-        assert!(
-            resumed.status.success(),
-            "daprd did not come back:\n{}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daprd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("tests/dapr/daprd.sh"))
-            .args(["stop", "--dir"])
-            .arg(&self.dir)
-            .status();
-    }
+    Sidecar::start(dir, Some(APP_API_TOKEN), &arguments)
 }
 
 /// Starts a host listening on `app_port`, where daprd finds it, with the
@@ -161,7 +82,7 @@ fn start_host(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
-    ensure_daprd();
+    daprd::ensure_built();
     let input = kafka::unique_topic("dapr-in");
     let output = kafka::unique_topic("dapr-out");
     kafka::create_topic(&input, 1);
@@ -174,7 +95,7 @@ async fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
         .await;
     let sidecar_dir = dir.path().join("daprd");
     std::fs::create_dir_all(&sidecar_dir).unwrap();
-    let sidecar = Sidecar::start(&sidecar_dir, app_port, &input, "kafka-in");
+    let sidecar = start_sidecar(&sidecar_dir, app_port, &input, "kafka-in", &[]);
 
     for i in 0..20 {
         kafka::produce_with_headers(
@@ -241,7 +162,7 @@ async fn records_flow_from_kafka_through_daprd_and_runnel_back_to_kafka() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outputs_can_leave_through_a_dapr_output_binding() {
-    ensure_daprd();
+    daprd::ensure_built();
     let input = kafka::unique_topic("dapr-io-in");
     let output = kafka::unique_topic("dapr-io-out");
     kafka::create_topic(&input, 1);
@@ -253,7 +174,7 @@ async fn outputs_can_leave_through_a_dapr_output_binding() {
     let sidecar_dir = dir.path().join("daprd");
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let publish = format!("publishTopic={output}");
-    let sidecar = Sidecar::start_with(&sidecar_dir, app_port, &input, "kafka-io", &[&publish]);
+    let sidecar = start_sidecar(&sidecar_dir, app_port, &input, "kafka-io", &[&publish]);
     let pipeline = Pipeline::bound_to("kafka-io").set("output_binding", "kafka-io");
     let sidecar_port = Some(sidecar.http_port());
     let host = start_host(dir.path(), app_port, sidecar_port, "through-dapr", pipeline);
@@ -278,7 +199,7 @@ async fn outputs_can_leave_through_a_dapr_output_binding() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
-    ensure_daprd();
+    daprd::ensure_built();
     const COUNT: usize = 2000;
     let input = kafka::unique_topic("dapr-restart-in");
     let output = kafka::unique_topic("dapr-restart-out");
@@ -292,7 +213,7 @@ async fn outputs_to_a_dapr_output_binding_wait_out_a_sidecar_restart() {
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let unused_input = kafka::unique_topic("dapr-restart-unused");
     let publish = format!("publishTopic={output}");
-    let sidecar = Sidecar::start_with(
+    let sidecar = start_sidecar(
         &sidecar_dir,
         app_port,
         &unused_input,

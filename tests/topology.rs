@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use deploy_files::HostPaths;
 use prometheus::PrometheusServer;
-use sidecar::Sidecar;
+use support::daprd::Sidecar;
 use support::host::HostProcess;
 use support::kafka::{self, Cluster, TopicReader};
 use support::wait_until;
@@ -92,7 +92,7 @@ impl Topology {
         let config = deploy_files::prometheus_config(&targets, &prometheus_dir);
         let prometheus = PrometheusServer::start(&config, &prometheus_dir).await;
         let sidecar_dir = subdir(dir.path(), "daprd");
-        let sidecar = Sidecar::start(sidecar_dir, &hosts[SIDECAR_HOST].address);
+        let sidecar = sidecar::start(&sidecar_dir, &hosts[SIDECAR_HOST].address);
         Self {
             sidecar,
             prometheus,

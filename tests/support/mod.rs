@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daprd;
 pub mod host;
 pub mod kafka;
 pub mod plugin_dir;
