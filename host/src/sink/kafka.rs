@@ -367,12 +367,10 @@ impl OutputProducer {
     ) -> Result<(), SinkError> {
         let mut awaited: Option<Arc<DeliveryGroup>> = None;
         for delivery in deliveries {
-            if let (PendingDelivery::Kafka(group), Some(last)) = (&delivery, &awaited)
-                && Arc::ptr_eq(group, last)
-            {
-                continue;
-            }
             if let PendingDelivery::Kafka(group) = &delivery {
+                if awaited.as_ref().is_some_and(|last| Arc::ptr_eq(group, last)) {
+                    continue;
+                }
                 awaited = Some(group.clone());
             }
             self.confirm(delivery).await?;
