@@ -368,7 +368,10 @@ impl OutputProducer {
         let mut awaited: Option<Arc<DeliveryGroup>> = None;
         for delivery in deliveries {
             if let PendingDelivery::Kafka(group) = &delivery {
-                if awaited.as_ref().is_some_and(|last| Arc::ptr_eq(group, last)) {
+                if awaited
+                    .as_ref()
+                    .is_some_and(|last| Arc::ptr_eq(group, last))
+                {
                     continue;
                 }
                 awaited = Some(group.clone());
