@@ -35,11 +35,19 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "lints of the plugins workspace (cargo clippy, wasm32-wasip2)"
 (cd plugins && CARGO_TARGET_DIR="$RUNNEL_PLUGINS_TARGET_DIR" cargo clippy --release --all-targets -- -D warnings)
 
+# Everything the tests run, built once: the host, the harness, every test
+# and runnel-preinit (for the Go SDK's examples). `--all-targets` resolves
+# features as `cargo test` does, so the tests below find it all built; a
+# separate `cargo build` of the host or of runnel-preinit would give
+# wasmtime other features and compile it a second time.
+step "building the host, its tests and tools (cargo build --all-targets)"
+cargo build --release --workspace --all-targets
+
 # Every other language's SDK: its own tests in its own runner, and its
 # example handlers built for tests/languages.rs and tests/throwing.rs. Each
 # installs its toolchain when missing (npm, pip, Go, apt, cargo install),
 # cached between runs.
-scripts/sdks.sh
+RUNNEL_PREINIT="$CARGO_TARGET_DIR/release/runnel-preinit" scripts/sdks.sh
 
 # docker-compose.yml, deploy/kubernetes and deploy/prometheus, each checked
 # by its own format's validators; the dashboard's and the alerts' metrics

@@ -76,7 +76,13 @@ TOML
 # (scripts/build-env.sh), and cargo rebuilds it when its sources change. With the host:
 # built alone, cargo would give wasmtime and the crates under it fewer features than the
 # host's, and compile all of them a second time.
+# A script that has built runnel-preinit along with everything else (scripts/test.sh) names
+# it in RUNNEL_PREINIT, which is then run as it is.
 preinit() {
+    if [ -n "${RUNNEL_PREINIT:-}" ]; then
+        "$RUNNEL_PREINIT" "$@"
+        return
+    fi
     command -v cargo >/dev/null || {
         echo "error: cargo, which builds runnel-preinit, is missing: run scripts/setup.sh" >&2
         return 1
